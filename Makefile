@@ -1,0 +1,37 @@
+# Switchyard's Makefile is a thin front for the scripts under hack/.
+# Every target works from a fresh clone; see README.md.
+
+GO ?= go
+BIN := bin/switchyard
+
+.PHONY: build run test lint fuzz bench bench-full tools e2e sandbox clean
+
+build: ## Build the switchyard binary into bin/.
+	$(GO) build -o $(BIN) ./cmd/proxy
+
+run: ## Dry-run over the bundled example manifests: prints the rules Switchyard would program.
+	$(GO) run ./cmd/proxy dry-run -f manifests/examples/
+
+test: ## Unit tests (no root, no cluster), race detector on, plus a short fuzz pass.
+	hack/test.sh
+
+lint: ## gofmt and go vet.
+	hack/lint.sh
+
+fuzz: ## Longer fuzz runs of the manifest reader and model conversion.
+	FUZZTIME=$${FUZZTIME:-60s} hack/fuzz.sh
+
+bench: ## Go micro-benchmarks of render and partial render.
+	hack/bench.sh
+
+tools: ## Build kube-apiserver, etcd, kubectl and kube-proxy v1.37.2 into .cache/tools (cached).
+	hack/build-tools.sh
+
+e2e: tools ## Privileged tests on the real testbed (root): control plane, netns nodes, iptables.
+	hack/e2e.sh
+
+sandbox: tools ## A control plane with two nodes and example pods, up until Ctrl-C (root).
+	hack/sandbox.sh
+
+clean:
+	rm -rf bin
