@@ -1,0 +1,121 @@
+package vm
+
+// These tests boot real guests. They need root (the network test creates a network namespace),
+// QEMU and the kernel from hack/vm-deps.sh. Without them the tests skip, unless CI is set: CI
+// installs the dependencies first, so there a missing piece is a failure.
+//
+// IP plan inside the guests:
+//   10.0.0.1:80          IPVS virtual server (TestIPVSInGuest)
+//   10.1.0.1, 10.1.0.2   its real servers, port 8080
+//   10.99.0.1/24         veth-host in the guest's root namespace (testdata/userland.sh)
+//   10.99.0.2/24         veth-a in the guest's namespace "a"
+//   10.0.2.15/24         the guest's eth0 on QEMU user networking; 10.0.2.2 is the host side
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// requireVM skips (or, under CI, fails) the test when the guest cannot be booted here, and
+// returns the kernel.
+func requireVM(t *testing.T) *Kernel {
+	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set, so the VM dependencies must be present (hack/vm-deps.sh): "+format, args...)
+		}
+		t.Skipf("skipping VM test: "+format+" (run hack/vm-deps.sh as root)", args...)
+	}
+	if os.Geteuid() != 0 {
+		missing("not root")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missing("qemu-system-x86_64 not found")
+	}
+	dir, err := DefaultKernelDir()
+	if err != nil {
+		missing("%v", err)
+	}
+	k, err := loadKernelCached(dir)
+	if err != nil {
+		missing("%v", err)
+	}
+	return k
+}
+
+// testWriter streams the guest's console into the test log, line by line.
+type testWriter struct {
+	t       *testing.T
+	mu      sync.Mutex
+	partial string
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	text := w.partial + string(p)
+	lines := strings.Split(text, "\n")
+	w.partial = lines[len(lines)-1]
+	for _, line := range lines[:len(lines)-1] {
+		w.t.Log("guest: " + line)
+	}
+	return len(p), nil
+}
+
+func runGuest(t *testing.T, cfg Config) Result {
+	t.Helper()
+	if cfg.Output == nil {
+		cfg.Output = &testWriter{t: t}
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 90 * time.Second
+	}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run(%q): %v", cfg.Command, err)
+	}
+	t.Logf("timings (%s): build %v, boot %v, command %v, total %v",
+		res.Accel, res.BuildTime.Round(time.Millisecond), res.BootTime.Round(time.Millisecond),
+		res.RunTime.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	return res
+}
+
+func TestExitStatus(t *testing.T) {
+	k := requireVM(t)
+	tests := []struct {
+		name       string
+		command    []string
+		wantExit   int
+		wantOutput string
+	}{
+		{
+			name:       "ipvs present",
+			command:    []string{"sh", "-c", "head -n 1 /proc/net/ip_vs && grep -c . /proc/modules >/dev/null"},
+			wantExit:   0,
+			wantOutput: "IP Virtual Server version",
+		},
+		{
+			name:       "non-zero exit",
+			command:    []string{"sh", "-c", "echo 'it'\\''s quoted'; printf 'no newline'; exit 7"},
+			wantExit:   7,
+			wantOutput: "it's quoted\nno newline",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runGuest(t, Config{Kernel: k, Command: tc.command})
+			if res.ExitCode != tc.wantExit {
+				t.Errorf("exit code = %d, want %d; output:\n%s", res.ExitCode, tc.wantExit, res.Output)
+			}
+			if !strings.Contains(res.Output, tc.wantOutput) {
+				t.Errorf("output = %q, want it to contain %q", res.Output, tc.wantOutput)
+			}
+		})
+	}
+}
