@@ -1,0 +1,101 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"strings"
+
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+)
+
+// Chains that every sync owns, with kube-proxy's names.
+const (
+	// ChainServices dispatches packets to per-service chains (nat) and rejects traffic
+	// to services without endpoints (filter).
+	ChainServices = "KUBE-SERVICES"
+	// ChainExternalServices rejects or drops external traffic to services without
+	// (local) endpoints (filter).
+	ChainExternalServices = "KUBE-EXTERNAL-SERVICES"
+	// ChainNodePorts dispatches node-port traffic (nat) and accepts health-check node
+	// ports (filter).
+	ChainNodePorts = "KUBE-NODEPORTS"
+	// ChainPostrouting masquerades marked packets (nat).
+	ChainPostrouting = "KUBE-POSTROUTING"
+	// ChainMarkMasq marks packets for masquerade (nat).
+	ChainMarkMasq = "KUBE-MARK-MASQ"
+	// ChainForward accepts forwarded service traffic (filter).
+	ChainForward = "KUBE-FORWARD"
+	// ChainProxyFirewall drops load-balancer traffic from outside the source ranges
+	// (filter).
+	ChainProxyFirewall = "KUBE-PROXY-FIREWALL"
+	// ChainKubeletFirewall is kubelet's chain; kube-proxy writes the martian-localnet
+	// drop rule into it when localhost node ports are enabled (filter).
+	ChainKubeletFirewall = "KUBE-FIREWALL"
+	// ChainCanary is created in the mangle, nat and filter tables; when it disappears,
+	// someone flushed the tables and a full sync is due.
+	ChainCanary = "KUBE-PROXY-CANARY"
+)
+
+// Prefixes of per-service chains. A chain with one of these names that no service needs
+// is stale and is deleted by a full sync.
+const (
+	PrefixServiceCluster = "KUBE-SVC-"
+	PrefixServiceLocal   = "KUBE-SVL-"
+	PrefixExternal       = "KUBE-EXT-"
+	PrefixFirewall       = "KUBE-FW-"
+	PrefixEndpoint       = "KUBE-SEP-"
+)
+
+// MasqueradeMark is kube-proxy's default --iptables-masquerade-bit 14.
+const MasqueradeMark = "0x4000"
+
+// IsServiceChain reports whether a nat chain name is one of the per-service chains that
+// Switchyard (or kube-proxy before it) creates.
+func IsServiceChain(name string) bool {
+	for _, p := range []string{PrefixServiceCluster, PrefixServiceLocal, PrefixExternal, PrefixFirewall, PrefixEndpoint} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// hashName is kube-proxy's naming scheme: the prefix and the first 16 characters of the
+// standard base32 encoding of sha256(text). iptables limits chain names to 28
+// characters, and keeping the exact scheme lets Switchyard adopt kube-proxy's chains.
+func hashName(prefix, text string) string {
+	sum := sha256.Sum256([]byte(text))
+	return prefix + base32.StdEncoding.EncodeToString(sum[:])[:16]
+}
+
+// portProto is the hashed text of a service port: "ns/name:port" and the lowercase
+// protocol.
+func portProto(name endpoints.ServicePortName) string {
+	return name.String() + strings.ToLower(string(name.Protocol))
+}
+
+// ServiceChain returns the KUBE-SVC- chain of a service port (Cluster policy).
+func ServiceChain(name endpoints.ServicePortName) string {
+	return hashName(PrefixServiceCluster, portProto(name))
+}
+
+// LocalServiceChain returns the KUBE-SVL- chain of a service port (Local policy).
+func LocalServiceChain(name endpoints.ServicePortName) string {
+	return hashName(PrefixServiceLocal, portProto(name))
+}
+
+// ExternalChain returns the KUBE-EXT- chain of a service port.
+func ExternalChain(name endpoints.ServicePortName) string {
+	return hashName(PrefixExternal, portProto(name))
+}
+
+// FirewallChain returns the KUBE-FW- chain of a service port.
+func FirewallChain(name endpoints.ServicePortName) string {
+	return hashName(PrefixFirewall, portProto(name))
+}
+
+// EndpointChain returns the KUBE-SEP- chain of one endpoint of a service port; the
+// endpoint is "ip:port" (IPv6 in brackets).
+func EndpointChain(name endpoints.ServicePortName, endpoint string) string {
+	return hashName(PrefixEndpoint, portProto(name)+endpoint)
+}

@@ -1,0 +1,314 @@
+package iptables
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+)
+
+// Plan is the outcome of a render: the restore payload and what it does.
+type Plan struct {
+	// Full is true for a full render, false for a partial one.
+	Full bool
+	// Payload is the exact input for `iptables-restore --noflush` (or ip6tables-restore),
+	// holding a *filter and a *nat block. It is empty when nothing needs writing.
+	Payload []byte
+	// Stats counts what the payload writes.
+	Stats Stats
+}
+
+// Stats counts the work in a Plan, for logs and metrics.
+type Stats struct {
+	// Services is the number of service ports rendered (all for a full render, the
+	// changed ones for a partial render).
+	Services int
+	// Chains is the number of chains declared, that is created or flushed.
+	Chains int
+	// Rules is the number of rules appended, inserted or deleted.
+	Rules int
+	// DeletedChains is the number of chains removed with -X.
+	DeletedChains int
+	// FilterRules and NATRules count the rules a full render leaves in each table
+	// (kube-proxy's sync_proxy_rules_iptables_total); zero for partial renders.
+	FilterRules, NATRules int
+}
+
+// tableWriter collects one table's block of a payload: declarations first, then rules,
+// then deletions, so that every jump target exists when its rule is read and every
+// chain is unreferenced when it is deleted.
+type tableWriter struct {
+	decls, rules, deletes bytes.Buffer
+	stats                 *Stats
+	appended              int // rules written with -A
+}
+
+func (w *tableWriter) declare(chain string) {
+	w.decls.WriteString(":")
+	w.decls.WriteString(chain)
+	w.decls.WriteString(" - [0:0]\n")
+	w.stats.Chains++
+}
+
+func (w *tableWriter) rule(op, chain, spec string) {
+	w.rules.WriteString(op)
+	w.rules.WriteByte(' ')
+	w.rules.WriteString(chain)
+	w.rules.WriteByte(' ')
+	w.rules.WriteString(spec)
+	w.rules.WriteByte('\n')
+	w.stats.Rules++
+	if op == "-A" {
+		w.appended++
+	}
+}
+
+func (w *tableWriter) delete(chain string) {
+	w.deletes.WriteString("-X ")
+	w.deletes.WriteString(chain)
+	w.deletes.WriteByte('\n')
+	w.stats.DeletedChains++
+}
+
+func (w *tableWriter) empty() bool {
+	return w.decls.Len() == 0 && w.rules.Len() == 0 && w.deletes.Len() == 0
+}
+
+func (w *tableWriter) writeTo(out *bytes.Buffer, table string) {
+	out.WriteString("*")
+	out.WriteString(table)
+	out.WriteByte('\n')
+	out.Write(w.decls.Bytes())
+	out.Write(w.rules.Bytes())
+	out.Write(w.deletes.Bytes())
+	out.WriteString("COMMIT\n")
+}
+
+// Render computes the full payload for a snapshot. It rewrites every chain Switchyard
+// owns: the fixed chains, every service's chains and its dispatch rules. Chains named
+// in existingNATChains (read from the kernel with iptables-save) that look like service
+// chains but that no service needs any more are flushed and deleted, which also removes
+// what a kube-proxy that ran before left behind.
+//
+// Because every chain is declared in the payload, a --noflush restore of it replaces
+// the content of chains that already exist in one atomic step: taking over from
+// kube-proxy, whose chains have the same names, has no window where traffic fails.
+func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *Plan {
+	plan := &Plan{Full: true}
+	filter := &tableWriter{stats: &plan.Stats}
+	nat := &tableWriter{stats: &plan.Stats}
+
+	for _, c := range []string{ChainServices, ChainExternalServices, ChainForward, ChainNodePorts, ChainProxyFirewall} {
+		filter.declare(c)
+	}
+	if cfg.localhostFirewall() {
+		filter.declare(ChainKubeletFirewall)
+		filter.rule("-A", ChainKubeletFirewall, `-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`)
+	}
+	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
+		nat.declare(c)
+	}
+	mark := MasqueradeMark
+	nat.rule("-A", ChainPostrouting, "-m mark ! --mark "+mark+"/"+mark+" -j RETURN")
+	// Clear the mark so that a packet re-entering the stack (e.g. through a tunnel)
+	// is not masqueraded twice.
+	nat.rule("-A", ChainPostrouting, "-j MARK --xor-mark "+mark)
+	// --random-fully avoids the conntrack source-port race behind DNS 5 s delays
+	// (kubernetes#56903).
+	nat.rule("-A", ChainPostrouting, `-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`)
+	nat.rule("-A", ChainMarkMasq, "-j MARK --or-mark "+mark)
+
+	active := map[string]struct{}{}
+	names := snap.SortedServices()
+	for _, name := range names {
+		f := renderService(snap.Services[name], snap.Endpoints[name], cfg)
+		if f == nil {
+			continue
+		}
+		plan.Stats.Services++
+		for _, r := range f.shared {
+			w := nat
+			if r.table == "filter" {
+				w = filter
+			}
+			w.rule("-A", r.chain, r.spec)
+		}
+		for _, c := range f.chains {
+			nat.declare(c.name)
+			active[c.name] = struct{}{}
+			for _, spec := range c.rules {
+				nat.rule("-A", c.name, spec)
+			}
+		}
+	}
+
+	stale := make([]string, 0)
+	for _, c := range existingNATChains {
+		if _, ok := active[c]; !ok && IsServiceChain(c) {
+			stale = append(stale, c)
+		}
+	}
+	slices.Sort(stale)
+	stale = slices.Compact(stale)
+	for _, c := range stale {
+		nat.declare(c)
+		nat.delete(c)
+	}
+
+	filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
+	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding rules" -m mark --mark `+mark+"/"+mark+" -j ACCEPT")
+	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`)
+
+	for _, spec := range nodePortsJumps(cfg) {
+		nat.rule("-A", ChainServices, spec)
+	}
+	plan.Stats.FilterRules = filter.appended
+	plan.Stats.NATRules = nat.appended
+
+	var out bytes.Buffer
+	out.Grow(filter.rules.Len() + nat.decls.Len() + nat.rules.Len() + 4096)
+	filter.writeTo(&out, "filter")
+	nat.writeTo(&out, "nat")
+	plan.Payload = out.Bytes()
+	return plan
+}
+
+// nodePortsJumps returns the rules that send packets for this node's addresses on to
+// KUBE-NODEPORTS: one addrtype match, or one rule per --nodeport-addresses address. They
+// must stay the last rules of KUBE-SERVICES, so that a node port never shadows a service
+// IP; partial renders therefore insert service rules at the top.
+func nodePortsJumps(cfg *Config) []string {
+	const comment = `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" `
+	if len(cfg.NodePortIPs) == 0 {
+		dst := "-m addrtype --dst-type LOCAL"
+		switch {
+		case cfg.Family == "IPv6":
+			dst += " ! -d ::1/128"
+		case !cfg.LocalhostNodePorts:
+			dst += " ! -d 127.0.0.0/8"
+		}
+		return []string{comment + dst + " -j " + ChainNodePorts}
+	}
+	ips := slices.Clone(cfg.NodePortIPs)
+	slices.SortFunc(ips, netip.Addr.Compare)
+	out := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		// Loopback node ports need route_localnet; they are skipped unless asked for.
+		if ip.IsLoopback() && !cfg.localhostFirewall() {
+			continue
+		}
+		out = append(out, comment+"-d "+ip.String()+" -j "+ChainNodePorts)
+	}
+	return out
+}
+
+// RenderPartial computes the payload that turns the tables programmed for prev into
+// those for next, touching only the service ports in next.Changed. next must be the
+// snapshot the Tracker returned right after prev; otherwise RenderPartial refuses, and
+// the caller must render in full.
+//
+// Nothing is rewritten on every sync. kube-proxy rewrites KUBE-SERVICES and the other
+// shared chains each time, which at 10k services is the bulk of its one-second syncs;
+// here a changed service's rules in the shared chains are edited in place: old rules are
+// removed with -D and new ones added with -A, or for nat KUBE-SERVICES inserted at the
+// top with -I so that the node-ports jump stays last. Owned chains are redeclared only
+// if their content changed, and deleted with -X when no longer needed. The fixed chains
+// (KUBE-POSTROUTING, KUBE-MARK-MASQ, KUBE-FORWARD) and the node-ports jump only change
+// with the Config, so they are written by full renders alone: at start, after a failed
+// apply, when the canary chain disappears, and periodically.
+//
+// The payload is O(changed services' rules). Rule order inside a shared chain may then
+// differ from a full render's, which is harmless: each of a service's shared rules
+// matches a destination (address, port, protocol) that no other service's rule matches.
+func RenderPartial(prev, next *endpoints.Snapshot, cfg *Config) (*Plan, error) {
+	if prev == nil || next.Generation != prev.Generation+1 {
+		return nil, fmt.Errorf("snapshot %d does not follow the last applied one: a full render is needed", next.Generation)
+	}
+	plan := &Plan{}
+	filter := &tableWriter{stats: &plan.Stats}
+	nat := &tableWriter{stats: &plan.Stats}
+	for _, name := range next.SortedChanged() {
+		var before, after *fragment
+		if port := prev.Services[name]; port != nil {
+			before = renderService(port, prev.Endpoints[name], cfg)
+		}
+		if port := next.Services[name]; port != nil {
+			after = renderService(port, next.Endpoints[name], cfg)
+		}
+		if before == nil && after == nil {
+			continue
+		}
+		plan.Stats.Services++
+		writeFragmentDiff(before, after, filter, nat)
+	}
+	if filter.empty() && nat.empty() {
+		return plan, nil
+	}
+	var out bytes.Buffer
+	if !filter.empty() {
+		filter.writeTo(&out, "filter")
+	}
+	if !nat.empty() {
+		nat.writeTo(&out, "nat")
+	}
+	plan.Payload = out.Bytes()
+	return plan, nil
+}
+
+// writeFragmentDiff writes the edits from one service port's old fragment to its new
+// one. Either may be nil.
+func writeFragmentDiff(before, after *fragment, filter, nat *tableWriter) {
+	var oldShared, newShared []sharedRule
+	var oldChains, newChains []ownedChain
+	if before != nil {
+		oldShared, oldChains = before.shared, before.chains
+	}
+	if after != nil {
+		newShared, newChains = after.shared, after.chains
+	}
+	table := func(name string) *tableWriter {
+		if name == "filter" {
+			return filter
+		}
+		return nat
+	}
+	for _, r := range oldShared {
+		if !slices.Contains(newShared, r) {
+			table(r.table).rule("-D", r.chain, r.spec)
+		}
+	}
+	for _, r := range newShared {
+		if slices.Contains(oldShared, r) {
+			continue
+		}
+		if r.table == "nat" && r.chain == ChainServices {
+			table(r.table).rule("-I", r.chain+" 1", r.spec)
+		} else {
+			table(r.table).rule("-A", r.chain, r.spec)
+		}
+	}
+	// A service with many endpoints owns many chains: index them rather than search.
+	oldByName := make(map[string][]string, len(oldChains))
+	for _, c := range oldChains {
+		oldByName[c.name] = c.rules
+	}
+	newNames := make(map[string]struct{}, len(newChains))
+	for _, c := range newChains {
+		newNames[c.name] = struct{}{}
+		if old, ok := oldByName[c.name]; ok && slices.Equal(old, c.rules) {
+			continue
+		}
+		nat.declare(c.name)
+		for _, spec := range c.rules {
+			nat.rule("-A", c.name, spec)
+		}
+	}
+	for _, c := range oldChains {
+		if _, ok := newNames[c.name]; !ok {
+			nat.declare(c.name)
+			nat.delete(c.name)
+		}
+	}
+}
