@@ -56,6 +56,9 @@ type Config struct {
 	Modules []string
 	// ExtraModules are loaded in addition to Modules (or DefaultModules).
 	ExtraModules []string
+	// KernelArgs are appended to the kernel command line, e.g. "loglevel=7" to see the boot
+	// messages that "quiet" hides.
+	KernelArgs []string
 	// Network, when set, gives the guest a NIC on QEMU's user-mode network.
 	Network *NetConfig
 
@@ -275,9 +278,11 @@ func qemuArgs(cfg Config, k *Kernel, accel, initrd string) []string {
 		"-machine", "pc", "-accel", accel, "-cpu", cpu,
 		"-smp", strconv.Itoa(cfg.CPUs), "-m", strconv.Itoa(cfg.MemoryMB),
 		"-serial", "stdio", "-monitor", "none",
+		// Keep SeaBIOS off the serial console: its escape sequences would clutter the log.
+		"-fw_cfg", "name=etc/sercon-port,string=0",
 		"-kernel", k.Image, "-initrd", initrd,
 		// panic=-1 with -no-reboot turns a kernel panic into a prompt QEMU exit.
-		"-append", "console=ttyS0 panic=-1 quiet rdinit=/init",
+		"-append", strings.Join(append([]string{"console=ttyS0 panic=-1 quiet rdinit=/init"}, cfg.KernelArgs...), " "),
 	}
 	if cfg.Network != nil {
 		// romfile= skips loading the iPXE option ROM, which is only for network boot.

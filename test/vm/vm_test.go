@@ -15,6 +15,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -117,5 +118,38 @@ func TestExitStatus(t *testing.T) {
 				t.Errorf("output = %q, want it to contain %q", res.Output, tc.wantOutput)
 			}
 		})
+	}
+}
+
+// buildGuestTests compiles this package's tests, guest-only ones included (build tag
+// vmguest), into a static binary for the guest.
+func buildGuestTests(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vm.test")
+	start := time.Now()
+	cmd := exec.Command("go", "test", "-c", "-tags", "vmguest", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the guest test binary: %v\n%s", err, out)
+	}
+	t.Logf("built the guest test binary in %v", time.Since(start).Round(time.Millisecond))
+	return bin
+}
+
+func TestIPVSInGuest(t *testing.T) {
+	k := requireVM(t)
+	bin := buildGuestTests(t)
+	res := runGuest(t, Config{
+		Kernel:  k,
+		Files:   map[string]string{"/usr/local/bin/vm.test": bin},
+		Command: []string{"vm.test", "-test.run", "^TestGuestIPVS$", "-test.v", "-test.count=1"},
+	})
+	if res.ExitCode != 0 {
+		t.Fatalf("guest test failed with exit code %d:\n%s", res.ExitCode, res.Output)
+	}
+	for _, want := range []string{"--- PASS: TestGuestIPVS", "\nPASS"} {
+		if !strings.Contains(res.Output, want) {
+			t.Errorf("guest output lacks %q:\n%s", want, res.Output)
+		}
 	}
 }
