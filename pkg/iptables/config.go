@@ -28,8 +28,11 @@ type Config struct {
 	ClusterCIDR netip.Prefix
 	// MasqueradeAll masquerades all traffic to cluster IPs (--masquerade-all).
 	MasqueradeAll bool
-	// NodePortIPs limits node ports to these addresses (--nodeport-addresses, resolved
-	// to this node's addresses by the caller). Empty means every local address.
+	// RestrictNodePorts limits node ports to NodePortIPs (--nodeport-addresses);
+	// otherwise they answer on every local address.
+	RestrictNodePorts bool
+	// NodePortIPs are this node's addresses inside the --nodeport-addresses CIDRs,
+	// resolved by the caller. With RestrictNodePorts and none, no node port answers.
 	NodePortIPs []netip.Addr
 	// LocalhostNodePorts lets IPv4 node ports answer on 127.0.0.1. It needs
 	// route_localnet (CVE-2020-8558), so unlike kube-proxy it is off by default; when on,

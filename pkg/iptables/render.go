@@ -181,7 +181,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 // IP; partial renders therefore insert service rules at the top.
 func nodePortsJumps(cfg *Config) []string {
 	const comment = `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" `
-	if len(cfg.NodePortIPs) == 0 {
+	if !cfg.RestrictNodePorts {
 		dst := "-m addrtype --dst-type LOCAL"
 		switch {
 		case cfg.Family == "IPv6":
