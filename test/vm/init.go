@@ -26,7 +26,7 @@ func shellQuoteAll(words []string) string {
 const guestPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // initScript renders /init for one run.
-func initScript(cfg Config, k *Kernel, modules []Module, nonce string) string {
+func initScript(cfg Config, k *Kernel, base *baseImage, nonce string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("#!/bin/busybox sh")
@@ -45,6 +45,7 @@ func initScript(cfg Config, k *Kernel, modules []Module, nonce string) string {
 	w("mount -t tmpfs -o mode=1777 tmpfs /tmp")
 	w("mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null")
 	w("hostname switchyard-vm")
+	modules := base.modules
 	w("echo 'vm: loading %d modules'", len(modules))
 	modDir := "/lib/modules/" + k.Release + "/"
 	w("for m in \\")
@@ -69,7 +70,7 @@ func initScript(cfg Config, k *Kernel, modules []Module, nonce string) string {
 	env := []string{"PATH=" + guestPath, "HOME=/root", "TMPDIR=/tmp", "TERM=dumb", GuestEnv + "=1"}
 	env = append(env, cfg.Env...)
 	w(`echo "%s %s uptime=$(cut -d' ' -f1 /proc/uptime)"`, beginMarker, nonce)
-	w("cd %s && env -i %s %s </dev/null", shellQuote(cfg.Dir), shellQuoteAll(env), shellQuoteAll(cfg.Command))
+	w("cd %s && %s -i %s %s </dev/null", shellQuote(cfg.Dir), shellQuote(base.envPath), shellQuoteAll(env), shellQuoteAll(cfg.Command))
 	w("status=$?")
 	w(`printf '\n%%s\n' "%s %s exit=$status uptime=$(cut -d' ' -f1 /proc/uptime)"`, endMarker, nonce)
 	w("poweroff -f")
@@ -79,7 +80,7 @@ func initScript(cfg Config, k *Kernel, modules []Module, nonce string) string {
 // buildRunArchive renders the per-run archive: /init and the caller's files. It is appended,
 // uncompressed, to the cached base archive: the kernel unpacks both in turn, and a large test
 // binary is cheaper to copy than to inflate under emulation.
-func buildRunArchive(cfg Config, k *Kernel, modules []Module, nonce string) ([]byte, error) {
+func buildRunArchive(cfg Config, k *Kernel, base *baseImage, nonce string) ([]byte, error) {
 	t := newTree()
 	// The run archive is unpacked over the base one, so directories it creates must not
 	// replace the base's symlinks (bin -> usr/bin); mirror them.
@@ -89,7 +90,7 @@ func buildRunArchive(cfg Config, k *Kernel, modules []Module, nonce string) ([]b
 		}
 	}
 	t.addSymlink("var/run", "../run")
-	t.addFile("init", []byte(initScript(cfg, k, modules, nonce)), 0o755)
+	t.addFile("init", []byte(initScript(cfg, k, base, nonce)), 0o755)
 	h := &hostCopier{tree: t, done: map[string]bool{}}
 	guestPaths := make([]string, 0, len(cfg.Files))
 	for guest := range cfg.Files {

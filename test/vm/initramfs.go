@@ -25,7 +25,7 @@ var DefaultModules = []string{
 	"veth", "bridge", "br_netfilter",
 	"ip_tables", "iptable_nat", "iptable_filter", "iptable_mangle",
 	"xt_MASQUERADE", "xt_mark", "xt_comment", "xt_addrtype", "xt_conntrack", "xt_multiport",
-	"xt_tcpudp", "xt_set",
+	"xt_tcpudp", "xt_set", "xt_nat",
 	"ip_set", "ip_set_hash_ip", "ip_set_hash_ipport", "ip_set_hash_ipportip", "ip_set_hash_ipportnet",
 	"ip_set_hash_net", "ip_set_bitmap_port",
 	"nf_tables", "nft_compat", "nft_chain_nat",
@@ -41,7 +41,7 @@ var networkModules = []string{"virtio_pci", "virtio_net"}
 type hostTool struct {
 	name     string
 	required bool
-	// links are extra names for the same program in /usr/sbin (multi-call binaries).
+	// links are extra names for the same program, in the same directory.
 	links []string
 }
 
@@ -60,6 +60,11 @@ var hostTools = []hostTool{
 	{name: "ipset", required: true},
 	{name: "ip", required: true}, // iproute2: busybox ip has no netns support
 	{name: "conntrack"},
+	// Debian's busybox-static prefers its applets to programs on $PATH, in its shell and in its
+	// env: "ip" in a busybox script runs busybox ip, not iproute2. So /bin/sh is the host's dash
+	// (Debian's /bin/sh) and /init starts the command with the host's env (coreutils).
+	{name: "dash", required: true, links: []string{"sh"}},
+	{name: "env", required: true},
 }
 
 // hostDataFiles are small host files the tools read if present.
@@ -78,6 +83,9 @@ var searchPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/us
 type baseImage struct {
 	archive []byte   // a gzip-compressed newc cpio archive
 	modules []Module // to insmod in this order
+	// envPath is where coreutils env sits in the guest. /init starts the command with it:
+	// busybox env would run its own applets in place of programs of the same name (ip).
+	envPath string
 }
 
 // buildBase assembles the guest's file system apart from /init and the caller's files.
@@ -106,6 +114,7 @@ func buildBase(k *Kernel, modules []Module) (*baseImage, error) {
 	t.addFile("etc/nsswitch.conf", []byte("hosts: files dns\n"), 0o644)
 
 	var errs []error
+	toolPaths := map[string]string{}
 	for _, tool := range hostTools {
 		hostPath, err := lookHostPath(tool.name)
 		if err != nil {
@@ -114,13 +123,13 @@ func buildBase(k *Kernel, modules []Module) (*baseImage, error) {
 			}
 			continue
 		}
-		guestPath := "/usr/sbin/" + tool.name
-		if err := h.copyProgram(hostPath, guestPath); err != nil {
+		if err := h.copyProgram(hostPath, hostPath); err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		toolPaths[tool.name] = hostPath
 		for _, link := range tool.links {
-			t.addSymlink("/usr/sbin/"+link, tool.name)
+			t.addSymlink(filepath.Join(filepath.Dir(hostPath), link), tool.name)
 		}
 	}
 	for _, dir := range xtablesDirs {
@@ -159,7 +168,7 @@ func buildBase(k *Kernel, modules []Module) (*baseImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &baseImage{archive: archive, modules: modules}, nil
+	return &baseImage{archive: archive, modules: modules, envPath: toolPaths["env"]}, nil
 }
 
 // compressedCPIO renders a tree as a gzip-compressed newc archive. BestSpeed: the archive is

@@ -154,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	runArchive, err := buildRunArchive(cfg, k, base.modules, nonce)
+	runArchive, err := buildRunArchive(cfg, k, base, nonce)
 	if err != nil {
 		return res, err
 	}

@@ -153,3 +153,27 @@ func TestIPVSInGuest(t *testing.T) {
 		}
 	}
 }
+
+func TestUserland(t *testing.T) {
+	k := requireVM(t)
+	res := runGuest(t, Config{
+		Kernel:  k,
+		Files:   map[string]string{"/usr/local/bin/userland.sh": "testdata/userland.sh"},
+		Command: []string{"userland.sh"},
+	})
+	if res.ExitCode != 0 {
+		t.Fatalf("userland.sh failed with exit code %d:\n%s", res.ExitCode, res.Output)
+	}
+	for _, want := range []string{
+		"-A INPUT -s 10.99.0.2/32",
+		"ping blocked by the rule, as expected",
+		"--match-set KUBE-TEST-CLUSTER-IP dst,dst",
+		"-A SWITCHYARD-LEGACY -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.99.0.2:8080",
+		"veth-host",
+		"userland OK",
+	} {
+		if !strings.Contains(res.Output, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
