@@ -1,0 +1,197 @@
+package iptables
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	goiptables "github.com/coreos/go-iptables/iptables"
+	v1 "k8s.io/api/core/v1"
+)
+
+// Backend is the iptables implementation a host uses.
+type Backend string
+
+// The two iptables backends.
+const (
+	// BackendNFT is iptables-nft: the iptables command line over nf_tables.
+	BackendNFT Backend = "nft"
+	// BackendLegacy is iptables-legacy: the x_tables kernel interface.
+	BackendLegacy Backend = "legacy"
+)
+
+// Exec is the Interface for a real host: iptables-restore and iptables-save run as
+// processes, single-rule operations go through github.com/coreos/go-iptables. It must
+// run in the network namespace it programs.
+type Exec struct {
+	family  v1.IPFamily
+	backend Backend
+	// lockWait bounds the wait for the xtables lock (-w), so that a stuck lock holder
+	// turns into a failed sync and red health instead of a hung proxy
+	// (kubernetes#57428).
+	lockWait time.Duration
+	ipt      *goiptables.IPTables
+}
+
+// NewExec returns an Exec for one family and backend.
+func NewExec(family v1.IPFamily, backend Backend, lockWait time.Duration) (*Exec, error) {
+	proto := goiptables.ProtocolIPv4
+	if family == v1.IPv6Protocol {
+		proto = goiptables.ProtocolIPv6
+	}
+	seconds := int(lockWait.Seconds())
+	if seconds < 1 {
+		seconds = 1
+	}
+	e := &Exec{family: family, backend: backend, lockWait: time.Duration(seconds) * time.Second}
+	ipt, err := goiptables.New(goiptables.IPFamily(proto), goiptables.Timeout(seconds), goiptables.Path(e.binary("")))
+	if err != nil {
+		return nil, fmt.Errorf("%s iptables (%s backend): %w", family, backend, err)
+	}
+	e.ipt = ipt
+	return e, nil
+}
+
+// binary returns the name of an iptables program for this family and backend, e.g.
+// binary("-restore") is "ip6tables-nft-restore".
+func (e *Exec) binary(suffix string) string {
+	base := "iptables"
+	if e.family == v1.IPv6Protocol {
+		base = "ip6tables"
+	}
+	return base + "-" + string(e.backend) + suffix
+}
+
+var _ Interface = &Exec{}
+
+// lineFailed finds the line number in iptables-restore's error message.
+var lineFailed = regexp.MustCompile(`line (\d+) failed`)
+
+// Restore implements Interface.
+func (e *Exec) Restore(ctx context.Context, payload []byte) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, e.binary("-restore"), "-w", strconv.Itoa(int(e.lockWait.Seconds())), "--noflush")
+	cmd.Stdin = bytes.NewReader(payload)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if m := lineFailed.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			msg += "\n" + linesAround(payload, n, 2)
+		}
+		return fmt.Errorf("%s: %w: %s", e.binary("-restore"), err, msg)
+	}
+	return nil
+}
+
+// linesAround quotes payload lines n-context..n+context (1-based), marking line n.
+func linesAround(payload []byte, n, context int) string {
+	var b strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(payload))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for i := 1; sc.Scan(); i++ {
+		if i < n-context {
+			continue
+		}
+		if i > n+context {
+			break
+		}
+		mark := "   "
+		if i == n {
+			mark = ">> "
+		}
+		fmt.Fprintf(&b, "%s%d: %s\n", mark, i, sc.Text())
+	}
+	return b.String()
+}
+
+// ChainNames implements Interface by reading iptables-save's chain declarations.
+func (e *Exec) ChainNames(ctx context.Context, table string) ([]string, error) {
+	out, err := e.save(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	return chainNamesFromSave(out), nil
+}
+
+func (e *Exec) save(ctx context.Context, table string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, e.binary("-save"), "-t", table)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s -t %s: %w: %s", e.binary("-save"), table, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// chainNamesFromSave extracts the chain names declared in iptables-save output.
+func chainNamesFromSave(out []byte) []string {
+	var names []string
+	for line := range bytes.Lines(out) {
+		if len(line) > 1 && line[0] == ':' {
+			if i := bytes.IndexByte(line, ' '); i > 1 {
+				names = append(names, string(line[1:i]))
+			}
+		}
+	}
+	return names
+}
+
+// ChainExists implements Interface.
+func (e *Exec) ChainExists(_ context.Context, table, chain string) (bool, error) {
+	ok, err := e.ipt.ChainExists(table, chain)
+	if err != nil {
+		return false, fmt.Errorf("checking chain %s/%s: %w", table, chain, err)
+	}
+	return ok, nil
+}
+
+// EnsureChain implements Interface.
+func (e *Exec) EnsureChain(ctx context.Context, table, chain string) error {
+	ok, err := e.ChainExists(ctx, table, chain)
+	if err != nil || ok {
+		return err
+	}
+	if err := e.ipt.NewChain(table, chain); err != nil {
+		return fmt.Errorf("creating chain %s/%s: %w", table, chain, err)
+	}
+	return nil
+}
+
+// EnsureRule implements Interface.
+func (e *Exec) EnsureRule(_ context.Context, table, chain string, args ...string) error {
+	if err := e.ipt.InsertUnique(table, chain, 1, args...); err != nil {
+		return fmt.Errorf("ensuring rule in %s/%s: %w", table, chain, err)
+	}
+	return nil
+}
+
+// DeleteRule implements Interface.
+func (e *Exec) DeleteRule(_ context.Context, table, chain string, args ...string) error {
+	if err := e.ipt.DeleteIfExists(table, chain, args...); err != nil {
+		return fmt.Errorf("deleting rule in %s/%s: %w", table, chain, err)
+	}
+	return nil
+}
+
+// DeleteChain implements Interface.
+func (e *Exec) DeleteChain(ctx context.Context, table, chain string) error {
+	ok, err := e.ChainExists(ctx, table, chain)
+	if err != nil || !ok {
+		return err
+	}
+	if err := e.ipt.ClearAndDeleteChain(table, chain); err != nil {
+		return fmt.Errorf("deleting chain %s/%s: %w", table, chain, err)
+	}
+	return nil
+}
