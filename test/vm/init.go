@@ -62,6 +62,8 @@ func initScript(cfg Config, k *Kernel, base *baseImage, nonce string) string {
 		w("ip link set eth0 up")
 		w("ip addr add 10.0.2.15/24 dev eth0")
 		w("ip route add default via 10.0.2.2")
+		// Let the link finish coming up, so the command's first packets are not dropped.
+		w(`i=0; while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done`)
 		w("echo 'nameserver 10.0.2.3' > /etc/resolv.conf")
 	}
 	// Only emergencies reach the console from here on, so kernel messages do not mix with the

@@ -111,7 +111,7 @@ func buildBase(k *Kernel, modules []Module) (*baseImage, error) {
 	t.addFile("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	t.addFile("etc/group", []byte("root:x:0:\n"), 0o644)
 	t.addFile("etc/hosts", []byte("127.0.0.1 localhost\n::1 localhost\n"), 0o644)
-	t.addFile("etc/nsswitch.conf", []byte("hosts: files dns\n"), 0o644)
+	t.addFile("etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files dns\nservices: files\nprotocols: files\n"), 0o644)
 
 	var errs []error
 	toolPaths := map[string]string{}

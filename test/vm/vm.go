@@ -211,14 +211,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if ctx.Err() != nil {
 			reason = fmt.Errorf("after %s: %w", cfg.Timeout, ctx.Err())
 		}
-		return res, fmt.Errorf("vm: %w (qemu: %v; stderr: %s)", ErrNoExitStatus, reason,
-			strings.TrimSpace(stderr.String()))
+		return res, fmt.Errorf("vm: %w (qemu: %v; stderr: %s)", ErrNoExitStatus, reason, qemuStderr(stderr.String()))
 	}
 	res.ExitCode = status.exitCode
 	res.Output = output
 	res.BootTime = console.begin.Sub(bootStart)
 	res.RunTime = status.runTime
 	return res, nil
+}
+
+// qemuStderr trims QEMU's standard error for an error message, dropping the warning that the
+// SeaBIOS fw_cfg item is not under "opt/" (SeaBIOS reads it only under its own name).
+func qemuStderr(stderr string) string {
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if !strings.Contains(line, "etc/sercon-port") {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "\n")
 }
 
 func withDefaults(cfg Config) Config {
