@@ -278,3 +278,21 @@ func TestCloneIsIndependent(t *testing.T) {
 		t.Errorf("changing the clone changed the original (-want +got):\n%s", diff)
 	}
 }
+
+func TestSameAsAndFormatArgs(t *testing.T) {
+	a, err := ParseRule(FormatArgs([]string{"-m", "comment", "--comment", "a b", "-s", "10.0.0.1", "-j", "ACCEPT"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ParseRule(`-m comment --comment "a b" --source 10.0.0.1/32 -j ACCEPT`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.SameAs(b) {
+		t.Errorf("%q and %q should be the same rule", a, b)
+	}
+	c, _ := ParseRule(`-m comment --comment "a b" -s 10.0.0.2 -j ACCEPT`)
+	if a.SameAs(c) {
+		t.Errorf("%q and %q should differ", a, c)
+	}
+}

@@ -101,3 +101,7 @@ func parsePrefix(value string) (netip.Prefix, error) {
 	}
 	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
+
+// SameAs reports whether two rules are the same rule as iptables -C and -D
+// see it: the same arguments, with "-s 10.0.0.1" equal to "-s 10.0.0.1/32".
+func (r *Rule) SameAs(other *Rule) bool { return r.key() == other.key() }

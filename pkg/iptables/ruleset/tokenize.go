@@ -74,3 +74,7 @@ func joinArgs(args []string) string {
 	}
 	return strings.Join(quoted, " ")
 }
+
+// FormatArgs joins arguments into one rule specification, quoting those that
+// need it the way iptables-save does, so ParseRule reads them back unchanged.
+func FormatArgs(args []string) string { return joinArgs(args) }
