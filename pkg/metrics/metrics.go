@@ -1,0 +1,133 @@
+// Package metrics defines Switchyard's Prometheus metrics. Where kube-proxy has a metric
+// for the same thing, Switchyard uses its name (subsystem "kubeproxy"), so existing
+// dashboards and alerts keep working; Switchyard's own additions use "switchyard".
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every metric the daemon exports, registered on its own registry.
+type Metrics struct {
+	// Registry is where the metrics are registered; serve it on /metrics.
+	Registry *prometheus.Registry
+
+	SyncDuration             prometheus.Histogram
+	SyncFullDuration         prometheus.Histogram
+	SyncPartialDuration      prometheus.Histogram
+	NetworkProgramming       prometheus.Histogram
+	LastSyncTimestamp        prometheus.Gauge
+	LastQueuedTimestamp      prometheus.Gauge
+	RestoreFailures          prometheus.Counter
+	EndpointChanges          prometheus.Counter
+	ServiceChanges           prometheus.Counter
+	EndpointChangesPending   prometheus.Gauge
+	ServiceChangesPending    prometheus.Gauge
+	RulesTotal               *prometheus.GaugeVec
+	RulesLast                *prometheus.GaugeVec
+	NoLocalEndpoints         *prometheus.GaugeVec
+	RestoreBytes             *prometheus.HistogramVec
+	SyncsTotal               *prometheus.CounterVec
+	Backend                  *prometheus.GaugeVec
+	InvalidObjects           *prometheus.CounterVec
+	ConntrackEntriesDeleted  prometheus.Counter
+	IPVSOperations           *prometheus.CounterVec
+	IPVSGracefulTerminations prometheus.Gauge
+}
+
+// networkProgrammingBuckets are kube-proxy's buckets: fine below a minute, coarse up
+// to the 5-minute mark where the SLO's tail lives.
+func networkProgrammingBuckets() []float64 {
+	var b []float64
+	b = append(b, prometheus.LinearBuckets(0.25, 0.25, 2)...)
+	b = append(b, prometheus.LinearBuckets(1, 1, 59)...)
+	b = append(b, prometheus.LinearBuckets(60, 5, 12)...)
+	b = append(b, prometheus.LinearBuckets(300, 10, 30)...)
+	return b
+}
+
+// syncBuckets cover 1 ms to about 16 s, as kube-proxy's sync histograms do.
+var syncBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
+
+// New creates and registers every metric, plus the Go and process collectors.
+func New() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	hist := func(subsystem, name, help string, buckets []float64) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: subsystem, Name: name, Help: help, Buckets: buckets})
+		m.Registry.MustRegister(h)
+		return h
+	}
+	gauge := func(subsystem, name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Subsystem: subsystem, Name: name, Help: help})
+		m.Registry.MustRegister(g)
+		return g
+	}
+	counter := func(subsystem, name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Subsystem: subsystem, Name: name, Help: help})
+		m.Registry.MustRegister(c)
+		return c
+	}
+	gaugeVec := func(subsystem, name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: subsystem, Name: name, Help: help}, labels)
+		m.Registry.MustRegister(g)
+		return g
+	}
+	counterVec := func(subsystem, name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: subsystem, Name: name, Help: help}, labels)
+		m.Registry.MustRegister(c)
+		return c
+	}
+
+	m.SyncDuration = hist("kubeproxy", "sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets)
+	m.SyncFullDuration = hist("kubeproxy", "sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets)
+	m.SyncPartialDuration = hist("kubeproxy", "sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets)
+	m.NetworkProgramming = hist("kubeproxy", "network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds", networkProgrammingBuckets())
+	m.LastSyncTimestamp = gauge("kubeproxy", "sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced")
+	m.LastQueuedTimestamp = gauge("kubeproxy", "sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued")
+	m.RestoreFailures = counter("kubeproxy", "sync_proxy_rules_iptables_restore_failures_total", "Cumulative proxy iptables restore failures")
+	m.EndpointChanges = counter("kubeproxy", "sync_proxy_rules_endpoint_changes_total", "Cumulative proxy rules EndpointSlice changes")
+	m.ServiceChanges = counter("kubeproxy", "sync_proxy_rules_service_changes_total", "Cumulative proxy rules Service changes")
+	m.EndpointChangesPending = gauge("kubeproxy", "sync_proxy_rules_endpoint_changes_pending", "Pending proxy rules EndpointSlice changes")
+	m.ServiceChangesPending = gauge("kubeproxy", "sync_proxy_rules_service_changes_pending", "Pending proxy rules Service changes")
+	m.RulesTotal = gaugeVec("kubeproxy", "sync_proxy_rules_iptables_total", "Total number of iptables rules owned by the proxy", "table")
+	m.RulesLast = gaugeVec("kubeproxy", "sync_proxy_rules_iptables_last", "Number of iptables rules written by the proxy in the last sync", "table")
+	m.NoLocalEndpoints = gaugeVec("kubeproxy", "sync_proxy_rules_no_local_endpoints_total", "Number of services with a Local traffic policy and no endpoints", "traffic_policy")
+	m.RestoreBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Subsystem: "switchyard", Name: "restore_payload_bytes", Help: "Size of iptables-restore payloads, by sync kind",
+		Buckets: prometheus.ExponentialBuckets(256, 4, 12),
+	}, []string{"sync"})
+	m.Registry.MustRegister(m.RestoreBytes)
+	m.SyncsTotal = counterVec("switchyard", "syncs_total", "Syncs by kind (full, partial) and result (success, error)", "sync", "result")
+	m.Backend = gaugeVec("switchyard", "iptables_backend_info", "The iptables backend in use (value 1)", "backend", "reason")
+	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Objects that could not be fully converted, by kind", "kind")
+	m.ConntrackEntriesDeleted = counter("switchyard", "conntrack_entries_deleted_total", "Stale UDP conntrack entries deleted")
+	m.IPVSOperations = counterVec("switchyard", "ipvs_operations_total", "IPVS netlink operations, by kind", "op")
+	m.IPVSGracefulTerminations = gauge("switchyard", "ipvs_graceful_terminations", "Real servers at weight 0 waiting for their connections to end")
+
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveSync records one sync's duration under the overall and the per-kind histogram.
+func (m *Metrics) ObserveSync(full bool, d time.Duration, err error) {
+	kind, result := "partial", "success"
+	if full {
+		kind = "full"
+	}
+	if err != nil {
+		result = "error"
+	}
+	m.SyncsTotal.WithLabelValues(kind, result).Inc()
+	if err != nil {
+		return
+	}
+	m.SyncDuration.Observe(d.Seconds())
+	if full {
+		m.SyncFullDuration.Observe(d.Seconds())
+	} else {
+		m.SyncPartialDuration.Observe(d.Seconds())
+	}
+}
