@@ -106,4 +106,8 @@ else
   trap - EXIT
 fi
 ln -sfn "$(basename "$kernel_dir")" "$cache_dir/kernel"
+# Drop kernels of earlier versions: each unpacked package is about 430 MB.
+for old in "$cache_dir"/linux-image-*; do
+  if [ -d "$old" ] && [ "$old" != "$kernel_dir" ]; then rm -rf "$old"; fi
+done
 echo "vm-deps: kernel ready: $cache_dir/kernel -> $(basename "$kernel_dir")"

@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = nil // /dev/null: the guest gets no input
 	cmd.WaitDelay = 5 * time.Second
+	killWithParent(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return res, fmt.Errorf("vm: %w", err)
