@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/node"
+)
+
+// dryRunOptions are the flags of `switchyard dry-run`.
+type dryRunOptions struct {
+	files          stringList
+	kubeconfig     string
+	nodeName       string
+	nodeIPs        stringList
+	clusterCIDRs   stringList
+	masqueradeAll  bool
+	nodePortCIDRs  stringList
+	mode           string
+	ipFamily       string
+	localhostPorts bool
+}
+
+func (o *dryRunOptions) register(fs *flag.FlagSet) {
+	fs.Var(&o.files, "f", "manifest file or directory (YAML or JSON; repeatable; - for stdin)")
+	fs.Var(&o.files, "filename", "same as -f")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read Services, EndpointSlices and Nodes from this cluster instead of files")
+	fs.StringVar(&o.nodeName, "node", "", "the node to render for (default: the only Node in the input, else \"node\")")
+	fs.Var(&o.nodeIPs, "node-ip", "node addresses, one per family (default: the Node's InternalIPs)")
+	fs.Var(&o.clusterCIDRs, "cluster-cidr", "pod CIDRs, one per family; traffic from outside them is masqueraded")
+	fs.BoolVar(&o.masqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
+	fs.Var(&o.nodePortCIDRs, "nodeport-addresses", "CIDRs of the node addresses that accept node ports (default: all)")
+	fs.StringVar(&o.mode, "mode", "iptables", "proxy mode: iptables")
+	fs.StringVar(&o.ipFamily, "ip-family", "auto", "ipv4, ipv6, or auto (every family the node has addresses in)")
+	fs.BoolVar(&o.localhostPorts, "iptables-localhost-nodeports", false, "accept IPv4 node ports on 127.0.0.1 (needs route_localnet)")
+}
+
+// dryRun implements `switchyard dry-run`: it reads objects, renders exactly the payload
+// the daemon would apply on that node, and prints it. Problems with single objects are
+// reported on stderr and do not stop the others; the exit code is non-zero only when
+// nothing usable could be read.
+func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts dryRunOptions
+	opts.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: switchyard dry-run [flags] -f FILE_OR_DIR... | --kubeconfig PATH")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts.files = append(opts.files, fs.Args()...)
+	if opts.mode != "iptables" {
+		fmt.Fprintf(stderr, "switchyard: --mode %q is not supported by dry-run yet (iptables)\n", opts.mode)
+		return 2
+	}
+	if len(opts.files) == 0 && opts.kubeconfig == "" {
+		fmt.Fprintln(stderr, "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig")
+		fs.Usage()
+		return 2
+	}
+
+	objs, readErrs := readObjects(ctx, &opts)
+	for _, err := range readErrs {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+	}
+	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
+		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
+		return 1
+	}
+
+	facts, err := dryRunNode(&opts, objs.Nodes)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return 2
+	}
+	configs, err := iptablesConfigs(&opts, facts)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return 2
+	}
+
+	tracker := endpoints.NewTracker(facts.Name)
+	for _, svc := range objs.Services {
+		if err := tracker.OnServiceUpdate(svc); err != nil {
+			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(svc), err)
+		}
+	}
+	for _, slice := range objs.EndpointSlices {
+		if err := tracker.OnEndpointSliceUpdate(slice); err != nil {
+			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(slice), err)
+		}
+	}
+	snap := tracker.Snapshot()
+
+	for i, cfg := range configs {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		plan := iptables.Render(snap, cfg, nil)
+		writeHeader(stdout, cfg, facts, snap, plan)
+		if _, err := stdout.Write(plan.Payload); err != nil {
+			fmt.Fprintf(stderr, "switchyard: writing output: %v\n", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// writeHeader prints, as restore-file comments, what the payload is for and the hook
+// rules that the daemon ensures outside the payload.
+func writeHeader(w io.Writer, cfg *iptables.Config, facts node.Facts, snap *endpoints.Snapshot, plan *iptables.Plan) {
+	tool := "iptables-restore"
+	if cfg.Family == v1.IPv6Protocol {
+		tool = "ip6tables-restore"
+	}
+	endpointCount := 0
+	for _, eps := range snap.Endpoints {
+		endpointCount += len(endpoints.EndpointsOf(eps, cfg.Family))
+	}
+	fmt.Fprintf(w, "# switchyard dry-run: node %s, %s, %d service ports, %d endpoints\n",
+		facts.Name, cfg.Family, plan.Stats.Services, endpointCount)
+	fmt.Fprintf(w, "# Jumps from the built-in chains, ensured before each full sync:\n")
+	for _, h := range iptables.Hooks(cfg) {
+		fmt.Fprintf(w, "#   -t %s -I %s %s\n", h.Table, h.Chain, shellJoin(h.Args))
+	}
+	fmt.Fprintf(w, "# Input for: %s -w 5 --noflush\n", tool)
+}
+
+// dryRunNode works out which node to render for, from the flags and any Node objects.
+func dryRunNode(opts *dryRunOptions, nodes []*v1.Node) (node.Facts, error) {
+	var facts node.Facts
+	switch {
+	case opts.nodeName != "":
+		facts.Name = opts.nodeName
+	case len(nodes) == 1:
+		facts.Name = nodes[0].Name
+	default:
+		facts.Name = "node"
+	}
+	for _, n := range nodes {
+		if n.Name != facts.Name {
+			continue
+		}
+		fromObject, err := node.FromNode(n)
+		if err != nil && len(opts.nodeIPs) == 0 {
+			return facts, err
+		}
+		facts = fromObject
+		facts.Name = n.Name
+	}
+	if len(opts.nodeIPs) > 0 {
+		ips, err := parseAddrs("node-ip", opts.nodeIPs)
+		if err != nil {
+			return facts, err
+		}
+		facts.IPs = ips
+	}
+	return facts, nil
+}
+
+// iptablesConfigs builds one renderer Config per IP family to render.
+func iptablesConfigs(opts *dryRunOptions, facts node.Facts) ([]*iptables.Config, error) {
+	var families []v1.IPFamily
+	switch strings.ToLower(opts.ipFamily) {
+	case "ipv4", "4":
+		families = []v1.IPFamily{v1.IPv4Protocol}
+	case "ipv6", "6":
+		families = []v1.IPFamily{v1.IPv6Protocol}
+	case "auto", "":
+		families = facts.Families()
+		if len(families) == 0 {
+			families = []v1.IPFamily{v1.IPv4Protocol}
+		}
+	default:
+		return nil, fmt.Errorf("--ip-family %q: want ipv4, ipv6 or auto", opts.ipFamily)
+	}
+	cidrs, err := parsePrefixes("cluster-cidr", opts.clusterCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	nodePortCIDRs, err := parsePrefixes("nodeport-addresses", opts.nodePortCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	var configs []*iptables.Config
+	var errs []error
+	for _, family := range families {
+		cfg := &iptables.Config{
+			Family:             family,
+			Node:               facts.Topology(),
+			NodeIPs:            facts.IPsOf(family),
+			MasqueradeAll:      opts.masqueradeAll,
+			LocalhostNodePorts: opts.localhostPorts && family == v1.IPv4Protocol,
+		}
+		for _, c := range cidrs {
+			if endpoints.FamilyOf(c.Addr()) == family {
+				cfg.ClusterCIDR = c
+			}
+		}
+		cfg.RestrictNodePorts = len(nodePortCIDRs) > 0
+		for _, c := range nodePortCIDRs {
+			if endpoints.FamilyOf(c.Addr()) != family {
+				continue
+			}
+			for _, ip := range cfg.NodeIPs {
+				if c.Contains(ip) {
+					cfg.NodePortIPs = append(cfg.NodePortIPs, ip)
+				}
+			}
+		}
+		if err := cfg.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", family, err))
+		}
+		configs = append(configs, cfg)
+	}
+	return configs, errors.Join(errs...)
+}
+
+// objects is what dry-run reads, with where each object came from.
+type objects struct {
+	Services       []*v1.Service
+	EndpointSlices []*discovery.EndpointSlice
+	Nodes          []*v1.Node
+	sources        map[any]string
+}
+
+// source names where an object came from, for messages.
+func (o *objects) source(obj any) string {
+	if s, ok := o.sources[obj]; ok {
+		return s
+	}
+	return "cluster"
+}
+
+// shellJoin joins arguments for a command line, quoting those with spaces.
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t\"'") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		quoted[i] = a
+	}
+	return strings.Join(quoted, " ")
+}

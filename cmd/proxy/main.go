@@ -1,0 +1,56 @@
+// Command switchyard is a drop-in replacement for kube-proxy.
+//
+//	switchyard dry-run -f manifests/examples/   print the rules for a set of manifests
+//	switchyard run --kubeconfig ...              program this node (see README.md)
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usage is printed for `switchyard`, `switchyard help` and unknown commands.
+const usage = `switchyard: a drop-in replacement for kube-proxy
+
+Usage:
+  switchyard dry-run [flags] -f FILE_OR_DIR...   print the rules switchyard would program
+  switchyard run [flags]                         program this node's rules (as root, like kube-proxy)
+  switchyard version                             print the version
+
+Run 'switchyard COMMAND -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// run dispatches a command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "dry-run":
+		return dryRun(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runDaemon(ctx, args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, "switchyard", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "switchyard: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

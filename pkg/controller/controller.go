@@ -1,0 +1,200 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/health"
+	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/metrics"
+	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/runner"
+)
+
+// serviceSelector leaves out Services that belong to another proxy or are headless, as
+// kube-proxy's informer does; a Service gaining such a label is seen as deleted.
+const serviceSelector = "!" + endpoints.LabelServiceProxyName + ",!" + endpoints.LabelHeadless
+
+// Controller is the running daemon.
+type Controller struct {
+	cfg      Config
+	nodeName string
+	client   kubernetes.Interface
+	tracker  *endpoints.Tracker
+	metrics  *metrics.Metrics
+	health   *health.ProxierHealth
+	services *health.ServiceHealth
+	runner   *runner.Runner
+	// newIPTables opens the kernel interface of one family; tests replace it.
+	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
+
+	mu sync.Mutex
+	// facts are the node's facts the proxiers were built for.
+	facts    node.Facts
+	proxiers []*iptables.Proxier
+}
+
+// New builds a Controller from cfg: it checks the configuration and connects to the
+// API server, but starts nothing.
+func New(cfg Config) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	nodeName, err := cfg.nodeName()
+	if err != nil {
+		return nil, err
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = cfg.Kubeconfig
+	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	restConfig.UserAgent = "switchyard"
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("creating client: %w", err)
+	}
+	c := &Controller{
+		cfg:      cfg,
+		nodeName: nodeName,
+		client:   client,
+		tracker:  endpoints.NewTracker(nodeName),
+		metrics:  metrics.New(),
+		health:   health.NewProxierHealth(cfg.healthTimeout(), nil),
+	}
+	c.services = health.NewServiceHealth("", c.health)
+	c.newIPTables = c.openIPTables
+	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
+	return c, nil
+}
+
+// Run runs the daemon until ctx is cancelled. It leaves the rules in place when it
+// returns, so traffic keeps flowing across restarts and upgrades.
+func (c *Controller) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithValues("node", c.nodeName)
+	ctx = klog.NewContext(ctx, logger)
+	logger.Info("Starting switchyard", "mode", c.cfg.Mode)
+	defer c.services.Close()
+
+	servers, err := c.startServers(ctx)
+	if err != nil {
+		return err
+	}
+	defer servers.shutdown()
+
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(dropManagedFields))
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(dropManagedFields),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }))
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(dropManagedFields),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", c.nodeName).String()
+		}))
+
+	serviceInformer := svcFactory.Core().V1().Services().Informer()
+	sliceInformer := factory.Discovery().V1().EndpointSlices().Informer()
+	nodeInformer := nodeFactory.Core().V1().Nodes().Informer()
+	for _, reg := range []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
+	}{
+		{serviceInformer, c.serviceHandler(ctx)},
+		{sliceInformer, c.sliceHandler(ctx)},
+		{nodeInformer, c.nodeHandler(ctx)},
+	} {
+		if _, err := reg.informer.AddEventHandler(reg.handler); err != nil {
+			return fmt.Errorf("registering event handler: %w", err)
+		}
+	}
+	factory.Start(ctx.Done())
+	svcFactory.Start(ctx.Done())
+	nodeFactory.Start(ctx.Done())
+	defer factory.Shutdown()
+	defer svcFactory.Shutdown()
+	defer nodeFactory.Shutdown()
+
+	// The first sync must see every Service and EndpointSlice, or it would delete the
+	// rules of the ones not yet listed (kubernetes#126468).
+	logger.Info("Waiting for caches to sync")
+	if !cache.WaitForCacheSync(ctx.Done(), serviceInformer.HasSynced, sliceInformer.HasSynced, nodeInformer.HasSynced) {
+		return fmt.Errorf("caches did not sync: %w", context.Cause(ctx))
+	}
+	facts, err := c.waitForNode(ctx, nodeInformer.GetStore())
+	if err != nil {
+		return err
+	}
+	if err := c.buildProxiers(ctx, facts); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { c.watchCanary(ctx) })
+	c.runner.Request()
+	err = c.runner.Run(ctx)
+	wg.Wait()
+	logger.Info("Stopped; rules are left in place")
+	return err
+}
+
+// waitForNode waits until this node's Node object exists and has addresses, as
+// kube-proxy does: without them, node ports and the local-traffic rules cannot be
+// rendered.
+func (c *Controller) waitForNode(ctx context.Context, store cache.Store) (node.Facts, error) {
+	logger := klog.FromContext(ctx)
+	var facts node.Facts
+	var lastErr error
+	if c.cfg.NodeWaitTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.NodeWaitTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
+		obj, exists, err := store.GetByKey(c.nodeName)
+		switch {
+		case err != nil:
+			lastErr = err
+		case !exists:
+			lastErr = fmt.Errorf("node %q does not exist", c.nodeName)
+		default:
+			facts, lastErr = node.FromNode(obj.(*v1.Node))
+		}
+		if lastErr != nil && time.Since(start) > 10*time.Second {
+			logger.Info("Waiting for the Node", "reason", lastErr.Error())
+			start = time.Now()
+		}
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		return facts, fmt.Errorf("waiting for node %q with addresses: %w (last seen: %v)", c.nodeName, err, lastErr)
+	}
+	logger.Info("Node found", "ips", facts.IPs, "zone", facts.Zone)
+	return facts, nil
+}
+
+// dropManagedFields trims objects before they enter the informer caches: managed
+// fields are most of a Service's size and nothing here reads them.
+func dropManagedFields(obj any) (any, error) {
+	if accessor, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		accessor.GetObjectMeta().SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// errNoProxiers is returned by a sync that runs before the node is known.
+var errNoProxiers = errors.New("no proxier yet: the node's addresses are not known")
+

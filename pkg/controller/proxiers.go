@@ -1,0 +1,84 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/node"
+)
+
+// iptablesConfigs returns one renderer Config per IP family the node has addresses in.
+func iptablesConfigs(cfg *Config, facts node.Facts) []*iptables.Config {
+	var configs []*iptables.Config
+	for _, family := range facts.Families() {
+		c := &iptables.Config{
+			Family:             family,
+			Node:               facts.Topology(),
+			NodeIPs:            facts.IPsOf(family),
+			MasqueradeAll:      cfg.MasqueradeAll,
+			LocalhostNodePorts: cfg.LocalhostNodePorts && family == v1.IPv4Protocol,
+		}
+		for _, p := range cfg.ClusterCIDRs {
+			if endpoints.FamilyOf(p.Addr()) == family {
+				c.ClusterCIDR = p
+			}
+		}
+		c.RestrictNodePorts = len(cfg.NodePortAddresses) > 0
+		for _, p := range cfg.NodePortAddresses {
+			for _, ip := range c.NodeIPs {
+				if p.Contains(ip) {
+					c.NodePortIPs = append(c.NodePortIPs, ip)
+				}
+			}
+		}
+		configs = append(configs, c)
+	}
+	return configs
+}
+
+// buildProxiers (re)creates one Proxier per family for the node's facts. New proxiers
+// start with a full sync.
+func (c *Controller) buildProxiers(ctx context.Context, facts node.Facts) error {
+	var proxiers []*iptables.Proxier
+	for _, cfg := range iptablesConfigs(&c.cfg, facts) {
+		ipt, err := c.newIPTables(ctx, cfg.Family)
+		if err != nil {
+			return err
+		}
+		p, err := iptables.NewProxier(cfg, ipt, c.cfg.FullSyncPeriod, nil)
+		if err != nil {
+			return err
+		}
+		proxiers = append(proxiers, p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.facts, c.proxiers = facts, proxiers
+	return nil
+}
+
+// openIPTables opens the real iptables of one family, on the configured backend or the
+// one the host already uses.
+func (c *Controller) openIPTables(ctx context.Context, family v1.IPFamily) (iptables.Interface, error) {
+	logger := klog.FromContext(ctx)
+	backend, err := iptables.ParseBackend(c.cfg.IPTablesBackend)
+	if err != nil {
+		return nil, err
+	}
+	reason := "--iptables-backend"
+	if backend == "" {
+		report, err := iptables.DetectBackend(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("choosing the iptables backend: %w", err)
+		}
+		backend, reason = report.Chosen, report.Reason
+	}
+	logger.Info("Using iptables backend", "family", family, "backend", backend, "reason", reason)
+	c.metrics.Backend.WithLabelValues(string(backend), reason).Set(1)
+	return iptables.NewExec(family, backend, c.cfg.IPTablesLockWait)
+}
