@@ -29,32 +29,40 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// requireVM skips (or, under CI, fails) the test when the guest cannot be booted here, and
-// returns the kernel.
-func requireVM(t *testing.T) *Kernel {
+// missingDependency skips the test, or fails it when CI is set: CI installs the dependencies
+// with hack/vm-deps.sh first, so there a missing piece is a broken setup, not a reason to skip.
+func missingDependency(t *testing.T, format string, args ...any) {
 	t.Helper()
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set, so the VM dependencies must be present (hack/vm-deps.sh): "+format, args...)
-		}
-		t.Skipf("skipping VM test: "+format+" (run hack/vm-deps.sh as root)", args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set, so the VM dependencies must be present (hack/vm-deps.sh): "+format, args...)
 	}
-	if os.Geteuid() != 0 {
-		missing("not root")
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		missing("qemu-system-x86_64 not found")
-	}
+	t.Skipf("skipping VM test: "+format+"; run hack/vm-deps.sh as root", args...)
+}
+
+// requireKernel returns the kernel unpacked by hack/vm-deps.sh.
+func requireKernel(t *testing.T) *Kernel {
+	t.Helper()
 	dir, err := DefaultKernelDir()
 	if err != nil {
-		missing("%v", err)
+		missingDependency(t, "%v", err)
 	}
 	k, err := loadKernelCached(dir)
 	if err != nil {
-		missing("%v", err)
+		missingDependency(t, "%v", err)
 	}
 	return k
+}
+
+// requireVM checks that a guest can be booted here: root, QEMU and the kernel.
+func requireVM(t *testing.T) *Kernel {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missingDependency(t, "not root")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missingDependency(t, "qemu-system-x86_64 not found")
+	}
+	return requireKernel(t)
 }
 
 // testWriter streams the guest's console into the test log, line by line.
