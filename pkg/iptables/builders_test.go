@@ -17,6 +17,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
@@ -124,4 +125,8 @@ func snapshotOf(t testing.TB, objects ...any) *endpoints.Snapshot {
 		}
 	}
 	return tracker.Snapshot()
+}
+
+func nsName(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
 }
