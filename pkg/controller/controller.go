@@ -197,4 +197,3 @@ func dropManagedFields(obj any) (any, error) {
 
 // errNoProxiers is returned by a sync that runs before the node is known.
 var errNoProxiers = errors.New("no proxier yet: the node's addresses are not known")
-

@@ -114,4 +114,3 @@ func (c *Controller) watchCanary(ctx context.Context) {
 		}
 	}
 }
-

@@ -157,7 +157,9 @@ func packetWorld() []any {
 	svc := func(name, ip string, tweaks ...func(*v1.Service)) *v1.Service {
 		return makeService("ns", name, ip, tweaks...)
 	}
-	slice := func(name string, eps ...ep) *discovery.EndpointSlice { return makeSlice("ns", name, name+"-1", 80, eps...) }
+	slice := func(name string, eps ...ep) *discovery.EndpointSlice {
+		return makeSlice("ns", name, name+"-1", 80, eps...)
+	}
 	udp := svc("udp", "172.30.0.24", func(s *v1.Service) {
 		s.Spec.Ports[0] = v1.ServicePort{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}
 	})
@@ -245,7 +247,7 @@ func TestPacketPaths(t *testing.T) {
 		// Session affinity.
 		{name: "affinity, new client: any endpoint", src: podSrc, dst: "172.30.0.21", port: 80, origin: ext, wantEndpoints: both("10.180.0.11", "10.180.1.11")},
 		{name: "affinity, known client: its endpoint only", src: podSrc, dst: "172.30.0.21", port: 80, origin: ext,
-			affinityHit: EndpointChain(endpoints.ServicePortName{NamespacedName: nsName("ns", "affinity"), Port: "p80", Protocol: v1.ProtocolTCP}, "10.180.1.11:80"),
+			affinityHit:   EndpointChain(endpoints.ServicePortName{NamespacedName: nsName("ns", "affinity"), Port: "p80", Protocol: v1.ProtocolTCP}, "10.180.1.11:80"),
 			wantEndpoints: one("10.180.1.11")},
 	})
 }
