@@ -32,21 +32,53 @@ type sharedRule struct {
 	spec  string // the text after "-A CHAIN "
 }
 
-// fragmentBuilder accumulates a fragment's rules.
+// fragmentBuilder receives a service port's rules as renderService produces them. It
+// either writes them straight into a payload (full renders: no intermediate strings, so
+// a 10k-service render stays well under a second) or collects them into a fragment
+// (partial renders, which compare old and new fragments).
 type fragmentBuilder struct {
+	// filter and nat are set for direct writing.
+	filter, nat *tableWriter
+	// current is the owned chain being written, in direct mode.
+	current string
+	// active collects owned chain names, in direct mode, for stale-chain detection.
+	active map[string]struct{}
+	// f collects the fragment, in collect mode.
 	f fragment
 }
 
+func (b *fragmentBuilder) direct() bool { return b.nat != nil }
+
+// shared adds a rule to a shared chain.
 func (b *fragmentBuilder) shared(table, chain string, parts ...string) {
+	if b.direct() {
+		w := b.nat
+		if table == "filter" {
+			w = b.filter
+		}
+		w.ruleParts("-A", chain, parts)
+		return
+	}
 	b.f.shared = append(b.f.shared, sharedRule{table: table, chain: chain, spec: strings.Join(parts, " ")})
 }
 
 // chain starts a new owned chain; later calls to rule append to it.
 func (b *fragmentBuilder) chain(name string) {
+	if b.direct() {
+		b.nat.declare(name)
+		b.active[name] = struct{}{}
+		b.current = name
+		return
+	}
 	b.f.chains = append(b.f.chains, ownedChain{name: name})
 }
 
+// rule adds a rule to the current owned chain.
 func (b *fragmentBuilder) rule(parts ...string) {
+	if b.direct() {
+		b.nat.ruleParts("-A", b.current, parts)
+		return
+	}
 	c := &b.f.chains[len(b.f.chains)-1]
 	c.rules = append(c.rules, strings.Join(parts, " "))
 }
@@ -54,13 +86,23 @@ func (b *fragmentBuilder) rule(parts ...string) {
 // quote wraps a comment that contains spaces in double quotes, as kube-proxy does.
 func quote(s string) string { return `"` + s + `"` }
 
-// renderService computes the fragment of one service port for one family, following
-// kube-proxy v1.37's syncProxyRules service by service. It returns nil when the service
-// has no cluster IP of cfg's family.
+// renderService computes the fragment of one service port for one family. It returns
+// nil when the service has no cluster IP of cfg's family.
 func renderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoint, cfg *Config) *fragment {
+	var b fragmentBuilder
+	if !writeService(&b, port, allEndpoints, cfg) {
+		return nil
+	}
+	return &b.f
+}
+
+// writeService produces the rules of one service port for one family into b, following
+// kube-proxy v1.37's syncProxyRules service by service. It reports false, producing
+// nothing, when the service has no cluster IP of cfg's family.
+func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoint, cfg *Config) bool {
 	clusterIP := port.ClusterIP(cfg.Family)
 	if !clusterIP.IsValid() {
-		return nil
+		return false
 	}
 	name := port.Name
 	nameStr := name.String()
@@ -113,39 +155,36 @@ func renderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 		}
 	}
 
-	var b fragmentBuilder
-	match := func(dst, dport string) []string {
-		return []string{"-m", proto, "-p", proto, "-d", dst, "--dport", dport}
-	}
-	clusterMatch := match(clusterIP.String(), portStr)
+	clusterIPStr := clusterIP.String()
+	clusterComment := quote(nameStr + " cluster IP")
 
 	// Dispatch from the shared chains.
 	if hasInternal {
-		b.shared("nat", ChainServices, append(append([]string{"-m", "comment", "--comment", quote(nameStr + " cluster IP")}, clusterMatch...), "-j", internalChain)...)
+		b.shared("nat", ChainServices, "-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", internalChain)
 	} else {
-		b.shared("filter", ChainServices, append(append([]string{"-m", "comment", "--comment", internalComment}, clusterMatch...), "-j", internalTarget)...)
+		b.shared("filter", ChainServices, "-m", "comment", "--comment", internalComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", internalTarget)
 	}
 	for _, ip := range externalIPs {
-		m := match(ip.String(), portStr)
+		dst := ip.String()
 		if sel.HasAny {
-			b.shared("nat", ChainServices, append(append([]string{"-m", "comment", "--comment", quote(nameStr + " external IP")}, m...), "-j", extChain)...)
+			b.shared("nat", ChainServices, "-m", "comment", "--comment", quote(nameStr+" external IP"), "-m", proto, "-p", proto, "-d", dst, "--dport", portStr, "-j", extChain)
 		}
 		if !hasExternal {
-			b.shared("filter", ChainExternalServices, append(append([]string{"-m", "comment", "--comment", externalComment}, m...), "-j", externalTarget)...)
+			b.shared("filter", ChainExternalServices, "-m", "comment", "--comment", externalComment, "-m", proto, "-p", proto, "-d", dst, "--dport", portStr, "-j", externalTarget)
 		}
 	}
 	for _, ip := range lbIPs {
-		m := match(ip.String(), portStr)
+		dst := ip.String()
 		if sel.HasAny {
-			b.shared("nat", ChainServices, append(append([]string{"-m", "comment", "--comment", quote(nameStr + " loadbalancer IP")}, m...), "-j", lbChain)...)
+			b.shared("nat", ChainServices, "-m", "comment", "--comment", quote(nameStr+" loadbalancer IP"), "-m", proto, "-p", proto, "-d", dst, "--dport", portStr, "-j", lbChain)
 		}
 		if usesFWChain {
-			b.shared("filter", ChainProxyFirewall, append(append([]string{"-m", "comment", "--comment", quote(nameStr + " traffic not accepted by " + fwChain)}, m...), "-j", "DROP")...)
+			b.shared("filter", ChainProxyFirewall, "-m", "comment", "--comment", quote(nameStr+" traffic not accepted by "+fwChain), "-m", proto, "-p", proto, "-d", dst, "--dport", portStr, "-j", "DROP")
 		}
 	}
 	if !hasExternal {
 		for _, ip := range lbIPs {
-			b.shared("filter", ChainExternalServices, append(append([]string{"-m", "comment", "--comment", externalComment}, match(ip.String(), portStr)...), "-j", externalTarget)...)
+			b.shared("filter", ChainExternalServices, "-m", "comment", "--comment", externalComment, "-m", proto, "-p", proto, "-d", ip.String(), "--dport", portStr, "-j", externalTarget)
 		}
 	}
 	if port.NodePort != 0 {
@@ -166,13 +205,12 @@ func renderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 	// The service's own chains. The masquerade rule goes first into the internal
 	// policy chain: off-cluster clients of a cluster IP must be SNATed so replies come
 	// back through this node.
-	var masqRule []string
-	if hasInternal {
+	writeMasqRule := func() {
 		switch {
 		case cfg.MasqueradeAll:
-			masqRule = append(append([]string{"-m", "comment", "--comment", quote(nameStr + " cluster IP")}, clusterMatch...), "-j", ChainMarkMasq)
+			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", ChainMarkMasq)
 		case cfg.detectsLocal():
-			masqRule = append(append([]string{"-m", "comment", "--comment", quote(nameStr + " cluster IP")}, clusterMatch...), "!", "-s", cfg.ClusterCIDR.String(), "-j", ChainMarkMasq)
+			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "!", "-s", cfg.ClusterCIDR.String(), "-j", ChainMarkMasq)
 		}
 	}
 
@@ -217,29 +255,34 @@ func renderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 		b.rule("-m", "comment", "--comment", quote("other traffic to "+nameStr+" will be dropped by KUBE-PROXY-FIREWALL"))
 	}
 
+	// Each endpoint's "ip:port", chain name and comment are needed up to three times;
+	// compute them once.
+	epInfo := make(map[*endpoints.Endpoint]*endpointNames, len(sel.Reachable))
+	for _, ep := range sel.Reachable {
+		epStr := ep.String()
+		epInfo[ep] = &endpointNames{str: epStr, chain: EndpointChain(name, epStr), comment: quote(nameStr + " -> " + epStr)}
+	}
 	affinity := port.AffinityTimeoutSeconds > 0
 	writePolicyChain := func(chainName string, eps []*endpoints.Endpoint) {
 		b.chain(chainName)
-		if chainName == internalChain && masqRule != nil {
-			b.rule(masqRule...)
+		if hasInternal && chainName == internalChain {
+			writeMasqRule()
 		}
 		if affinity {
 			seconds := strconv.Itoa(int(port.AffinityTimeoutSeconds))
 			for _, ep := range eps {
-				epStr := ep.String()
-				sep := EndpointChain(name, epStr)
-				b.rule("-m", "comment", "--comment", quote(nameStr+" -> "+epStr),
-					"-m", "recent", "--name", sep, "--rcheck", "--seconds", seconds, "--reap", "-j", sep)
+				n := epInfo[ep]
+				b.rule("-m", "comment", "--comment", n.comment,
+					"-m", "recent", "--name", n.chain, "--rcheck", "--seconds", seconds, "--reap", "-j", n.chain)
 			}
 		}
 		for i, ep := range eps {
-			epStr := ep.String()
-			sep := EndpointChain(name, epStr)
+			n := epInfo[ep]
 			if i < len(eps)-1 {
-				b.rule("-m", "comment", "--comment", quote(nameStr+" -> "+epStr),
-					"-m", "statistic", "--mode", "random", "--probability", probability(len(eps)-i), "-j", sep)
+				b.rule("-m", "comment", "--comment", n.comment,
+					"-m", "statistic", "--mode", "random", "--probability", probability(len(eps)-i), "-j", n.chain)
 			} else {
-				b.rule("-m", "comment", "--comment", quote(nameStr+" -> "+epStr), "-j", sep)
+				b.rule("-m", "comment", "--comment", n.comment, "-j", n.chain)
 			}
 		}
 	}
@@ -250,20 +293,24 @@ func renderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 		writePolicyChain(localChain, sel.Local)
 	}
 	for _, ep := range sel.Reachable {
-		epStr := ep.String()
-		sep := EndpointChain(name, epStr)
-		b.chain(sep)
+		n := epInfo[ep]
+		b.chain(n.chain)
 		// Hairpin: a pod reaching itself through its service must be masqueraded, or
 		// it would see its own address as the source and drop the reply.
 		b.rule("-m", "comment", "--comment", nameStr, "-s", ep.IP.String(), "-j", ChainMarkMasq)
 		if affinity {
-			b.rule("-m", "comment", "--comment", nameStr, "-m", "recent", "--name", sep, "--set",
-				"-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)
+			b.rule("-m", "comment", "--comment", nameStr, "-m", "recent", "--name", n.chain, "--set",
+				"-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", n.str)
 		} else {
-			b.rule("-m", "comment", "--comment", nameStr, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)
+			b.rule("-m", "comment", "--comment", nameStr, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", n.str)
 		}
 	}
-	return &b.f
+	return true
+}
+
+// endpointNames are the strings one endpoint's rules use.
+type endpointNames struct {
+	str, chain, comment string
 }
 
 // probability returns the statistic match's probability for the first of n remaining

@@ -61,41 +61,54 @@ func IsServiceChain(name string) bool {
 }
 
 // hashName is kube-proxy's naming scheme: the prefix and the first 16 characters of the
-// standard base32 encoding of sha256(text). iptables limits chain names to 28
+// standard base32 encoding of sha256(servicePortName + lowercase protocol + extra),
+// where extra is "" or an endpoint's "ip:port". iptables limits chain names to 28
 // characters, and keeping the exact scheme lets Switchyard adopt kube-proxy's chains.
-func hashName(prefix, text string) string {
-	sum := sha256.Sum256([]byte(text))
-	return prefix + base32.StdEncoding.EncodeToString(sum[:])[:16]
-}
-
-// portProto is the hashed text of a service port: "ns/name:port" and the lowercase
-// protocol.
-func portProto(name endpoints.ServicePortName) string {
-	return name.String() + strings.ToLower(string(name.Protocol))
+// The hashed text is assembled on the stack: a full render names some 100k chains.
+func hashName(prefix string, name endpoints.ServicePortName, extra string) string {
+	var stack [256]byte
+	text := append(stack[:0], name.Namespace...)
+	text = append(text, '/')
+	text = append(text, name.Name...)
+	if name.Port != "" {
+		text = append(text, ':')
+		text = append(text, name.Port...)
+	}
+	for _, c := range []byte(name.Protocol) {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		text = append(text, c)
+	}
+	text = append(text, extra...)
+	sum := sha256.Sum256(text)
+	var encoded [56]byte
+	base32.StdEncoding.Encode(encoded[:], sum[:])
+	return prefix + string(encoded[:16])
 }
 
 // ServiceChain returns the KUBE-SVC- chain of a service port (Cluster policy).
 func ServiceChain(name endpoints.ServicePortName) string {
-	return hashName(PrefixServiceCluster, portProto(name))
+	return hashName(PrefixServiceCluster, name, "")
 }
 
 // LocalServiceChain returns the KUBE-SVL- chain of a service port (Local policy).
 func LocalServiceChain(name endpoints.ServicePortName) string {
-	return hashName(PrefixServiceLocal, portProto(name))
+	return hashName(PrefixServiceLocal, name, "")
 }
 
 // ExternalChain returns the KUBE-EXT- chain of a service port.
 func ExternalChain(name endpoints.ServicePortName) string {
-	return hashName(PrefixExternal, portProto(name))
+	return hashName(PrefixExternal, name, "")
 }
 
 // FirewallChain returns the KUBE-FW- chain of a service port.
 func FirewallChain(name endpoints.ServicePortName) string {
-	return hashName(PrefixFirewall, portProto(name))
+	return hashName(PrefixFirewall, name, "")
 }
 
 // EndpointChain returns the KUBE-SEP- chain of one endpoint of a service port; the
 // endpoint is "ip:port" (IPv6 in brackets).
 func EndpointChain(name endpoints.ServicePortName, endpoint string) string {
-	return hashName(PrefixEndpoint, portProto(name)+endpoint)
+	return hashName(PrefixEndpoint, name, endpoint)
 }

@@ -52,6 +52,20 @@ func (w *tableWriter) declare(chain string) {
 	w.stats.Chains++
 }
 
+// ruleParts writes a rule given as separate arguments, without joining them first.
+func (w *tableWriter) ruleParts(op, chain string, parts []string) {
+	w.rules.WriteString(op)
+	w.rules.WriteByte(' ')
+	w.rules.WriteString(chain)
+	for _, p := range parts {
+		w.rules.WriteByte(' ')
+		w.rules.WriteString(p)
+	}
+	w.rules.WriteByte('\n')
+	w.stats.Rules++
+	w.appended++
+}
+
 func (w *tableWriter) rule(op, chain, spec string) {
 	w.rules.WriteString(op)
 	w.rules.WriteByte(' ')
@@ -120,29 +134,13 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	nat.rule("-A", ChainPostrouting, `-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`)
 	nat.rule("-A", ChainMarkMasq, "-j MARK --or-mark "+mark)
 
-	active := map[string]struct{}{}
-	names := snap.SortedServices()
-	for _, name := range names {
-		f := renderService(snap.Services[name], snap.Endpoints[name], cfg)
-		if f == nil {
-			continue
-		}
-		plan.Stats.Services++
-		for _, r := range f.shared {
-			w := nat
-			if r.table == "filter" {
-				w = filter
-			}
-			w.rule("-A", r.chain, r.spec)
-		}
-		for _, c := range f.chains {
-			nat.declare(c.name)
-			active[c.name] = struct{}{}
-			for _, spec := range c.rules {
-				nat.rule("-A", c.name, spec)
-			}
+	b := &fragmentBuilder{filter: filter, nat: nat, active: map[string]struct{}{}}
+	for _, name := range snap.SortedServices() {
+		if writeService(b, snap.Services[name], snap.Endpoints[name], cfg) {
+			plan.Stats.Services++
 		}
 	}
+	active := b.active
 
 	stale := make([]string, 0)
 	for _, c := range existingNATChains {
