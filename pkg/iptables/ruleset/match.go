@@ -121,3 +121,18 @@ func (*StatisticMatch) Module() string { return "statistic" }
 
 // Module implements Match.
 func (*RecentMatch) Module() string { return "recent" }
+
+// SetMatch is "-m set --match-set NAME FLAGS": it matches when the packet's fields,
+// picked by the comma-separated src/dst flags in order, form an entry of the ipset
+// NAME. kube-proxy's IPVS mode matches its ipsets this way (dst,dst for ip,port sets,
+// dst,dst,src for the hairpin and source-range sets). The ruleset does not know the
+// sets' contents; it checks the syntax only.
+type SetMatch struct {
+	Name string
+	// Flags are the directions, one per dimension of the set: "src" or "dst".
+	Flags  []string
+	Negate bool
+}
+
+// Module implements Match.
+func (*SetMatch) Module() string { return "set" }

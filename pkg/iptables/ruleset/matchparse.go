@@ -403,3 +403,41 @@ func (m *recentParser) finish(*Rule) error {
 	}
 	return nil
 }
+
+// maxSetNameLen is IPSET_MAXNAMELEN (32) minus the terminating NUL.
+const maxSetNameLen = 31
+
+type setParser SetMatch
+
+func (m *setParser) option(name string, negate bool, values []string) (int, bool, error) {
+	if name != "--match-set" {
+		return 0, false, nil
+	}
+	if m.Name != "" {
+		return 0, true, errors.New("--match-set given twice")
+	}
+	if len(values) < 2 || values[0] == "" || values[1] == "" {
+		return 0, true, errors.New("requires a set name and flags")
+	}
+	if len(values[0]) > maxSetNameLen || strings.HasPrefix(values[0], "-") {
+		return 0, true, fmt.Errorf("invalid set name %q", values[0])
+	}
+	flags := strings.Split(values[1], ",")
+	if len(flags) > 6 {
+		return 0, true, fmt.Errorf("too many flags in %q (at most 6)", values[1])
+	}
+	for _, f := range flags {
+		if f != "src" && f != "dst" {
+			return 0, true, fmt.Errorf("bad flag %q in %q: want src or dst", f, values[1])
+		}
+	}
+	m.Name, m.Flags, m.Negate = values[0], flags, negate
+	return 2, true, nil
+}
+
+func (m *setParser) finish(*Rule) error {
+	if m.Name == "" {
+		return errors.New("set match requires --match-set")
+	}
+	return nil
+}

@@ -258,6 +258,9 @@ func (p *ruleParser) load(module string) error {
 	case "recent":
 		m := &RecentMatch{}
 		match, sink = m, (*recentParser)(m)
+	case "set":
+		m := &SetMatch{}
+		match, sink = m, (*setParser)(m)
 	default:
 		return fmt.Errorf("unknown match module %q", module)
 	}
