@@ -10,7 +10,7 @@ build: ## Build the switchyard binary into bin/.
 	$(GO) build -o $(BIN) ./cmd/proxy
 
 run: ## Dry-run over the bundled example manifests: prints the rules Switchyard would program.
-	$(GO) run ./cmd/proxy dry-run -f manifests/examples/
+	$(GO) run ./cmd/proxy dry-run -f manifests/examples/ --cluster-cidr 10.244.0.0/16,fd00:244::/56
 
 test: ## Unit tests (no root, no cluster), race detector on, plus a short fuzz pass.
 	hack/test.sh
