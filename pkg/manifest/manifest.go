@@ -1,0 +1,525 @@
+// Package manifest reads the Kubernetes objects that Switchyard proxies (Services,
+// EndpointSlices and Nodes) from YAML or JSON files, for `switchyard dry-run -f`, or lists
+// them from a cluster. It only decodes: whether a Service's IPs and ports can be
+// programmed is the endpoints package's call (endpoints.ServicePorts reports that), so a
+// dry run shows the same errors a running proxy would log.
+//
+// Reading never stops at the first problem. Every file, document and object is decoded on
+// its own, and each problem comes back as an *Error (the input is wrong) or a *Notice (the
+// input was skipped on purpose, such as a Deployment in the same manifest), both naming
+// the file, the document and, when it is known, the object.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"sigs.k8s.io/yaml"
+)
+
+// Objects holds the objects Switchyard proxies, in input order.
+type Objects struct {
+	// Services holds every Service, with an empty namespace defaulted to "default".
+	Services []*v1.Service
+	// EndpointSlices holds every EndpointSlice, with an empty namespace defaulted to
+	// "default". Slices without a kubernetes.io/service-name label are kept: the
+	// endpoints package reports them, as it does for a running proxy.
+	EndpointSlices []*discovery.EndpointSlice
+	// Nodes holds every Node.
+	Nodes []*v1.Node
+
+	// sources records where each decoded object was found, for SourceOf.
+	sources map[any]Source
+}
+
+// SourceOf returns where obj (one of the pointers in o) was read from, so that errors
+// found later, such as endpoints.ServicePorts rejecting an IP, can name the file and
+// document too. It returns false for objects that did not come from files.
+func (o *Objects) SourceOf(obj any) (Source, bool) {
+	src, ok := o.sources[obj]
+	return src, ok
+}
+
+// Len returns the number of objects.
+func (o *Objects) Len() int {
+	return len(o.Services) + len(o.EndpointSlices) + len(o.Nodes)
+}
+
+// Source says where in the input an object or a problem is: the file, the document in it
+// and, inside a List, the item; and the object, once its kind and name are known.
+type Source struct {
+	// File is the path as given or found while walking a directory; "-" is stdin.
+	File string
+	// Document is the 1-based index of the YAML document in the file, or 0 when the
+	// problem concerns the whole file.
+	Document int
+	// Line is the line the document starts on, or 0.
+	Line int
+	// Item is the 1-based index in a List's items, or 0 outside a List.
+	Item int
+	// Kind, Namespace and Name identify the object, as far as they are known.
+	Kind, Namespace, Name string
+}
+
+// String returns e.g. "svc.yaml: document 2 (line 14), item 1: Service default/web".
+func (s Source) String() string {
+	var b strings.Builder
+	b.WriteString(s.File)
+	if s.Document > 0 {
+		fmt.Fprintf(&b, ": document %d", s.Document)
+		if s.Line > 0 {
+			fmt.Fprintf(&b, " (line %d)", s.Line)
+		}
+		if s.Item > 0 {
+			fmt.Fprintf(&b, ", item %d", s.Item)
+		}
+	}
+	if s.Kind == "" && s.Name == "" {
+		return b.String()
+	}
+	b.WriteString(": ")
+	if s.Kind == "" {
+		b.WriteString("object")
+	} else {
+		b.WriteString(s.Kind)
+	}
+	switch {
+	case s.Namespace != "" && s.Name != "":
+		b.WriteString(" " + s.Namespace + "/" + s.Name)
+	case s.Name != "":
+		b.WriteString(" " + s.Name)
+	}
+	return b.String()
+}
+
+// Error is a problem with the input: a file that cannot be read, a document that does not
+// parse, or an object that cannot be decoded. The object it concerns is left out, unless
+// the problem is an unknown field (which is ignored, as the API server's non-strict
+// decoding would): then the object is kept and the error warns that part of it was not
+// understood.
+type Error struct {
+	Source Source
+	Err    error
+}
+
+// Error returns the source followed by the problem.
+func (e *Error) Error() string { return e.Source.String() + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Notice reports input that was skipped on purpose, such as a Deployment in a manifest
+// that also holds Services. It is not a failure: callers print it and carry on, and a
+// dry run with only notices succeeds.
+type Notice struct {
+	Source  Source
+	Message string
+}
+
+// Error returns the source followed by the message, so a Notice can travel in an error
+// list.
+func (n *Notice) Error() string { return n.Source.String() + ": " + n.Message }
+
+// IsNotice reports whether err is, or wraps, a *Notice rather than a real error.
+func IsNotice(err error) bool {
+	var n *Notice
+	return errors.As(err, &n)
+}
+
+// manifestExtensions are the file name endings read when walking a directory. Files named
+// explicitly are read whatever their name.
+var manifestExtensions = []string{".yaml", ".yml", ".json"}
+
+// decoder decodes the kinds Switchyard uses, strictly, so that a misspelt field (say,
+// externalTrafficPolcy) is reported instead of silently changing what is programmed.
+var decoder = func() runtime.Decoder {
+	scheme := runtime.NewScheme()
+	// AddToScheme only fails on conflicting registrations, impossible in a fresh scheme.
+	_ = v1.AddToScheme(scheme)
+	_ = discovery.AddToScheme(scheme)
+	return serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+}()
+
+// Read decodes every Service, EndpointSlice and Node in paths. A path may be a file (read
+// whatever its name), a directory (walked recursively in lexical order, reading
+// .yaml, .yml and .json files and skipping entries whose names start with "."), or "-"
+// for standard input. The returned list holds *Error and *Notice values, in input order;
+// whatever could be decoded is returned regardless.
+func Read(paths []string) (*Objects, []error) {
+	return read(paths, os.Stdin)
+}
+
+func read(paths []string, stdin io.Reader) (*Objects, []error) {
+	r := &reader{objects: &Objects{}, seen: map[string]Source{}}
+	if len(paths) == 0 {
+		r.errs = append(r.errs, errors.New("no input: give at least one file or directory"))
+	}
+	for _, path := range paths {
+		r.readPath(path, stdin)
+	}
+	return r.objects, r.errs
+}
+
+// Decode decodes the objects in data, which came from the file called name (used only in
+// messages). data may hold several YAML documents, a JSON object, or Lists.
+func Decode(name string, data []byte) (*Objects, []error) {
+	r := &reader{objects: &Objects{}, seen: map[string]Source{}}
+	r.decodeFile(name, data)
+	return r.objects, r.errs
+}
+
+// reader accumulates objects and problems across files.
+type reader struct {
+	objects *Objects
+	errs    []error
+	// seen maps "Kind namespace/name" to where it was first found, to report
+	// duplicates, which would otherwise make the result depend on input order.
+	seen map[string]Source
+}
+
+func (r *reader) fail(src Source, err error) {
+	r.errs = append(r.errs, &Error{Source: src, Err: err})
+}
+
+func (r *reader) readPath(path string, stdin io.Reader) {
+	if path == "-" {
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			r.fail(Source{File: path}, fmt.Errorf("reading standard input: %w", err))
+			return
+		}
+		r.decodeFile(path, data)
+		return
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		r.fail(Source{File: path}, withoutPath(err))
+		return
+	}
+	if !info.IsDir() {
+		r.readFile(path)
+		return
+	}
+	found := false
+	// WalkDir visits entries in lexical order, so the result does not depend on the
+	// file system.
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			r.fail(Source{File: p}, withoutPath(err))
+			if d != nil && d.IsDir() && p != path {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if p != path && strings.HasPrefix(d.Name(), ".") {
+			// Editor backups, .git and the like are never manifests.
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() || !hasManifestExtension(d.Name()) {
+			return nil
+		}
+		found = true
+		r.readFile(p)
+		return nil
+	})
+	if err != nil {
+		r.fail(Source{File: path}, err)
+	}
+	if !found {
+		r.fail(Source{File: path}, fmt.Errorf("directory holds no %s files", strings.Join(manifestExtensions, ", ")))
+	}
+}
+
+// withoutPath drops the path from an *fs.PathError, which the Source already names.
+func withoutPath(err error) error {
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return pathErr.Err
+	}
+	return err
+}
+
+func hasManifestExtension(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	for _, e := range manifestExtensions {
+		if ext == e {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *reader) readFile(path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		r.fail(Source{File: path}, withoutPath(err))
+		return
+	}
+	r.decodeFile(path, data)
+}
+
+// decodeFile splits a file into YAML documents and decodes each. JSON is YAML, so a JSON
+// file is one document.
+func (r *reader) decodeFile(name string, data []byte) {
+	for i, doc := range splitDocuments(data) {
+		r.decodeDocument(Source{File: name, Document: i + 1, Line: doc.line}, doc.data)
+	}
+}
+
+// document is one YAML document of a file and the line it starts on.
+type document struct {
+	line int
+	data []byte
+}
+
+// splitDocuments splits a YAML stream at its "---" separator lines. It is written here,
+// rather than using apimachinery's YAMLReader, so that empty documents still count
+// (document 3 is the third one a person counts) and each document knows its line,
+// which makes messages point at the right place in a long manifest.
+func splitDocuments(data []byte) []document {
+	var docs []document
+	start, startLine := 0, 1
+	for pos, lineNo := 0, 1; pos < len(data); lineNo++ {
+		next := len(data)
+		if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
+			next = pos + i + 1
+		}
+		if rest, ok := afterSeparator(data[pos:next]); ok {
+			docs = append(docs, document{line: startLine, data: data[start:pos]})
+			if len(rest) == 0 {
+				start, startLine = next, lineNo+1
+			} else {
+				// "--- {kind: ...}": the document starts on the separator's line.
+				start, startLine = pos+3, lineNo
+			}
+		}
+		pos = next
+	}
+	docs = append(docs, document{line: startLine, data: data[start:]})
+	// Text before a leading "---" is a document only if it holds something.
+	if len(docs) > 1 && len(bytes.TrimSpace(docs[0].data)) == 0 {
+		docs = docs[1:]
+	}
+	return docs
+}
+
+// afterSeparator reports whether line is a "---" document separator and returns what
+// follows the marker on the same line, if it is more than a comment.
+func afterSeparator(line []byte) ([]byte, bool) {
+	if !bytes.HasPrefix(line, []byte("---")) {
+		return nil, false
+	}
+	rest := line[3:]
+	if len(rest) > 0 && rest[0] != ' ' && rest[0] != '\t' && rest[0] != '\r' && rest[0] != '\n' {
+		return nil, false // "----" or "---x" is content, not a separator
+	}
+	rest = bytes.TrimSpace(rest)
+	if len(rest) == 0 || rest[0] == '#' {
+		return nil, true
+	}
+	return rest, true
+}
+
+// typeAndName is the part of any object needed to route it and to name it in messages.
+type typeAndName struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+}
+
+func (r *reader) decodeDocument(src Source, doc []byte) {
+	// Strict conversion rejects duplicate keys, which YAML parsers otherwise resolve by
+	// silently keeping one of them.
+	jsonDoc, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		r.fail(src, fmt.Errorf("not valid YAML or JSON: %w", err))
+		return
+	}
+	jsonDoc = bytes.TrimSpace(jsonDoc)
+	if len(jsonDoc) == 0 || bytes.Equal(jsonDoc, []byte("null")) {
+		return // an empty document, or one holding only comments
+	}
+	if jsonDoc[0] != '{' {
+		r.fail(src, errors.New("not an object: a Kubernetes manifest document must be a mapping with apiVersion and kind"))
+		return
+	}
+	r.decodeObject(src, jsonDoc, schema.GroupVersionKind{})
+}
+
+// decodeObject decodes one JSON object. listGVK is the kind implied by an enclosing typed
+// list (a ServiceList's items carry no kind of their own in API responses).
+func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVersionKind) {
+	var meta typeAndName
+	if err := json.Unmarshal(jsonDoc, &meta); err != nil {
+		r.fail(src, fmt.Errorf("reading apiVersion, kind and metadata: %w", err))
+		return
+	}
+	src.Kind, src.Namespace, src.Name = meta.Kind, meta.Metadata.Namespace, meta.Metadata.Name
+	gvk := meta.GroupVersionKind()
+	if gvk.Kind == "" && listGVK.Kind != "" {
+		gvk = listGVK
+		src.Kind = gvk.Kind
+		var err error
+		if jsonDoc, err = withTypeMeta(jsonDoc, gvk); err != nil {
+			r.fail(src, err)
+			return
+		}
+	}
+	switch {
+	case gvk.Kind == "":
+		r.fail(src, errors.New("no kind"))
+		return
+	case meta.APIVersion == "" && listGVK.Kind == "":
+		r.fail(src, errors.New("no apiVersion"))
+		return
+	}
+
+	if gvk.Kind == "List" || (strings.HasSuffix(gvk.Kind, "List") && usedKinds[strings.TrimSuffix(gvk.Kind, "List")] != "") {
+		r.decodeList(src, jsonDoc, gvk)
+		return
+	}
+	wantGroupVersion, used := usedKinds[gvk.Kind]
+	if !used {
+		r.errs = append(r.errs, &Notice{Source: src, Message: fmt.Sprintf("skipped: kind %s is not used by switchyard", gvk.Kind)})
+		return
+	}
+	if gv := gvk.GroupVersion().String(); gv != wantGroupVersion {
+		r.fail(src, fmt.Errorf("apiVersion %s is not supported for %s; use %s", gv, gvk.Kind, wantGroupVersion))
+		return
+	}
+
+	obj, _, err := decoder.Decode(jsonDoc, nil, nil)
+	if err != nil && !runtime.IsStrictDecodingError(err) {
+		r.fail(src, fmt.Errorf("decoding: %w", err))
+		return
+	}
+	if err != nil {
+		// The object decoded; only fields it does not have were dropped.
+		r.fail(src, fmt.Errorf("%w (the unknown fields are ignored)", err))
+	}
+	r.add(src, obj)
+}
+
+// usedKinds maps each kind Switchyard reads to the one group/version it accepts.
+var usedKinds = map[string]string{
+	"Service":       "v1",
+	"Node":          "v1",
+	"EndpointSlice": "discovery.k8s.io/v1",
+}
+
+// withTypeMeta sets apiVersion and kind on a JSON object that lacks them.
+func withTypeMeta(jsonDoc []byte, gvk schema.GroupVersionKind) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(jsonDoc, &fields); err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	apiVersion, _ := json.Marshal(gvk.GroupVersion().String())
+	kind, _ := json.Marshal(gvk.Kind)
+	fields["apiVersion"], fields["kind"] = apiVersion, kind
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	return out, nil
+}
+
+// decodeList decodes the items of a v1 List (as `kubectl get -o yaml` prints) or of a
+// typed list such as ServiceList (as the API returns).
+func (r *reader) decodeList(src Source, jsonDoc []byte, gvk schema.GroupVersionKind) {
+	var list struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(jsonDoc, &list); err != nil {
+		r.fail(src, fmt.Errorf("decoding items: %w", err))
+		return
+	}
+	if src.Item > 0 {
+		r.fail(src, errors.New("a list nested in a list is not supported"))
+		return
+	}
+	var itemGVK schema.GroupVersionKind
+	if gvk.Kind != "List" {
+		itemGVK = gvk.GroupVersion().WithKind(strings.TrimSuffix(gvk.Kind, "List"))
+	}
+	for i, item := range list.Items {
+		itemSrc := Source{File: src.File, Document: src.Document, Line: src.Line, Item: i + 1}
+		item = bytes.TrimSpace(item)
+		if len(item) == 0 || item[0] != '{' {
+			r.fail(itemSrc, errors.New("list item is not an object"))
+			continue
+		}
+		r.decodeObject(itemSrc, item, itemGVK)
+	}
+}
+
+// add files a decoded object, defaulting its namespace and refusing duplicates.
+func (r *reader) add(src Source, obj runtime.Object) {
+	var objMeta *metav1.ObjectMeta
+	namespaced := true
+	switch o := obj.(type) {
+	case *v1.Service:
+		objMeta = &o.ObjectMeta
+	case *discovery.EndpointSlice:
+		objMeta = &o.ObjectMeta
+	case *v1.Node:
+		objMeta = &o.ObjectMeta
+		namespaced = false
+	default:
+		// The scheme knows every core/v1 and discovery/v1 kind, but usedKinds let only
+		// these three through.
+		r.fail(src, fmt.Errorf("decoded an unexpected %T", obj))
+		return
+	}
+	if objMeta.Name == "" {
+		r.fail(src, errors.New("no metadata.name"))
+		return
+	}
+	if namespaced && objMeta.Namespace == "" {
+		// kubectl apply puts namespace-less objects into the default namespace (or the
+		// context's, which a dry run does not have).
+		objMeta.Namespace = metav1.NamespaceDefault
+	}
+	if !namespaced {
+		objMeta.Namespace = ""
+	}
+	src.Namespace = objMeta.Namespace
+
+	key := src.Kind + " " + objMeta.Namespace + "/" + objMeta.Name
+	if first, dup := r.seen[key]; dup {
+		where := Source{File: first.File, Document: first.Document, Line: first.Line, Item: first.Item}
+		r.fail(src, fmt.Errorf("duplicate of the one in %s; this copy is ignored", where))
+		return
+	}
+	r.seen[key] = src
+	if r.objects.sources == nil {
+		r.objects.sources = map[any]Source{}
+	}
+	r.objects.sources[obj] = src
+
+	switch o := obj.(type) {
+	case *v1.Service:
+		r.objects.Services = append(r.objects.Services, o)
+	case *discovery.EndpointSlice:
+		r.objects.EndpointSlices = append(r.objects.EndpointSlices, o)
+	case *v1.Node:
+		r.objects.Nodes = append(r.objects.Nodes, o)
+	}
+}
