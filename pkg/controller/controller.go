@@ -69,6 +69,11 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)
 	}
+	return newController(cfg, nodeName, client), nil
+}
+
+// newController wires a Controller around a client; tests pass a fake one.
+func newController(cfg Config, nodeName string, client kubernetes.Interface) *Controller {
 	c := &Controller{
 		cfg:      cfg,
 		nodeName: nodeName,
@@ -80,7 +85,7 @@ func New(cfg Config) (*Controller, error) {
 	c.services = health.NewServiceHealth("", c.health)
 	c.newIPTables = c.openIPTables
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
-	return c, nil
+	return c
 }
 
 // Run runs the daemon until ctx is cancelled. It leaves the rules in place when it

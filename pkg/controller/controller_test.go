@@ -1,0 +1,198 @@
+package controller
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
+)
+
+// IP plan: node "node1" at 192.168.0.2, service CIDR 172.30.0.0/16, pods 10.180.0.0/16.
+
+func testNode() *v1.Node {
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+		Status:     v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.168.0.2"}}},
+	}
+}
+
+func testService(name, ip string) *v1.Service {
+	return &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec: v1.ServiceSpec{
+			Type: v1.ServiceTypeClusterIP, ClusterIP: ip, ClusterIPs: []string{ip},
+			Ports: []v1.ServicePort{{Name: "http", Port: 80, Protocol: v1.ProtocolTCP}},
+		},
+	}
+}
+
+func testSlice(service string, ips ...string) *discovery.EndpointSlice {
+	slice := &discovery.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "ns", Name: service + "-1",
+			Labels:      map[string]string{discovery.LabelServiceName: service},
+			Annotations: map[string]string{v1.EndpointsLastChangeTriggerTime: time.Now().UTC().Format(time.RFC3339Nano)},
+		},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports:       []discovery.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(v1.ProtocolTCP)}},
+	}
+	for _, ip := range ips {
+		slice.Endpoints = append(slice.Endpoints, discovery.Endpoint{Addresses: []string{ip}, NodeName: ptr.To("node1")})
+	}
+	return slice
+}
+
+// harness runs a Controller over a fake API server and a fake kernel.
+type harness struct {
+	t      *testing.T
+	c      *Controller
+	client *fake.Clientset
+	fakes  *iptablestest.Fake
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startController(t *testing.T, objects ...any) *harness {
+	t.Helper()
+	cfg := Defaults()
+	cfg.MinSyncPeriod = 10 * time.Millisecond
+	cfg.HealthzBindAddress, cfg.MetricsBindAddress = "", ""
+	cfg.CanaryInterval = 50 * time.Millisecond
+	client := fake.NewClientset()
+	h := &harness{t: t, client: client, fakes: iptablestest.NewFake(ruleset.IPv4), done: make(chan error, 1)}
+	h.c = newController(cfg, "node1", client)
+	h.c.newIPTables = func(context.Context, v1.IPFamily) (iptables.Interface, error) { return h.fakes, nil }
+	for _, obj := range objects {
+		h.create(obj)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- h.c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(10 * time.Second):
+			t.Error("controller did not stop within 10s of cancellation")
+		}
+	})
+	return h
+}
+
+func (h *harness) create(obj any) {
+	h.t.Helper()
+	ctx := context.Background()
+	var err error
+	switch o := obj.(type) {
+	case *v1.Node:
+		_, err = h.client.CoreV1().Nodes().Create(ctx, o, metav1.CreateOptions{})
+	case *v1.Service:
+		_, err = h.client.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	case *discovery.EndpointSlice:
+		_, err = h.client.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitForRules waits until the fake kernel's nat table satisfies ok.
+func (h *harness) waitForRules(what string, ok func(nat string) bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var nat []byte
+	for time.Now().Before(deadline) {
+		var err error
+		if nat, err = h.fakes.SaveTable(context.Background(), "nat"); err == nil && ok(string(nat)) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("timed out waiting for %s; nat table:\n%s", what, nat)
+}
+
+func TestControllerProgramsAndFollowsChanges(t *testing.T) {
+	h := startController(t, testNode(), testService("web", "172.30.0.10"), testSlice("web", "10.180.0.1"))
+	h.waitForRules("the web service", func(nat string) bool {
+		return strings.Contains(nat, "--to-destination 10.180.0.1:8080") && strings.Contains(nat, "-j KUBE-SERVICES")
+	})
+
+	// An endpoint change is a partial sync that adds the new endpoint.
+	slice := testSlice("web", "10.180.0.1", "10.180.0.2")
+	if _, err := h.client.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitForRules("the second endpoint", func(nat string) bool { return strings.Contains(nat, "--to-destination 10.180.0.2:8080") })
+	restores := h.fakes.Restores()
+	if last := string(restores[len(restores)-1]); strings.Contains(last, ":KUBE-POSTROUTING") {
+		t.Errorf("an endpoint change triggered a full rewrite:\n%s", last)
+	}
+
+	// Deleting the Service removes every one of its rules.
+	if err := h.client.CoreV1().Services("ns").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitForRules("the web service to go", func(nat string) bool { return !strings.Contains(nat, "ns/web") })
+
+	// Health: green after the first sync.
+	rec := httptest.NewRecorder()
+	h.c.health.HealthzHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/healthz = %d after successful syncs: %s", rec.Code, rec.Body)
+	}
+}
+
+func TestControllerRecoversFromFailedRestore(t *testing.T) {
+	h := startController(t, testNode(), testService("web", "172.30.0.10"), testSlice("web", "10.180.0.1"))
+	h.waitForRules("the web service", func(nat string) bool { return strings.Contains(nat, "10.180.0.1:8080") })
+
+	// The next two restores fail; the change must still land, through a full sync.
+	h.fakes.FailNext(2, errInjected)
+	slice := testSlice("web", "10.180.0.3")
+	if _, err := h.client.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitForRules("the changed endpoint after two failed restores", func(nat string) bool {
+		return strings.Contains(nat, "10.180.0.3:8080") && !strings.Contains(nat, "10.180.0.1:8080")
+	})
+	restores := h.fakes.Restores()
+	if last := string(restores[len(restores)-1]); !strings.Contains(last, ":KUBE-POSTROUTING") {
+		t.Errorf("the sync after a failure must be full, got:\n%s", last)
+	}
+}
+
+func TestControllerResyncsWhenCanaryDisappears(t *testing.T) {
+	h := startController(t, testNode(), testService("web", "172.30.0.10"), testSlice("web", "10.180.0.1"))
+	h.waitForRules("the web service", func(nat string) bool { return strings.Contains(nat, "10.180.0.1:8080") })
+
+	// Someone flushes the tables (a firewall reload): canaries and rules are gone.
+	for _, table := range []string{"nat", "filter", "mangle"} {
+		if err := h.fakes.DeleteChain(context.Background(), table, iptables.ChainCanary); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.fakes.Restore(context.Background(), []byte("*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitForRules("the rules to be rewritten", func(nat string) bool {
+		return strings.Contains(nat, "-A KUBE-SERVICES") && strings.Contains(nat, "10.180.0.1:8080") && strings.Contains(nat, ":"+iptables.ChainCanary)
+	})
+}
+
+var errInjected = errorString("injected restore failure")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
