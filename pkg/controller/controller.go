@@ -13,8 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
@@ -39,6 +42,10 @@ type Controller struct {
 	health   *health.ProxierHealth
 	services *health.ServiceHealth
 	runner   *runner.Runner
+	// events reports objects that cannot be fully programmed, on the objects
+	// themselves, so their owners see it with kubectl describe.
+	events      record.EventRecorder
+	broadcaster record.EventBroadcaster
 	// newIPTables opens the kernel interface of one family; tests replace it.
 	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
 
@@ -83,6 +90,8 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 		health:   health.NewProxierHealth(cfg.healthTimeout(), nil),
 	}
 	c.services = health.NewServiceHealth("", c.health)
+	c.broadcaster = record.NewBroadcaster()
+	c.events = c.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "switchyard", Host: nodeName})
 	c.newIPTables = c.openIPTables
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
@@ -95,6 +104,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	ctx = klog.NewContext(ctx, logger)
 	logger.Info("Starting switchyard", "mode", c.cfg.Mode)
 	defer c.services.Close()
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	defer c.broadcaster.Shutdown()
 
 	servers, err := c.startServers(ctx)
 	if err != nil {

@@ -196,3 +196,27 @@ var errInjected = errorString("injected restore failure")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// TestControllerReportsInvalidServices checks that a partly invalid Service is still
+// programmed and that its owner is told, with an Event on the Service.
+func TestControllerReportsInvalidServices(t *testing.T) {
+	bad := testService("bad", "172.30.0.11")
+	bad.Spec.ExternalIPs = []string{"not-an-ip"}
+	h := startController(t, testNode(), bad, testSlice("bad", "10.180.0.5"))
+	h.waitForRules("the valid part of the bad service", func(nat string) bool { return strings.Contains(nat, "10.180.0.5:8080") })
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		events, err := h.client.CoreV1().Events("ns").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == "bad" && e.Reason == "InvalidService" && strings.Contains(e.Message, "not-an-ip") {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no InvalidService event for ns/bad")
+}

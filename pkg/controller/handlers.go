@@ -27,6 +27,7 @@ func (c *Controller) serviceHandler(ctx context.Context) cache.ResourceEventHand
 			// programmed, the rest is reported.
 			logger.Error(err, "Service partly invalid", "service", klog.KObj(svc))
 			c.metrics.InvalidObjects.WithLabelValues("Service").Inc()
+			c.events.Eventf(svc, v1.EventTypeWarning, "InvalidService", "switchyard cannot program all of this Service: %v", err)
 		}
 		c.changed(false)
 	}
@@ -55,6 +56,7 @@ func (c *Controller) sliceHandler(ctx context.Context) cache.ResourceEventHandle
 		if err := c.tracker.OnEndpointSliceUpdate(slice); err != nil {
 			logger.Error(err, "EndpointSlice partly invalid", "endpointSlice", klog.KObj(slice))
 			c.metrics.InvalidObjects.WithLabelValues("EndpointSlice").Inc()
+			c.events.Eventf(slice, v1.EventTypeWarning, "InvalidEndpointSlice", "switchyard cannot program all of this EndpointSlice: %v", err)
 		}
 		c.changed(true)
 	}
