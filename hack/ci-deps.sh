@@ -10,6 +10,7 @@ packages=(
 	iproute2
 	iptables
 	ipset
+	nftables
 	ipvsadm
 	conntrack
 	kmod

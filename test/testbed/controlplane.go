@@ -142,7 +142,7 @@ func startControlPlane(t testing.TB, options []Option) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	echo, err := echoBinary()
+	echo, err := EchoBinary()
 	if err != nil {
 		return nil, err
 	}

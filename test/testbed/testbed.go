@@ -141,10 +141,12 @@ var (
 	echoErr  error
 )
 
-// echoBinary builds the syecho helper once per test binary run. It goes to
+// EchoBinary returns the path of the syecho helper (test/testbed/syecho),
+// building it once per process. Pods run `syecho serve`; the Dial helpers
+// run `syecho dial`; people can run it by hand in the sandbox. It goes to
 // .cache/testbed in the repository (git-ignored) through a rename, so test
 // binaries of several packages running at once never see a half-written file.
-func echoBinary() (string, error) {
+func EchoBinary() (string, error) {
 	echoOnce.Do(func() {
 		root, err := RepoRoot()
 		if err != nil {
