@@ -16,8 +16,8 @@ const (
 	// FlagHashed is set by the kernel on every virtual server it holds; it is masked
 	// off when reading back.
 	FlagHashed uint32 = 0x2
-	// FlagSourceHash (IP_VS_SVC_F_SCHED1) makes the mh scheduler hash on the source
-	// address and port, as kube-proxy sets it.
+	// FlagSourceHash (IP_VS_SVC_F_SCHED2, ipvsadm's mh-port) makes the mh scheduler
+	// hash on the source port as well as the address; kube-proxy sets it for mh.
 	FlagSourceHash uint32 = 0x10
 )
 
