@@ -7,7 +7,7 @@ import (
 )
 
 // Interface is the kernel's IPVS table, as the Proxier uses it. The Linux
-// implementation is NewKernel; pkg/ipvs/testing has a strict fake. Implementations are
+// implementation is NewIPVS; pkg/ipvs/testing has a strict fake. Implementations are
 // safe for concurrent use and report failures as errors, never silently.
 type Interface interface {
 	// VirtualServers lists every virtual server, Switchyard's or not.

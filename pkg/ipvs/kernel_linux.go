@@ -14,18 +14,18 @@ import (
 	v1 "k8s.io/api/core/v1"
 )
 
-// Kernel is Interface over github.com/moby/ipvs.
-type Kernel struct {
+// Handle is Interface over github.com/moby/ipvs.
+type Handle struct {
 	mu     sync.Mutex
 	handle *libipvs.Handle
 }
 
-var _ Interface = &Kernel{}
+var _ Interface = &Handle{}
 
-// NewKernel opens the IPVS netlink interface of the current network namespace. It
+// NewIPVS opens the IPVS netlink interface of the current network namespace. It
 // fails when the kernel has no IPVS: moby/ipvs would otherwise log a warning and then
 // accept every request without doing anything.
-func NewKernel() (*Kernel, error) {
+func NewIPVS() (*Handle, error) {
 	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
 		return nil, fmt.Errorf("IPVS is not available (is the ip_vs module loaded?): %w", err)
 	}
@@ -37,11 +37,11 @@ func NewKernel() (*Kernel, error) {
 		h.Close()
 		return nil, fmt.Errorf("IPVS does not answer: %w", err)
 	}
-	return &Kernel{handle: h}, nil
+	return &Handle{handle: h}, nil
 }
 
 // Close releases the netlink socket.
-func (k *Kernel) Close() {
+func (k *Handle) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.handle.Close()
@@ -122,7 +122,7 @@ func toDestination(addr netip.AddrPort, weight int) *libipvs.Destination {
 
 // VirtualServers implements Interface. Firewall-mark services and protocols other
 // than TCP, UDP and SCTP are left out: Switchyard never creates them.
-func (k *Kernel) VirtualServers() ([]VirtualServer, error) {
+func (k *Handle) VirtualServers() ([]VirtualServer, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	svcs, err := k.handle.GetServices()
@@ -140,7 +140,7 @@ func (k *Kernel) VirtualServers() ([]VirtualServer, error) {
 
 // AddVirtualServer implements Interface, and reads the service back: moby/ipvs returns
 // nil when IPVS is missing.
-func (k *Kernel) AddVirtualServer(vs VirtualServer) error {
+func (k *Handle) AddVirtualServer(vs VirtualServer) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.NewService(toService(vs)); err != nil {
@@ -153,7 +153,7 @@ func (k *Kernel) AddVirtualServer(vs VirtualServer) error {
 }
 
 // UpdateVirtualServer implements Interface.
-func (k *Kernel) UpdateVirtualServer(vs VirtualServer) error {
+func (k *Handle) UpdateVirtualServer(vs VirtualServer) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.UpdateService(toService(vs)); err != nil {
@@ -163,7 +163,7 @@ func (k *Kernel) UpdateVirtualServer(vs VirtualServer) error {
 }
 
 // DeleteVirtualServer implements Interface.
-func (k *Kernel) DeleteVirtualServer(key Key) error {
+func (k *Handle) DeleteVirtualServer(key Key) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.DelService(keyService(key)); err != nil {
@@ -173,7 +173,7 @@ func (k *Kernel) DeleteVirtualServer(key Key) error {
 }
 
 // RealServers implements Interface.
-func (k *Kernel) RealServers(key Key) ([]RealServerStatus, error) {
+func (k *Handle) RealServers(key Key) ([]RealServerStatus, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	dests, err := k.handle.GetDestinations(keyService(key))
@@ -199,7 +199,7 @@ func (k *Kernel) RealServers(key Key) ([]RealServerStatus, error) {
 }
 
 // AddRealServer implements Interface.
-func (k *Kernel) AddRealServer(key Key, rs RealServer) error {
+func (k *Handle) AddRealServer(key Key, rs RealServer) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.NewDestination(keyService(key), toDestination(rs.Addr, rs.Weight)); err != nil {
@@ -209,7 +209,7 @@ func (k *Kernel) AddRealServer(key Key, rs RealServer) error {
 }
 
 // UpdateRealServer implements Interface.
-func (k *Kernel) UpdateRealServer(key Key, rs RealServer) error {
+func (k *Handle) UpdateRealServer(key Key, rs RealServer) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.UpdateDestination(keyService(key), toDestination(rs.Addr, rs.Weight)); err != nil {
@@ -219,7 +219,7 @@ func (k *Kernel) UpdateRealServer(key Key, rs RealServer) error {
 }
 
 // DeleteRealServer implements Interface.
-func (k *Kernel) DeleteRealServer(key Key, addr netip.AddrPort) error {
+func (k *Handle) DeleteRealServer(key Key, addr netip.AddrPort) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.DelDestination(keyService(key), toDestination(addr, 0)); err != nil {
@@ -229,7 +229,7 @@ func (k *Kernel) DeleteRealServer(key Key, addr netip.AddrPort) error {
 }
 
 // SetTimeouts implements Interface. The kernel treats a zero as "leave unchanged".
-func (k *Kernel) SetTimeouts(t Timeouts) error {
+func (k *Handle) SetTimeouts(t Timeouts) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.handle.SetConfig(&libipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP}); err != nil {

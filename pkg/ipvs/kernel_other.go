@@ -9,8 +9,8 @@ import (
 
 var errNotLinux = errors.New("IPVS mode needs Linux")
 
-// NewKernel fails: IPVS exists only on Linux.
-func NewKernel() (Interface, error) { return nil, errNotLinux }
+// NewIPVS fails: IPVS exists only on Linux.
+func NewIPVS() (Interface, error) { return nil, errNotLinux }
 
 // NewLinks returns a Links whose every call fails: dummy links exist only on Linux.
 func NewLinks() Links { return noLinks{} }
