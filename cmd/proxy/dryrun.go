@@ -39,7 +39,7 @@ func (o *dryRunOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.clusterCIDRs, "cluster-cidr", "pod CIDRs, one per family; traffic from outside them is masqueraded")
 	fs.BoolVar(&o.masqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
 	fs.Var(&o.nodePortCIDRs, "nodeport-addresses", "CIDRs of the node addresses that accept node ports (default: all)")
-	fs.StringVar(&o.mode, "mode", "iptables", "proxy mode: iptables")
+	fs.StringVar(&o.mode, "mode", "iptables", "proxy mode: iptables or ipvs")
 	fs.StringVar(&o.ipFamily, "ip-family", "auto", "ipv4, ipv6, or auto (every family the node has addresses in)")
 	fs.BoolVar(&o.localhostPorts, "iptables-localhost-nodeports", false, "accept IPv4 node ports on 127.0.0.1 (needs route_localnet)")
 }
@@ -53,6 +53,7 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var opts dryRunOptions
 	opts.register(fs)
+	ipvsOpts := registerIPVSDryRun(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: switchyard dry-run [flags] -f FILE_OR_DIR... | --kubeconfig PATH")
 		fs.PrintDefaults()
@@ -61,6 +62,9 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.files = append(opts.files, fs.Args()...)
+	if opts.mode == "ipvs" {
+		return dryRunIPVS(ctx, &opts, ipvsOpts, stdout, stderr)
+	}
 	if opts.mode != "iptables" {
 		fmt.Fprintf(stderr, "switchyard: --mode %q is not supported by dry-run yet (iptables)\n", opts.mode)
 		return 2
