@@ -20,7 +20,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	var clusterCIDRs, nodePortAddresses stringList
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig file (default: in-cluster configuration)")
 	fs.StringVar(&cfg.NodeName, "hostname-override", "", "this node's name (default: the host name)")
-	fs.StringVar(&cfg.Mode, "proxy-mode", cfg.Mode, "proxy mode: iptables")
+	fs.StringVar(&cfg.Mode, "proxy-mode", cfg.Mode, "proxy mode: iptables or ipvs")
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "same as --proxy-mode")
 	fs.Var(&clusterCIDRs, "cluster-cidr", "pod CIDRs, at most one per family; traffic from outside them to cluster IPs is masqueraded")
 	fs.BoolVar(&cfg.MasqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
@@ -35,6 +35,13 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.BoolVar(&cfg.LocalhostNodePorts, "iptables-localhost-nodeports", false, "accept IPv4 node ports on 127.0.0.1 (needs route_localnet; see CVE-2020-8558)")
 	fs.DurationVar(&cfg.HealthTimeout, "healthz-timeout", 0, "how long changes may stay unapplied before /healthz fails (default: 2 × --sync-period)")
 	fs.DurationVar(&cfg.NodeWaitTimeout, "node-wait-timeout", 0, "give up if the Node has no addresses after this long (default: wait forever)")
+	var ipvsExcludeCIDRs stringList
+	fs.StringVar(&cfg.IPVS.Scheduler, "ipvs-scheduler", "rr", "with --proxy-mode ipvs: the default scheduler (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh); the switchyard.io/ipvs-scheduler annotation overrides it per service")
+	fs.BoolVar(&cfg.IPVS.StrictARP, "ipvs-strict-arp", false, "with --proxy-mode ipvs: set arp_ignore=1 and arp_announce=2")
+	fs.DurationVar(&cfg.IPVS.TCPTimeout, "ipvs-tcp-timeout", 0, "with --proxy-mode ipvs: idle timeout of established TCP connections (0: the kernel's)")
+	fs.DurationVar(&cfg.IPVS.TCPFinTimeout, "ipvs-tcpfin-timeout", 0, "with --proxy-mode ipvs: timeout of TCP connections after a FIN (0: the kernel's)")
+	fs.DurationVar(&cfg.IPVS.UDPTimeout, "ipvs-udp-timeout", 0, "with --proxy-mode ipvs: timeout of UDP flows (0: the kernel's)")
+	fs.Var(&ipvsExcludeCIDRs, "ipvs-exclude-cidrs", "with --proxy-mode ipvs: CIDRs whose IPVS virtual servers are never cleaned up")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.Var(klogFlags.Lookup("v").Value, "v", "log verbosity: 0 lifecycle, 2 each sync, 4 each object, 9 payloads")
@@ -47,6 +54,10 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.NodePortAddresses, err = parsePrefixes("nodeport-addresses", nodePortAddresses); err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return 2
+	}
+	if cfg.IPVS.ExcludeCIDRs, err = parsePrefixes("ipvs-exclude-cidrs", ipvsExcludeCIDRs); err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 2
 	}

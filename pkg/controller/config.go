@@ -55,6 +55,8 @@ type Config struct {
 	// NodeWaitTimeout bounds the wait for the Node to exist with addresses; zero
 	// waits forever, as kube-proxy does.
 	NodeWaitTimeout time.Duration
+	// IPVS holds the settings of --proxy-mode ipvs.
+	IPVS IPVSConfig
 }
 
 // Defaults returns kube-proxy's defaults where they apply.
@@ -74,8 +76,11 @@ func Defaults() Config {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Mode != "iptables" {
-		errs = append(errs, fmt.Errorf("--proxy-mode %q: only iptables is implemented by run", c.Mode))
+	if c.Mode != "iptables" && c.Mode != "ipvs" {
+		errs = append(errs, fmt.Errorf("--proxy-mode %q: want iptables or ipvs", c.Mode))
+	}
+	if err := c.IPVS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MinSyncPeriod < 0 || c.SyncPeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--min-sync-period %s and --sync-period %s must be positive", c.MinSyncPeriod, c.SyncPeriod))

@@ -53,6 +53,8 @@ type Controller struct {
 	// facts are the node's facts the proxiers were built for.
 	facts    node.Facts
 	proxiers []*iptables.Proxier
+	// ipvs holds the IPVS-mode proxiers (see ipvs.go).
+	ipvs ipvsMode
 }
 
 // New builds a Controller from cfg: it checks the configuration and connects to the
@@ -159,6 +161,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { c.watchCanary(ctx) })
+	wg.Go(func() { c.watchTerminating(ctx) })
 	c.runner.Request()
 	err = c.runner.Run(ctx)
 	wg.Wait()

@@ -44,6 +44,9 @@ func iptablesConfigs(cfg *Config, facts node.Facts) []*iptables.Config {
 // buildProxiers (re)creates one Proxier per family for the node's facts. New proxiers
 // start with a full sync.
 func (c *Controller) buildProxiers(ctx context.Context, facts node.Facts) error {
+	if c.isIPVS() {
+		return c.buildIPVSProxiers(ctx, facts)
+	}
 	var proxiers []*iptables.Proxier
 	for _, cfg := range iptablesConfigs(&c.cfg, facts) {
 		ipt, err := c.newIPTables(ctx, cfg.Family)

@@ -14,6 +14,9 @@ import (
 
 // sync is the runner's function: one snapshot, then render and apply per family.
 func (c *Controller) sync(ctx context.Context) error {
+	if c.isIPVS() {
+		return c.syncIPVS(ctx)
+	}
 	logger := klog.FromContext(ctx)
 	c.mu.Lock()
 	proxiers := c.proxiers
