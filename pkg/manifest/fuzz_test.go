@@ -34,6 +34,8 @@ func FuzzRead(f *testing.F) {
 		`{"apiVersion":"v1","kind":"ServiceList","items":[{"metadata":{"name":"a"}},{"kind":"Node","metadata":{"name":"b"}}]}`,
 		"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 99999999999}]}\n",
 		"a: &a [*a]\n",
+		"apiVersion: v1\nkind: Node\nmetadata: {name: a}\n...\n---\n...\nb: 1\n",
+		`{"apiVersion":"v1","kind":"Node","metadata":{"name":"a"}} {"kind":"Node"} [1] {`,
 		"\xff\xfe\x00",
 	} {
 		f.Add([]byte(seed))

@@ -274,12 +274,56 @@ func (r *reader) readFile(path string) {
 	r.decodeFile(path, data)
 }
 
-// decodeFile splits a file into YAML documents and decodes each. JSON is YAML, so a JSON
-// file is one document.
+// decodeFile splits a file into documents and decodes each: a stream of JSON values, or
+// YAML documents separated by "---" lines.
 func (r *reader) decodeFile(name string, data []byte) {
-	for i, doc := range splitDocuments(data) {
+	docs, ok := splitJSON(data)
+	if !ok {
+		docs = splitDocuments(data)
+	}
+	for i, doc := range docs {
 		r.decodeDocument(Source{File: name, Document: i + 1, Line: doc.line}, doc.data)
 	}
+}
+
+// splitJSON splits a stream of JSON values, such as the output of several `kubectl get
+// -o json` runs concatenated. It reports false if data is not JSON, to be read as YAML
+// instead. Without it, the YAML parser would read the first value and silently drop the
+// rest. A syntax error after the first value yields the valid values and then the
+// rest of the stream as one last document, whose decoding reports the error.
+func splitJSON(data []byte) ([]document, bool) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var docs []document
+	for {
+		start := dec.InputOffset()
+		var value json.RawMessage
+		err := dec.Decode(&value)
+		if err == io.EOF {
+			return docs, true
+		}
+		if err != nil {
+			if len(docs) == 0 {
+				return nil, false // YAML flow style, such as {apiVersion: v1, ...}
+			}
+			rest := data[start:]
+			return append(docs, document{line: lineAt(data, start+leadingSpace(rest)), data: rest}), true
+		}
+		offset := start + leadingSpace(data[start:])
+		docs = append(docs, document{line: lineAt(data, offset), data: value})
+	}
+}
+
+func leadingSpace(data []byte) int64 {
+	return int64(len(data) - len(bytes.TrimLeft(data, " \t\r\n")))
+}
+
+// lineAt returns the 1-based line of a byte offset.
+func lineAt(data []byte, offset int64) int {
+	return bytes.Count(data[:offset], []byte("\n")) + 1
 }
 
 // document is one YAML document of a file and the line it starts on.
@@ -288,20 +332,33 @@ type document struct {
 	data []byte
 }
 
-// splitDocuments splits a YAML stream at its "---" separator lines. It is written here,
+// splitDocuments splits a YAML stream at its "---" separator lines and "..." document end
+// lines (the YAML parser would silently ignore anything after either). It is written here,
 // rather than using apimachinery's YAMLReader, so that empty documents still count
 // (document 3 is the third one a person counts) and each document knows its line,
 // which makes messages point at the right place in a long manifest.
 func splitDocuments(data []byte) []document {
 	var docs []document
 	start, startLine := 0, 1
+	// ended is set by a "..." line; a "---" right after one starts the next document
+	// without an empty one in between.
+	ended := false
+	add := func(end int) {
+		if !ended || len(bytes.TrimSpace(data[start:end])) != 0 {
+			docs = append(docs, document{line: startLine, data: data[start:end]})
+		}
+	}
 	for pos, lineNo := 0, 1; pos < len(data); lineNo++ {
 		next := len(data)
 		if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
 			next = pos + i + 1
 		}
-		if rest, ok := afterSeparator(data[pos:next]); ok {
-			docs = append(docs, document{line: startLine, data: data[start:pos]})
+		if isDocumentEnd(data[pos:next]) {
+			add(pos)
+			start, startLine, ended = next, lineNo+1, true
+		} else if rest, ok := afterSeparator(data[pos:next]); ok {
+			add(pos)
+			ended = false
 			if len(rest) == 0 {
 				start, startLine = next, lineNo+1
 			} else {
@@ -311,12 +368,25 @@ func splitDocuments(data []byte) []document {
 		}
 		pos = next
 	}
-	docs = append(docs, document{line: startLine, data: data[start:]})
+	add(len(data))
+	if len(docs) == 0 {
+		docs = append(docs, document{line: startLine, data: data[start:]})
+	}
 	// Text before a leading "---" is a document only if it holds something.
 	if len(docs) > 1 && len(bytes.TrimSpace(docs[0].data)) == 0 {
 		docs = docs[1:]
 	}
 	return docs
+}
+
+// isDocumentEnd reports whether line is a "..." document end marker.
+func isDocumentEnd(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, []byte("..."))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimSpace(rest)
+	return len(rest) == 0 || rest[0] == '#'
 }
 
 // afterSeparator reports whether line is a "---" document separator and returns what

@@ -332,6 +332,30 @@ func TestDecode(t *testing.T) {
 			},
 		},
 		{
+			name:        "concatenated JSON values",
+			data:        `{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1"}}` + "\n" + `{"apiVersion":"v1","kind":"Node","metadata":{"name":"n2"}} 42`,
+			wantObjects: []string{"Node n1", "Node n2"},
+			wantProblems: []string{
+				"error: f.yaml: document 3 (line 2): not an object: a Kubernetes manifest document must be a mapping with apiVersion and kind",
+			},
+		},
+		{
+			name:        "JSON stream with a syntax error after the first value",
+			data:        `{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1"}}` + "\n\n" + `{"apiVersion": "v1", "kind": [}`,
+			wantObjects: []string{"Node n1"},
+			wantProblems: []string{
+				"error: f.yaml: document 2 (line 3): not valid YAML or JSON: ...",
+			},
+		},
+		{
+			name:        "YAML document end markers",
+			data:        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n...\napiVersion: v1\nkind: Node\nmetadata: {name: n2}\n...\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
+			wantObjects: []string{"Node n1", "Node n2"},
+			wantProblems: []string{
+				"notice: f.yaml: document 3 (line 10): Pod p: skipped: kind Pod is not used by switchyard",
+			},
+		},
+		{
 			name: "empty input",
 			data: "",
 		},
@@ -378,6 +402,11 @@ func TestSplitDocuments(t *testing.T) {
 			name: "content on the separator line",
 			data: "--- a: 1\n",
 			want: []document{{line: 1, data: []byte(" a: 1\n")}},
+		},
+		{
+			name: "document end markers",
+			data: "a: 1\n...\n---\nb: 2\n...\nc: 3\n",
+			want: []document{{line: 1, data: []byte("a: 1\n")}, {line: 4, data: []byte("b: 2\n")}, {line: 6, data: []byte("c: 3\n")}},
 		},
 		{
 			name: "no final newline",
