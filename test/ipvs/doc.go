@@ -1,0 +1,11 @@
+// Package ipvs holds Switchyard's real-kernel tests of IPVS mode. They run inside a
+// throwaway QEMU guest (test/vm) because CI hosts and dev boxes may have no IPVS.
+//
+// TestIPVSInVM (vm_test.go, run on the host as root) builds this package's guest tests
+// with `go test -c -tags ipvsguest` (CGO_ENABLED=0), boots one guest per guest test and
+// reports each result. The guest tests (guest_test.go) model a node with network
+// namespaces: pods behind a bridge, each running a TCP/UDP echo server that answers with
+// its name, and an outside client; they drive pkg/ipvs's Proxier directly from
+// snapshots against the real kernel (IPVS, netlink, ipset, iptables-nft, sysctls) and
+// assert which pod answered and what the kernel holds.
+package ipvs
