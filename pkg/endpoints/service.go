@@ -121,6 +121,15 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 			fail("loadBalancerSourceRanges %q: %w", s, err)
 			continue
 		}
+		if prefix.Addr().Is4In6() {
+			// An IPv4-mapped range is an IPv4 range written in IPv6; in IPv6 form it
+			// would make iptables-restore reject the whole IPv4 table.
+			if prefix.Bits() < 96 {
+				fail("loadBalancerSourceRanges %q: an IPv4-mapped range shorter than /96 mixes families", s)
+				continue
+			}
+			prefix = netip.PrefixFrom(prefix.Addr().Unmap(), prefix.Bits()-96)
+		}
 		prefix = prefix.Masked()
 		if !slices.Contains(sourceRanges, prefix) {
 			sourceRanges = append(sourceRanges, prefix)

@@ -26,6 +26,10 @@ type Tracker struct {
 	services map[types.NamespacedName][]*ServicePort
 	// slices holds every EndpointSlice, by its Service and then by slice name.
 	slices map[types.NamespacedName]map[string]*sliceInfo
+	// sliceOwner records which Service each slice (by namespace/name) is filed under,
+	// so that a slice whose service-name label changes or disappears is removed
+	// from its old Service, and a delete finds it whatever labels it carries.
+	sliceOwner map[types.NamespacedName]types.NamespacedName
 	// dirty holds the Services touched since the last snapshot.
 	dirty map[types.NamespacedName]struct{}
 	// triggerTimes holds the earliest trigger time per dirty Service.
@@ -44,6 +48,7 @@ func NewTracker(nodeName string) *Tracker {
 		nodeName:     nodeName,
 		services:     map[types.NamespacedName][]*ServicePort{},
 		slices:       map[types.NamespacedName]map[string]*sliceInfo{},
+		sliceOwner:   map[types.NamespacedName]types.NamespacedName{},
 		dirty:        map[types.NamespacedName]struct{}{},
 		triggerTimes: map[types.NamespacedName]time.Time{},
 		last: &Snapshot{
@@ -80,11 +85,15 @@ func (t *Tracker) OnServiceDelete(svc *v1.Service) {
 }
 
 // OnEndpointSliceUpdate records an EndpointSlice that was added or changed. It returns
-// an error for a slice without a service label (which is then ignored) and for invalid
-// addresses (which are skipped).
+// an error for a slice without a service label (which is then dropped, with any copy
+// filed under a Service before) and for invalid addresses (which are skipped).
 func (t *Tracker) OnEndpointSliceUpdate(slice *discovery.EndpointSlice) error {
+	sliceKey := types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}
 	key, err := ServiceKeyOfSlice(slice)
 	if err != nil {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.removeSliceLocked(sliceKey)
 		return err
 	}
 	info, convErr := convertSlice(slice)
@@ -98,31 +107,41 @@ func (t *Tracker) OnEndpointSliceUpdate(slice *discovery.EndpointSlice) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if owner, ok := t.sliceOwner[sliceKey]; ok && owner != key {
+		t.removeSliceLocked(sliceKey)
+	}
 	bySlice := t.slices[key]
 	if bySlice == nil {
 		bySlice = map[string]*sliceInfo{}
 		t.slices[key] = bySlice
 	}
 	bySlice[slice.Name] = info
+	t.sliceOwner[sliceKey] = key
 	t.markDirtyLocked(key, trigger)
 	return convErr
 }
 
 // OnEndpointSliceDelete records that an EndpointSlice is gone.
 func (t *Tracker) OnEndpointSliceDelete(slice *discovery.EndpointSlice) {
-	key, err := ServiceKeyOfSlice(slice)
-	if err != nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if bySlice := t.slices[key]; bySlice != nil {
-		delete(bySlice, slice.Name)
+	t.removeSliceLocked(types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name})
+}
+
+// removeSliceLocked drops a slice from the Service it is filed under, if any.
+func (t *Tracker) removeSliceLocked(sliceKey types.NamespacedName) {
+	owner, ok := t.sliceOwner[sliceKey]
+	if !ok {
+		return
+	}
+	delete(t.sliceOwner, sliceKey)
+	if bySlice := t.slices[owner]; bySlice != nil {
+		delete(bySlice, sliceKey.Name)
 		if len(bySlice) == 0 {
-			delete(t.slices, key)
+			delete(t.slices, owner)
 		}
 	}
-	t.markDirtyLocked(key, time.Time{})
+	t.markDirtyLocked(owner, time.Time{})
 }
 
 func (t *Tracker) markDirtyLocked(key types.NamespacedName, trigger time.Time) {
