@@ -97,14 +97,10 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	tracker := endpoints.NewTracker(facts.Name)
 	for _, svc := range objs.Services {
-		if err := tracker.OnServiceUpdate(svc); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(svc), err)
-		}
+		reportModelError(stderr, objs.source(svc), tracker.OnServiceUpdate(svc))
 	}
 	for _, slice := range objs.EndpointSlices {
-		if err := tracker.OnEndpointSliceUpdate(slice); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(slice), err)
-		}
+		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
 	}
 	snap := tracker.Snapshot()
 
@@ -120,6 +116,21 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// reportModelError prints each problem the model found with an object on its own line,
+// prefixed with where the object was read.
+func reportModelError(stderr io.Writer, source string, err error) {
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	for _, e := range errs {
+		fmt.Fprintf(stderr, "switchyard: %s: %v\n", source, e)
+	}
 }
 
 // writeHeader prints, as restore-file comments, what the payload is for and the hook
@@ -237,16 +248,12 @@ type objects struct {
 	Services       []*v1.Service
 	EndpointSlices []*discovery.EndpointSlice
 	Nodes          []*v1.Node
-	sources        map[any]string
+	// lookup names where an object came from.
+	lookup func(obj any) string
 }
 
-// source names where an object came from, for messages.
-func (o *objects) source(obj any) string {
-	if s, ok := o.sources[obj]; ok {
-		return s
-	}
-	return "cluster"
-}
+// source names where an object came from, for messages: a file, document and line.
+func (o *objects) source(obj any) string { return o.lookup(obj) }
 
 // shellJoin joins arguments for a command line, quoting those with spaces.
 func shellJoin(args []string) string {

@@ -83,7 +83,8 @@ func TestDryRunBadInput(t *testing.T) {
 	}
 	for _, want := range []string{
 		`testdata/bad/unparseable.yaml`,
-		`service demo/bad-ip`,
+		`testdata/bad/mixed.yaml: document 3 (line 21): service demo/bad-ip: cluster IP "10.96.1.300"`,
+		`testdata/bad/mixed.yaml: document 4 (line 28): service demo/bad-port: port "http": port 70000 out of range`,
 		`10.96.1.300`,
 		`service demo/bad-port`,
 		`port 70000 out of range`,

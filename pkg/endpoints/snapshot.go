@@ -21,7 +21,7 @@ type Snapshot struct {
 	// previous snapshot, including ports that were deleted. A renderer needs to rewrite
 	// only these. Changes that cancelled out before the snapshot are not here.
 	Changed map[ServicePortName]struct{}
-	// TriggerTimes holds, per Service whose endpoints changed, the earliest
+	// TriggerTimes holds, per Service with a changed port, the earliest
 	// last-change-trigger-time among the EndpointSlice updates folded into this
 	// snapshot: the start of kube-proxy's network_programming_duration_seconds.
 	TriggerTimes map[types.NamespacedName]time.Time
