@@ -15,8 +15,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -428,6 +428,9 @@ func TestGuestSourceHash(t *testing.T) {
 		got := countPods(t, 3, src, "10.96.0.10:80")
 		if len(got) != 1 || got[gone] > 0 {
 			t.Errorf("sh after removing %s: client %s (was on %s) reached %v", gone, src, home[src], got)
+		}
+		if home[src] != gone && got[home[src]] != 3 {
+			t.Errorf("sh: client %s moved from %s to %v although its pod stayed", src, home[src], got)
 		}
 	}
 }
