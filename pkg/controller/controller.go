@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/health"
 	"github.com/switchyard-io/switchyard/pkg/iptables"
@@ -48,6 +49,10 @@ type Controller struct {
 	broadcaster record.EventBroadcaster
 	// newIPTables opens the kernel interface of one family; tests replace it.
 	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
+	// conntrack deletes stale UDP flows; tests replace it.
+	conntrack conntrack.Interface
+	// lastSynced is the last snapshot every proxier applied.
+	lastSynced *endpoints.Snapshot
 
 	mu sync.Mutex
 	// facts are the node's facts the proxiers were built for.
@@ -95,6 +100,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 	c.broadcaster = record.NewBroadcaster()
 	c.events = c.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "switchyard", Host: nodeName})
 	c.newIPTables = c.openIPTables
+	c.conntrack = conntrack.Netlink{}
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
 }

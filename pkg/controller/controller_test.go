@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/switchyard-io/switchyard/pkg/conntrack"
+	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
 	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
@@ -60,6 +63,7 @@ type harness struct {
 	c      *Controller
 	client *fake.Clientset
 	fakes  *iptablestest.Fake
+	flows  *conntracktest.Fake
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -71,9 +75,11 @@ func startController(t *testing.T, objects ...any) *harness {
 	cfg.HealthzBindAddress, cfg.MetricsBindAddress = "", ""
 	cfg.CanaryInterval = 50 * time.Millisecond
 	client := fake.NewClientset()
-	h := &harness{t: t, client: client, fakes: iptablestest.NewFake(ruleset.IPv4), done: make(chan error, 1)}
+	h := &harness{t: t, client: client, fakes: iptablestest.NewFake(ruleset.IPv4), flows: &conntracktest.Fake{}, done: make(chan error, 1)}
 	h.c = newController(cfg, "node1", client)
 	h.c.newIPTables = func(context.Context, v1.IPFamily) (iptables.Interface, error) { return h.fakes, nil }
+	// Never touch the host's conntrack table from a unit test.
+	h.c.conntrack = h.flows
 	for _, obj := range objects {
 		h.create(obj)
 	}
@@ -219,4 +225,37 @@ func TestControllerReportsInvalidServices(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("no InvalidService event for ns/bad")
+}
+
+// TestControllerDeletesStaleUDPFlows checks that after an endpoint of a UDP service goes
+// away, conntrack entries still pointing at it are deleted, and others are kept.
+func TestControllerDeletesStaleUDPFlows(t *testing.T) {
+	dns := testService("dns", "172.30.0.53")
+	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
+	slice := func(ips ...string) *discovery.EndpointSlice {
+		s := testSlice("dns", ips...)
+		s.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
+		return s
+	}
+	h := startController(t, testNode(), dns, slice("10.180.0.1", "10.180.0.2"))
+	h.waitForRules("the dns service", func(nat string) bool { return strings.Contains(nat, "10.180.0.2:53") })
+
+	toGone := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("172.30.0.53:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.1:53")}
+	toKept := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("172.30.0.53:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.2:53")}
+	h.flows.Add(toGone, toKept)
+	if _, err := h.client.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice("10.180.0.2"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		flows := h.flows.Flows()
+		if len(flows) == 1 {
+			if flows[0] != toKept {
+				t.Fatalf("kept %+v, want %+v", flows[0], toKept)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("stale flow not deleted; table: %+v", h.flows.Flows())
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 )
 
@@ -66,6 +67,7 @@ func (c *Controller) sync(ctx context.Context) error {
 		c.metrics.NetworkProgramming.Observe(latency.Seconds())
 		logger.V(4).Info("Network programming", "service", klog.KRef(svc.Namespace, svc.Name), "elapsed", latency)
 	}
+	c.cleanConntrack(ctx, snap)
 	ports, ready := healthChecks(snap, nodeName)
 	if err := c.services.Sync(ports, ready); err != nil {
 		logger.Error(err, "Some health-check node ports could not be served")
@@ -114,6 +116,35 @@ func (c *Controller) watchCanary(ctx context.Context) {
 				p.RequestFullSync()
 				c.runner.Request()
 			}
+		}
+	}
+}
+
+// cleanConntrack deletes UDP conntrack entries that still point at endpoints which are
+// gone, now that the rules no longer send new flows there.
+func (c *Controller) cleanConntrack(ctx context.Context, snap *endpoints.Snapshot) {
+	logger := klog.FromContext(ctx)
+	prev := c.lastSynced
+	if prev != nil && snap.Generation != prev.Generation+1 {
+		prev = nil // changes since prev are not all in snap.Changed: check every UDP port
+	}
+	c.lastSynced = snap
+	c.mu.Lock()
+	facts := c.facts
+	c.mu.Unlock()
+	filter := conntrack.NewStaleUDP(prev, snap, facts.IPs)
+	if filter.Empty() {
+		return
+	}
+	for _, family := range facts.Families() {
+		n, err := c.conntrack.DeleteFlows(ctx, family, filter.Match)
+		if err != nil {
+			logger.Error(err, "Deleting stale UDP conntrack entries", "family", family)
+			continue
+		}
+		c.metrics.ConntrackEntriesDeleted.Add(float64(n))
+		if n > 0 {
+			logger.V(2).Info("Deleted stale UDP conntrack entries", "family", family, "count", n)
 		}
 	}
 }

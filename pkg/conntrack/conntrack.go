@@ -1,0 +1,144 @@
+// Package conntrack removes stale UDP conntrack entries after service changes.
+//
+// UDP has no connection teardown: a client that keeps sending to a service IP keeps its
+// conntrack entry alive, and with it the DNAT to an endpoint that may be long gone —
+// for hours with one-way senders (kubernetes#19029, #59368, #125467). After each
+// successful apply the proxy deletes the entries whose original destination is a
+// service frontend and whose reply source is no longer a serving endpoint of it. It
+// deletes only entries proven stale, so a restart keeps working flows
+// (kubernetes#122740).
+package conntrack
+
+import (
+	"context"
+	"net/netip"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+)
+
+// Flow is the part of a conntrack entry the stale-flow filter looks at.
+type Flow struct {
+	// Protocol is the L4 protocol.
+	Protocol v1.Protocol
+	// OrigDst is where the client sent the packet (a service frontend).
+	OrigDst netip.AddrPort
+	// ReplySrc is where replies come from: the endpoint after DNAT, or OrigDst when no
+	// DNAT happened.
+	ReplySrc netip.AddrPort
+}
+
+// Interface deletes conntrack entries. The netlink implementation is in
+// netlink_linux.go; pkg/conntrack/testing has a fake.
+type Interface interface {
+	// DeleteFlows deletes every entry of the family that match selects, and returns
+	// how many it deleted.
+	DeleteFlows(ctx context.Context, family v1.IPFamily, match func(Flow) bool) (int, error)
+}
+
+// frontend is a UDP destination that the proxy translates.
+type frontend struct {
+	addr netip.AddrPort
+}
+
+// StaleUDP is a pure, precomputed filter: it matches UDP flows to a service frontend
+// known in prev or next whose reply source is not a serving endpoint in next.
+type StaleUDP struct {
+	// allowed maps a frontend to the endpoints it may still reach. A frontend with an
+	// empty set (deleted service, no endpoints) matches every flow to it that was
+	// translated.
+	allowed map[netip.AddrPort]map[netip.AddrPort]struct{}
+}
+
+// NewStaleUDP builds the filter for a sync from prev (nil at start) to next. Only UDP
+// service ports changed in next are considered when prev is set; at start, all UDP
+// service ports are.
+func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP {
+	f := &StaleUDP{allowed: map[netip.AddrPort]map[netip.AddrPort]struct{}{}}
+	add := func(port *endpoints.ServicePort, eps []*endpoints.Endpoint) {
+		serving := map[netip.AddrPort]struct{}{}
+		for _, ep := range eps {
+			if ep.Ready || ep.Serving {
+				serving[ep.AddrPort()] = struct{}{}
+			}
+		}
+		for _, fe := range frontends(port, nodeIPs) {
+			if existing, ok := f.allowed[fe]; ok {
+				for ap := range serving {
+					existing[ap] = struct{}{}
+				}
+				continue
+			}
+			f.allowed[fe] = serving
+		}
+	}
+	consider := func(name endpoints.ServicePortName) {
+		if name.Protocol != v1.ProtocolUDP {
+			return
+		}
+		if port := next.Services[name]; port != nil {
+			add(port, next.Endpoints[name])
+		}
+		if prev != nil {
+			if port := prev.Services[name]; port != nil {
+				// Frontends that disappeared: no endpoint is allowed any more, unless
+				// the same frontend is still served by next (added above).
+				add(port, nil)
+			}
+		}
+	}
+	if prev == nil {
+		for name := range next.Services {
+			consider(name)
+		}
+	} else {
+		for name := range next.Changed {
+			consider(name)
+		}
+	}
+	return f
+}
+
+// Empty reports whether the filter can match nothing, so the conntrack table need
+// not be read at all.
+func (f *StaleUDP) Empty() bool { return len(f.allowed) == 0 }
+
+// Match reports whether a flow is stale.
+func (f *StaleUDP) Match(flow Flow) bool {
+	if flow.Protocol != v1.ProtocolUDP {
+		return false
+	}
+	allowed, ok := f.allowed[flow.OrigDst]
+	if !ok {
+		return false
+	}
+	if flow.ReplySrc == flow.OrigDst {
+		// Not translated: a packet that reached no endpoint (rejected, or sent before
+		// the rules existed). Its entry would stop a later DNAT, so it is stale too.
+		return true
+	}
+	_, serving := allowed[flow.ReplySrc]
+	return !serving
+}
+
+// frontends lists the addresses at which a service port is reached.
+func frontends(port *endpoints.ServicePort, nodeIPs []netip.Addr) []netip.AddrPort {
+	var out []netip.AddrPort
+	p := uint16(port.Port)
+	for _, ip := range port.ClusterIPs {
+		out = append(out, netip.AddrPortFrom(ip, p))
+	}
+	for _, ip := range port.ExternalIPs {
+		out = append(out, netip.AddrPortFrom(ip, p))
+	}
+	for _, ip := range port.LoadBalancerVIPs {
+		out = append(out, netip.AddrPortFrom(ip, p))
+	}
+	if port.NodePort != 0 {
+		for _, ip := range nodeIPs {
+			out = append(out, netip.AddrPortFrom(ip, uint16(port.NodePort)))
+		}
+	}
+	return out
+}
