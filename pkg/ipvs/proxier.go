@@ -320,7 +320,6 @@ func (p *Proxier) syncFull(ctx context.Context, snap *endpoints.Snapshot, res *S
 		res.Stats.AddressesAdded++
 	}
 
-	old := p.servers
 	oldTerminating := p.terminating
 	p.servers = map[Key]*appliedServer{}
 	p.terminating = map[Key]map[netip.AddrPort]time.Time{}
@@ -364,7 +363,6 @@ func (p *Proxier) syncFull(ctx context.Context, snap *endpoints.Snapshot, res *S
 			errs = append(errs, fmt.Errorf("%s: %w", owner, err))
 		}
 	}
-	_ = old
 	// Delete Switchyard's virtual servers that nothing wants any more.
 	for _, vs := range kernelServers {
 		if _, want := st.Owners[vs.Key]; want || !own.owns(vs.Key) {
