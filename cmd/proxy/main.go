@@ -23,6 +23,7 @@ const usage = `switchyard: a drop-in replacement for kube-proxy
 Usage:
   switchyard dry-run [flags] -f FILE_OR_DIR...   print the rules switchyard would program
   switchyard run [flags]                         program this node's rules (as root, like kube-proxy)
+  switchyard cleanup [--dry-run]                 remove every rule switchyard or kube-proxy created
   switchyard version                             print the version
 
 Run 'switchyard COMMAND -h' for a command's flags.
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return dryRun(ctx, args[1:], stdout, stderr)
 	case "run":
 		return runDaemon(ctx, args[1:], stderr)
+	case "cleanup":
+		return cleanupCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "switchyard", version)
 		return 0

@@ -195,3 +195,21 @@ func (e *Exec) DeleteChain(ctx context.Context, table, chain string) error {
 	}
 	return nil
 }
+
+// SaveAll returns iptables-save output for every table of this family and backend.
+func (e *Exec) SaveAll(ctx context.Context) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, e.binary("-save"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %s", e.binary("-save"), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// Available reports whether this family's programs exist for this backend.
+func (e *Exec) Available() bool {
+	_, err := exec.LookPath(e.binary("-restore"))
+	return err == nil
+}

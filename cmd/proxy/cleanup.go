@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/ipvs"
+)
+
+// cleanupCommand implements `switchyard cleanup`: remove every rule, chain and ipset
+// that Switchyard (or kube-proxy, in either mode) created, and nothing else. It works
+// offline, from the kernel's state alone, is idempotent, and exits non-zero if anything
+// it owns is left afterwards.
+func cleanupCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dryRun := fs.Bool("dry-run", false, "print what would be deleted, delete nothing")
+	backendFlag := fs.String("iptables-backend", "all", "iptables backend to clean: all, nft or legacy")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var backends []iptables.Backend
+	switch *backendFlag {
+	case "all", "":
+		backends = []iptables.Backend{iptables.BackendNFT, iptables.BackendLegacy}
+	default:
+		b, err := iptables.ParseBackend(*backendFlag)
+		if err != nil || b == "" {
+			fmt.Fprintf(stderr, "switchyard: --iptables-backend %q: want all, nft or legacy\n", *backendFlag)
+			return 2
+		}
+		backends = []iptables.Backend{b}
+	}
+
+	var errs []error
+	if err := cleanIPVS(ctx, stdout, backends[0], *dryRun); err != nil {
+		errs = append(errs, err)
+	}
+	for _, backend := range backends {
+		for _, family := range []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol} {
+			if err := cleanIPTables(ctx, stdout, backend, family, *dryRun); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := cleanIPSets(ctx, stdout, *dryRun); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(stderr, "switchyard: cleanup incomplete: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// cleanIPTables removes Switchyard's chains from one family and backend, then checks
+// that none is left.
+func cleanIPTables(ctx context.Context, stdout io.Writer, backend iptables.Backend, family v1.IPFamily, dryRun bool) error {
+	ipt, err := iptables.NewExec(family, backend, 5*time.Second)
+	if err != nil || !ipt.Available() {
+		fmt.Fprintf(stdout, "# %s %s: iptables programs not installed, skipped\n", family, backend)
+		return nil
+	}
+	save, err := ipt.SaveAll(ctx)
+	if err != nil {
+		return err
+	}
+	plan := iptables.PlanCleanup(save)
+	if len(plan.Payload) == 0 {
+		fmt.Fprintf(stdout, "# %s %s: nothing to remove\n", family, backend)
+		return nil
+	}
+	verb := "removing"
+	if dryRun {
+		verb = "would remove"
+	}
+	fmt.Fprintf(stdout, "# %s %s: %s %d chains and %d jumps\n", family, backend, verb, len(plan.Chains), len(plan.HookRules))
+	for _, c := range plan.Chains {
+		fmt.Fprintf(stdout, "chain %s\n", c)
+	}
+	for _, r := range plan.HookRules {
+		fmt.Fprintf(stdout, "rule  %s\n", r)
+	}
+	if dryRun {
+		return nil
+	}
+	if err := ipt.Restore(ctx, plan.Payload); err != nil {
+		return fmt.Errorf("%s %s: %w", family, backend, err)
+	}
+	after, err := ipt.SaveAll(ctx)
+	if err != nil {
+		return err
+	}
+	if left := iptables.PlanCleanup(after); len(left.Payload) != 0 {
+		return fmt.Errorf("%s %s: still present after cleanup: %s", family, backend, strings.Join(append(left.Chains, left.HookRules...), ", "))
+	}
+	return nil
+}
+
+// cleanIPSets destroys the KUBE- ipsets that IPVS mode creates. They can only go once
+// no iptables rule refers to them, so this runs after the iptables cleanup.
+func cleanIPSets(ctx context.Context, stdout io.Writer, dryRun bool) error {
+	if _, err := exec.LookPath("ipset"); err != nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "ipset", "list", "-n").Output()
+	if err != nil {
+		// No ip_set module: there are no sets to clean.
+		return nil
+	}
+	var errs []error
+	for _, name := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(name, "KUBE-") {
+			continue
+		}
+		if dryRun {
+			fmt.Fprintf(stdout, "ipset %s (would destroy)\n", name)
+			continue
+		}
+		fmt.Fprintf(stdout, "ipset %s\n", name)
+		if msg, err := exec.CommandContext(ctx, "ipset", "destroy", name).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ipset destroy %s: %w: %s", name, err, strings.TrimSpace(string(msg))))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanIPVS removes the virtual servers on kube-ipvs0's addresses and the interface
+// itself; foreign virtual servers stay. Without IPVS in the kernel there is nothing to
+// do.
+func cleanIPVS(ctx context.Context, stdout io.Writer, backend iptables.Backend, dryRun bool) error {
+	handle, err := ipvs.NewIPVS()
+	if err != nil {
+		fmt.Fprintf(stdout, "# IPVS: not available in this kernel, skipped\n")
+		return nil
+	}
+	if dryRun {
+		fmt.Fprintf(stdout, "# IPVS: would remove the virtual servers on %s's addresses and the interface\n", ipvs.DummyInterface)
+		return nil
+	}
+	ipt, err := iptables.NewExec(v1.IPv4Protocol, backend, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	kernel := ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}, IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}
+	p, err := ipvs.NewProxier(&ipvs.Config{Family: v1.IPv4Protocol}, kernel, 0, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# IPVS: removing the virtual servers on %s's addresses\n", ipvs.DummyInterface)
+	return p.Cleanup(ctx)
+}
