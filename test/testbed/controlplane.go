@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,8 +29,11 @@ import (
 // The address plan; doc.go and docs/testbed.md describe it.
 const (
 	// ClusterCIDR is the pod network of the cluster, both families, in the
-	// form kube-proxy's --cluster-cidr takes.
-	ClusterCIDR = "10.244.0.0/16,fd00:244::/48"
+	// form kube-proxy's --cluster-cidr takes. The IPv6 half is a /32
+	// because node i's pods are fd00:244:i::/64: i is the third group, so a
+	// /48 would hold node 0's pods only, and proxies would masquerade
+	// pod-to-service traffic as if it came from outside the cluster.
+	ClusterCIDR = "10.244.0.0/16,fd00:244::/32"
 	// ServiceCIDR is the apiserver's --service-cluster-ip-range. /112 is
 	// well inside the apiserver's limit for IPv6 (/108 or longer).
 	ServiceCIDR = "10.96.0.0/16,fd00:96::/112"
@@ -100,7 +104,8 @@ type Cluster struct {
 	tools     map[string]string
 	echo      string
 	lock      *os.File
-	mu        sync.Mutex
+	addNodeMu sync.Mutex
+	mu        sync.Mutex // guards the fields below and Node.pods
 	nodes     []*Node
 	processes []*Process
 	netns     []string
@@ -120,8 +125,9 @@ func WithIPTablesBackend(backend string) Option {
 
 // StartControlPlane cleans up leftovers of killed runs, then starts etcd and
 // kube-apiserver (RBAC, token authentication, dual-stack service CIDRs) in a
-// new network namespace and waits, bounded, until /readyz answers ok. It
-// also creates the outside client namespace.
+// new network namespace and waits, bounded, until /readyz answers ok and the
+// default/kubernetes Service and its EndpointSlice exist. It also creates the
+// outside client namespace.
 func StartControlPlane(t testing.TB, options ...Option) *Cluster {
 	t.Helper()
 	Require(t)
@@ -373,7 +379,17 @@ func (c *Cluster) startEtcdAndAPIServer(ctx context.Context) error {
 	if c.Clientset, err = kubernetes.NewForConfig(config); err != nil {
 		return fmt.Errorf("admin clientset: %w", err)
 	}
-	return nil
+	// The apiserver creates the default/kubernetes Service and its
+	// EndpointSlice shortly after it is ready. Wait for them, so that a
+	// proxy started by a test sees a settled set of objects rather than one
+	// Service more arriving mid-test.
+	return poll(ctx, 30*time.Second, "the default/kubernetes Service and EndpointSlice", func(ctx context.Context) error {
+		if _, err := c.Clientset.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		_, err := c.Clientset.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+		return err
+	})
 }
 
 // RESTConfig loads a kubeconfig file of this cluster (AdminKubeconfig,
@@ -436,7 +452,9 @@ func (c *Cluster) teardown() {
 		if c.t.Failed() {
 			// Keep the logs of a failed test readable in the output.
 			for _, process := range processes {
-				c.t.Logf("testbed: last lines of %s:\n%s", process.Name, process.Tail(15))
+				if tail := process.Tail(15); tail != "ready" { // an echo server with nothing to say
+					c.t.Logf("testbed: last lines of %s (%s):\n%s", process.Name, process.LogPath, tail)
+				}
 			}
 		}
 		if err := os.RemoveAll(c.Dir); err != nil {

@@ -12,7 +12,7 @@
 //	cluster segment    10.250.0.0/24, fd00:250::/64  control plane .1/::1, node i .(10+i)
 //	outside segment    10.251.0.0/24, fd00:251::/64  outside client .100/::100, node i .(10+i)
 //	pod CIDR of node i 10.244.i.0/24, fd00:244:i::/64 node bridge .1/::1, pod j .(j+1)
-//	cluster CIDR       10.244.0.0/16, fd00:244::/48
+//	cluster CIDR       10.244.0.0/16, fd00:244::/32
 //	service CIDRs      10.96.0.0/16, fd00:96::/112
 //	external IPs       10.252.0.0/24, fd00:252::/64 (routable from outside via RouteFromOutside)
 //

@@ -57,7 +57,8 @@ conntrack:
 // AddKubeProxy runs kube-proxy in node's namespace in the given mode, as
 // KubeProxyUser, with --hostname-override=node name and the cluster CIDR,
 // healthz and metrics bound to the node IP, and waits (bounded) until
-// /healthz answers 200, which kube-proxy does only after its first sync.
+// /healthz answers 200, which kube-proxy does only after its first sync, and
+// in iptables and nftables modes until both IP families are synced.
 func (c *Cluster) AddKubeProxy(t testing.TB, node *Node, mode string) *KubeProxy {
 	t.Helper()
 	proxy, err := c.addKubeProxy(node, mode)
@@ -104,6 +105,19 @@ func (c *Cluster) addKubeProxy(node *Node, mode string) (*KubeProxy, error) {
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("%w\nlast log lines:\n%s", err, process.Tail(20))
+	}
+	// kube-proxy answers /healthz 200 as soon as its first sync of either
+	// family is done, but syncs IPv4 and IPv6 one after the other: a
+	// connection to an IPv6 service IP made in between gets a conntrack
+	// entry without DNAT and hangs until it expires. Its own log (-v=2)
+	// says when each family is done.
+	if mode == "iptables" || mode == "nftables" {
+		for _, family := range []string{"IPv4", "IPv6"} {
+			line := fmt.Sprintf(`"SyncProxyRules complete" ipFamily="%s"`, family)
+			if err := process.waitForLog(ctx, line, 30*time.Second); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return proxy, nil
 }

@@ -3,6 +3,7 @@ package testbed
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -306,4 +307,41 @@ func Cleanup() ([]string, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// waitPortsForwarding waits until the given ports of the bridge in netns
+// forward frames. A new port stays "disabled" until the kernel's link-watch
+// work has seen its carrier come up, which can take up to a second after
+// both veth ends are up; frames arriving before are dropped, so without this
+// wait the first packet of a test is lost and a TCP connect takes a full
+// SYN retransmission (1 s) or times out.
+func waitPortsForwarding(ctx context.Context, netns string, ports ...string) error {
+	what := fmt.Sprintf("bridge ports %s in %s to forward", strings.Join(ports, ", "), netns)
+	return poll(ctx, 10*time.Second, what, func(ctx context.Context) error {
+		output, err := exec.CommandContext(ctx, "ip", "-n", netns, "-j", "-d", "link", "show", "master", bridgeName).Output()
+		if err != nil {
+			return fmt.Errorf("ip link show master %s: %w", bridgeName, err)
+		}
+		var links []struct {
+			Name     string `json:"ifname"`
+			LinkInfo struct {
+				Port struct {
+					State string `json:"state"`
+				} `json:"info_slave_data"`
+			} `json:"linkinfo"`
+		}
+		if err := json.Unmarshal(output, &links); err != nil {
+			return fmt.Errorf("decoding ip -j link: %w", err)
+		}
+		states := map[string]string{}
+		for _, link := range links {
+			states[link.Name] = link.LinkInfo.Port.State
+		}
+		for _, port := range ports {
+			if states[port] != "forwarding" {
+				return fmt.Errorf("port states %v", states)
+			}
+		}
+		return nil
+	})
 }

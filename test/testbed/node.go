@@ -59,6 +59,10 @@ func (c *Cluster) AddNode(t testing.TB, name string, labels map[string]string) *
 }
 
 func (c *Cluster) addNode(name string, labels map[string]string) (*Node, error) {
+	// Nodes are added one at a time: each new node routes to all earlier
+	// ones and they to it, which concurrent additions could miss.
+	c.addNodeMu.Lock()
+	defer c.addNodeMu.Unlock()
 	c.mu.Lock()
 	index := len(c.nodes) + 1
 	c.mu.Unlock()
@@ -119,6 +123,11 @@ func (c *Cluster) addNode(name string, labels map[string]string) (*Node, error) 
 	}
 	for _, segment := range []string{c.Netns, c.Outside.Netns} {
 		if err := ipBatch(ctx, segment, "link set "+port+" master "+bridgeName, "link set "+port+" up"); err != nil {
+			return nil, err
+		}
+	}
+	for _, segment := range []string{c.Netns, c.Outside.Netns} {
+		if err := waitPortsForwarding(ctx, segment, port); err != nil {
 			return nil, err
 		}
 	}

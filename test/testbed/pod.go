@@ -107,6 +107,9 @@ func (c *Cluster) addPod(node *Node, name string, options []PodOption) (*Pod, er
 	); err != nil {
 		return nil, err
 	}
+	if err := waitPortsForwarding(ctx, node.Netns, hostSide); err != nil {
+		return nil, err
+	}
 	server, err := c.startProcess("pod-"+name, pod.Netns, nil, c.echo, "serve",
 		"--name", name, "--tcp", joinPorts(pod.TCPPorts), "--udp", joinPorts(pod.UDPPorts))
 	if err != nil {

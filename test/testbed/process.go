@@ -139,13 +139,17 @@ func lastLine(data []byte) string {
 // errStopPolling, wrapped in a condition's error, ends poll at once.
 var errStopPolling = errors.New("giving up")
 
-// poll calls condition every 100 ms until it returns nil, timeout passes, ctx
-// ends, or it returns an error wrapping errStopPolling. The error says what
-// was awaited and what the last attempt saw.
+// poll calls condition until it returns nil, timeout passes, ctx ends, or it
+// returns an error wrapping errStopPolling. The error says what was awaited
+// and what the last attempt saw. The interval starts at 10 ms and doubles up
+// to 200 ms: most waits (an echo server binding its ports) end within a few
+// milliseconds, and setting up a hundred pods should not cost a hundred
+// fixed sleeps.
 func poll(ctx context.Context, timeout time.Duration, what string, condition func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
+	interval := 10 * time.Millisecond
 	for {
 		err := condition(ctx)
 		if err == nil {
@@ -157,7 +161,8 @@ func poll(ctx context.Context, timeout time.Duration, what string, condition fun
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: gave up after %s; last seen: %w", what, time.Since(start).Round(time.Millisecond), err)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(interval):
 		}
+		interval = min(2*interval, 200*time.Millisecond)
 	}
 }
