@@ -19,6 +19,11 @@ var (
 	ErrRefused = errors.New("connection refused")
 	// ErrTimeout: no answer within the timeout, as an iptables DROP does.
 	ErrTimeout = errors.New("timed out")
+	// ErrFiltered: the client's own namespace dropped the packet on its
+	// way out (the kernel fails the send with EPERM), as a DROP rule in
+	// the OUTPUT path does for traffic from a node. (A REJECT there still
+	// reads as ErrRefused.)
+	ErrFiltered = errors.New("dropped by the local firewall")
 	// ErrUnreachable: no route, or ICMP host/network unreachable.
 	ErrUnreachable = errors.New("unreachable")
 	// ErrOther: any other failure (a reset after connecting, a malformed
@@ -72,6 +77,7 @@ type dialResult struct {
 var errorKinds = map[string]error{
 	"refused":     ErrRefused,
 	"timeout":     ErrTimeout,
+	"filtered":    ErrFiltered,
 	"unreachable": ErrUnreachable,
 	"other":       ErrOther,
 }
@@ -118,8 +124,8 @@ func (r dialResult) failure(from Client, proto, addr string, count int) error {
 // Dial opens one connection (TCP) or sends one datagram (UDP) from inside
 // from's namespace to addr ("10.96.0.10:80", "[fd00:96::a]:53") and returns
 // the echo server's reply. proto is "tcp" or "udp". Failures wrap
-// ErrRefused, ErrTimeout, ErrUnreachable or ErrOther; each attempt waits at
-// most DialTimeout.
+// ErrRefused, ErrTimeout, ErrFiltered, ErrUnreachable or ErrOther; each
+// attempt waits at most DialTimeout.
 func Dial(ctx context.Context, from Client, proto, addr string) (Reply, error) {
 	result, err := runDial(ctx, from, proto, addr, 1, DialTimeout)
 	if err != nil {

@@ -92,6 +92,9 @@ func testKubeProxyReference(t *testing.T, backend string) {
 	empty := publish(makeService("empty", func(svc *v1.Service) {
 		svc.Spec.Ports = []v1.ServicePort{tcpPort("http", 80, 80)}
 	}))
+	emptyUDP := publish(makeService("empty-udp", func(svc *v1.Service) {
+		svc.Spec.Ports = []v1.ServicePort{{Name: "dns", Protocol: v1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(53)}}
+	}))
 	cluster.RouteFromOutside(t, externalIP, node1)
 
 	proxy := cluster.AddKubeProxy(t, node1, "iptables")
@@ -136,6 +139,14 @@ func testKubeProxyReference(t *testing.T, backend string) {
 		for _, from := range []testbed.Client{node1, pod1} {
 			if _, err := testbed.Dial(ctx, from, "tcp", addr); !errors.Is(err, testbed.ErrRefused) {
 				t.Errorf("from %s: %v, want ErrRefused", from, err)
+			}
+		}
+		// A UDP port of a service without endpoints is rejected too (ICMP
+		// port unreachable), and so reads as refused, not as a timeout.
+		udpAddr := net.JoinHostPort(emptyUDP.Spec.ClusterIP, "53")
+		for _, from := range []testbed.Client{node1, pod1} {
+			if _, err := testbed.Dial(ctx, from, "udp", udpAddr); !errors.Is(err, testbed.ErrRefused) {
+				t.Errorf("udp from %s: %v, want ErrRefused", from, err)
 			}
 		}
 	})

@@ -149,7 +149,7 @@ type Result struct {
 	// Last is the last successful reply, for single dials.
 	Last *Reply `json:"last,omitempty"`
 	// Failures counts failed attempts by kind: refused, timeout,
-	// unreachable or other.
+	// filtered, unreachable or other.
 	Failures map[string]int `json:"failures"`
 	// FirstError describes the first failure.
 	FirstError string `json:"firstError,omitempty"`
@@ -212,6 +212,16 @@ func attempt(proto, addr string, timeout time.Duration) (Reply, error) {
 		// REJECT shows up as ECONNREFUSED on the read (ICMP port
 		// unreachable on a connected socket), a DROP as a timeout.
 		if _, err := conn.Write([]byte("hello\n")); err != nil {
+			// A REJECT in the OUTPUT path of this very namespace fails
+			// the send with EPERM, but its ICMP error has already been
+			// queued on the socket: a read shows ECONNREFUSED. A DROP
+			// leaves nothing to read and stays EPERM.
+			if errors.Is(err, syscall.EPERM) {
+				_ = conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				if _, readErr := conn.Read(make([]byte, 1)); errors.Is(readErr, syscall.ECONNREFUSED) {
+					return Reply{}, readErr
+				}
+			}
 			return Reply{}, err
 		}
 	}
@@ -227,7 +237,9 @@ func attempt(proto, addr string, timeout time.Duration) (Reply, error) {
 }
 
 // classify maps a dial error to the kinds the testbed tells apart: REJECT
-// (refused), DROP (timeout), no route (unreachable) and anything else.
+// (refused), DROP (timeout), dropped by the client namespace's own OUTPUT
+// rules (filtered: the kernel fails the send with EPERM), no route
+// (unreachable) and anything else.
 func classify(err error) string {
 	var netErr net.Error
 	switch {
@@ -235,6 +247,8 @@ func classify(err error) string {
 		return "refused"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return "unreachable"
+	case errors.Is(err, syscall.EPERM):
+		return "filtered"
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return "timeout"
 	default:
