@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// Ports of the reference kube-proxy, its defaults. Switchyard's own defaults
-// differ, so both could be probed on one node if a test ever needs it.
+// Ports of the reference kube-proxy: its defaults, which Switchyard shares.
+// Both also program the same kernel tables, so a test runs them on
+// different nodes rather than side by side.
 const (
 	KubeProxyHealthzPort = 10256
 	KubeProxyMetricsPort = 10249

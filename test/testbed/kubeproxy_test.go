@@ -2,8 +2,9 @@ package testbed_test
 
 // IP plan (doc.go): node-1 10.250.0.11 (outside 10.251.0.11), node-2
 // 10.250.0.12; pods on node-1 10.244.1.0/24, on node-2 10.244.2.0/24;
-// services 10.96.0.0/16 and fd00:96::/112; external IP 10.252.0.10,
-// routed from the outside client to node-1, where kube-proxy runs.
+// services 10.96.0.0/16 and fd00:96::/112; NodePort 30080; external IP
+// 10.252.0.10, routed from the outside client to node-1, where kube-proxy
+// runs.
 
 import (
 	"errors"
@@ -21,6 +22,16 @@ import (
 	"github.com/switchyard-io/switchyard/test/testbed"
 )
 
+// trafficCase is one expectation: connections from a client to an address
+// are answered by exactly wantPods.
+type trafficCase struct {
+	name     string
+	from     testbed.Client
+	proto    string
+	addr     string
+	wantPods []string
+}
+
 // makeService builds a Service in namespace "selftest".
 func makeService(name string, tweak func(*v1.Service)) *v1.Service {
 	svc := &v1.Service{
@@ -35,20 +46,25 @@ func tcpPort(name string, port, target int) v1.ServicePort {
 	return v1.ServicePort{Name: name, Protocol: v1.ProtocolTCP, Port: int32(port), TargetPort: intstr.FromInt32(int32(target))}
 }
 
-// TestKubeProxyReference runs the reference kube-proxy in iptables mode on
-// node-1 and checks traffic from the node, from a pod and from the outside
-// client reaches exactly the pods each service selects: the testbed's
-// wiring is right when the reference proxy passes.
+// TestKubeProxyReference runs the reference kube-proxy on node-1 (iptables
+// mode with either backend, and nftables mode) and checks traffic from the
+// node, from a pod and from the outside client reaches exactly the pods each
+// service selects: the testbed's wiring is right when the reference proxy
+// passes.
 func TestKubeProxyReference(t *testing.T) {
 	testbed.Require(t)
-	for _, backend := range []string{"nft", "legacy"} {
-		t.Run("iptables-"+backend, func(t *testing.T) {
-			testKubeProxyReference(t, backend)
+	for _, tc := range []struct{ mode, backend string }{
+		{"iptables", "nft"},
+		{"iptables", "legacy"},
+		{"nftables", "nft"},
+	} {
+		t.Run(tc.mode+"-"+tc.backend, func(t *testing.T) {
+			testKubeProxyReference(t, tc.mode, tc.backend)
 		})
 	}
 }
 
-func testKubeProxyReference(t *testing.T, backend string) {
+func testKubeProxyReference(t *testing.T, mode, backend string) {
 	ctx := t.Context()
 	cluster := testbed.StartControlPlane(t, testbed.WithIPTablesBackend(backend))
 	node1 := cluster.AddNode(t, "node-1", map[string]string{v1.LabelTopologyZone: "zone-a"})
@@ -79,6 +95,8 @@ func testKubeProxyReference(t *testing.T, backend string) {
 			{Name: "dns", Protocol: v1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(53)}}
 	}), pod1, pod2)
 	nodePort := publish(makeService("nodeport", func(svc *v1.Service) {
+		policy := v1.IPFamilyPolicyRequireDualStack
+		svc.Spec.IPFamilyPolicy = &policy
 		svc.Spec.Type = v1.ServiceTypeNodePort
 		port := tcpPort("http", 8080, 8080)
 		port.NodePort = 30080
@@ -97,28 +115,28 @@ func testKubeProxyReference(t *testing.T, backend string) {
 	}))
 	cluster.RouteFromOutside(t, externalIP, node1)
 
-	proxy := cluster.AddKubeProxy(t, node1, "iptables")
+	proxy := cluster.AddKubeProxy(t, node1, mode)
 	webAddr := net.JoinHostPort(web.Spec.ClusterIPs[0], "80")
 	if _, err := testbed.WaitForReply(ctx, node1, "tcp", webAddr, 30*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 
-	cases := []struct {
-		name     string
-		from     testbed.Client
-		proto    string
-		addr     string
-		wantPods []string
-	}{
+	cases := []trafficCase{
 		{"cluster IP from node", node1, "tcp", webAddr, []string{"web-1", "web-2"}},
 		{"cluster IP from pod", pod1, "tcp", webAddr, []string{"web-1", "web-2"}},
 		{"cluster IP udp from node", node1, "udp", net.JoinHostPort(web.Spec.ClusterIPs[0], "53"), []string{"web-1", "web-2"}},
 		{"cluster IPv6 from pod", pod1, "tcp", net.JoinHostPort(web.Spec.ClusterIPs[1], "80"), []string{"web-1", "web-2"}},
-		{"node port from outside", cluster.Outside, "tcp", net.JoinHostPort(node1.OutsideIP, "30080"), []string{"web-2"}},
+		{"node port from outside", cluster.Outside, "tcp", net.JoinHostPort(node1.IP, "30080"), []string{"web-2"}},
+		{"node port IPv6 from outside", cluster.Outside, "tcp", net.JoinHostPort(node1.IPv6, "30080"), []string{"web-2"}},
 		{"node port from pod", pod1, "tcp", net.JoinHostPort(node1.IP, "30080"), []string{"web-2"}},
 		{"node port cluster IP from node", node1, "tcp", net.JoinHostPort(nodePort.Spec.ClusterIP, "8080"), []string{"web-2"}},
 		{"external IP from outside", cluster.Outside, "tcp", net.JoinHostPort(externalIP, "80"), []string{"ext-1"}},
 		{"external IP from node", node1, "tcp", net.JoinHostPort(externalIP, "80"), []string{"ext-1"}},
+	}
+	if mode == "iptables" {
+		// iptables mode serves NodePorts on every local address unless
+		// told otherwise; nftables mode only on the node's primary IPs.
+		cases = append(cases, trafficCase{"node port on the outside address", cluster.Outside, "tcp", net.JoinHostPort(node1.OutsideIP, "30080"), []string{"web-2"}})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,7 +170,7 @@ func testKubeProxyReference(t *testing.T, backend string) {
 	})
 
 	t.Run("external traffic is masqueraded to the node", func(t *testing.T) {
-		reply, err := cluster.OutsideDial(ctx, "tcp", net.JoinHostPort(node1.OutsideIP, "30080"))
+		reply, err := cluster.OutsideDial(ctx, "tcp", net.JoinHostPort(node1.IP, "30080"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,12 +190,16 @@ func testKubeProxyReference(t *testing.T, backend string) {
 	})
 
 	t.Run("rules are in the node namespace", func(t *testing.T) {
-		output, err := node1.Exec(ctx, "iptables", "-t", "nat", "-S", "KUBE-SERVICES")
+		argv := []string{"iptables", "-t", "nat", "-S", "KUBE-SERVICES"}
+		if mode == "nftables" {
+			argv = []string{"nft", "list", "table", "ip", "kube-proxy"}
+		}
+		output, err := node1.Exec(ctx, argv...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(output, "selftest/web:http cluster IP") {
-			t.Errorf("KUBE-SERVICES lacks the web service:\n%s", output)
+		if !strings.Contains(output, web.Spec.ClusterIPs[0]) {
+			t.Errorf("the rules lack the web service's cluster IP %s:\n%s", web.Spec.ClusterIPs[0], output)
 		}
 	})
 }

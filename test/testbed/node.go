@@ -131,6 +131,15 @@ func (c *Cluster) addNode(name string, labels map[string]string) (*Node, error) 
 			return nil, err
 		}
 	}
+	// The outside client reaches the node's primary (cluster-segment)
+	// addresses through the node's outside link, as a client in front of
+	// a real cluster reaches node IPs: kube-proxy's nftables mode, for one,
+	// serves NodePorts on the primary node IPs only by default.
+	if err := ipBatch(ctx, c.Outside.Netns,
+		"route add "+node.IP+" via "+node.OutsideIP,
+		"route add "+node.IPv6+" via "+node.OutsideIPv6); err != nil {
+		return nil, err
+	}
 	for _, other := range c.Nodes() {
 		if err := ipBatch(ctx, other.Netns,
 			"route add "+node.PodCIDR+" via "+node.IP,
@@ -233,6 +242,7 @@ func (n *Node) Dial(ctx context.Context, proto, addr string) (Reply, error) {
 
 func (n *Node) clientNetns() (string, string) { return n.Netns, n.cluster.echo }
 
+// String names the node in errors and logs.
 func (n *Node) String() string { return "node " + n.Name }
 
 // env builds the environment for node programs.
@@ -279,8 +289,9 @@ func (c *Cluster) writeIPTablesShims() error {
 }
 
 // Outside is the client namespace outside the cluster: it reaches every
-// node's outside address over its own segment, and nothing else unless the
-// test adds a route (RouteFromOutside).
+// node's outside address over its own segment, every node's IP and IPv6
+// through that node's outside address, and nothing else unless the test
+// adds a route (RouteFromOutside).
 type Outside struct {
 	// Netns is its network namespace.
 	Netns string
@@ -297,6 +308,7 @@ func (o *Outside) Dial(ctx context.Context, proto, addr string) (Reply, error) {
 
 func (o *Outside) clientNetns() (string, string) { return o.Netns, o.cluster.echo }
 
+// String names the outside client in errors and logs.
 func (o *Outside) String() string { return "outside client" }
 
 // OutsideDial opens one connection from the outside client to addr.

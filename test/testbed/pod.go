@@ -143,4 +143,5 @@ func (p *Pod) Dial(ctx context.Context, proto, addr string) (Reply, error) {
 
 func (p *Pod) clientNetns() (string, string) { return p.Netns, p.Node.cluster.echo }
 
+// String names the pod in errors and logs.
 func (p *Pod) String() string { return "pod " + p.Name }
