@@ -32,7 +32,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		echo "build-tools: building ${name}" >&2
 		# Build to a temporary name and rename, so an interrupted build never
 		# leaves a half-written binary that a later run would take as done.
-		(cd "${tools_mod}" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
+		# -mod=readonly: a go.sum that lacks an entry must fail here, not be
+		# rewritten, since its hash names the cache directory.
+		(cd "${tools_mod}" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 go build -trimpath \
 			-o "${bin_dir}/.${name}.tmp" "${packages[${name}]}")
 		mv "${bin_dir}/.${name}.tmp" "${bin_dir}/${name}"
 	done

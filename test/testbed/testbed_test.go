@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,6 +159,41 @@ func TestCluster(t *testing.T) {
 			}
 			if counts[podB.Name] != 20 || len(counts) != 1 {
 				t.Errorf("counts %v, want all 20 from %s", counts, podB.Name)
+			}
+		})
+
+		t.Run("processes started on a node run in its namespace", func(t *testing.T) {
+			// A stand-in for a proxy under test; left running for
+			// teardown to stop.
+			sleeper := nodeA.Start(t, "sleeper", "sleep", "600")
+			pids = append(pids, sleeper.Pid())
+			output, err := exec.Command("ip", "netns", "identify", strconv.Itoa(sleeper.Pid())).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(output)); got != nodeA.Netns {
+				t.Errorf("process %d runs in netns %q, want %q", sleeper.Pid(), got, nodeA.Netns)
+			}
+			// Node programs see the chosen iptables backend first in PATH.
+			version, err := nodeA.Exec(ctx, "iptables", "--version")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"nft": "(nf_tables)", "legacy": "(legacy)"}[cluster.IPTablesBackend]
+			if !strings.Contains(version, want) {
+				t.Errorf("iptables --version = %q, want %s for backend %s", version, want, cluster.IPTablesBackend)
+			}
+		})
+
+		t.Run("Cleanup leaves live clusters alone", func(t *testing.T) {
+			if _, err := testbed.Cleanup(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := podA.Dial(ctx, "tcp", net.JoinHostPort(podB.IP, "80")); err != nil {
+				t.Errorf("after Cleanup: %v", err)
+			}
+			if left := netnsWithPrefix(t, testbed.Prefix+cluster.ID); len(left) != 6 {
+				t.Errorf("after Cleanup the cluster has namespaces %v, want all 6", left)
 			}
 		})
 
