@@ -416,6 +416,15 @@ func (c *Cluster) ClientsetFor(kubeconfig string) (*kubernetes.Clientset, error)
 	return kubernetes.NewForConfig(config)
 }
 
+// Kubectl runs the pinned kubectl as the admin user inside the control plane
+// namespace (where the apiserver is reachable) and returns its combined
+// output; the error includes it.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	argv := append([]string{c.tools["kubectl"], "--kubeconfig", c.AdminKubeconfig}, args...)
+	output, err := execInNetns(ctx, c.Netns, nil, argv...)
+	return string(output), err
+}
+
 // Nodes returns the nodes added so far, in order.
 func (c *Cluster) Nodes() []*Node {
 	c.mu.Lock()

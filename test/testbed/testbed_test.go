@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,6 +221,48 @@ func TestCluster(t *testing.T) {
 			}
 			if _, err := cluster.Clientset.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 				t.Errorf("admin create service: %v", err)
+			}
+		})
+
+		t.Run("manifests RBAC grants the restricted identity what Switchyard needs", func(t *testing.T) {
+			root, err := testbed.RepoRoot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rbac := filepath.Join(root, "manifests", "deploy", "rbac.yaml")
+			if _, err := os.Stat(rbac); err != nil {
+				t.Skipf("no RBAC manifest: %v", err)
+			}
+			if output, err := cluster.Kubectl(ctx, "apply", "-f", rbac); err != nil {
+				t.Fatal(err)
+			} else {
+				t.Logf("kubectl apply: %s", strings.TrimSpace(output))
+			}
+			restricted, err := cluster.ClientsetFor(cluster.RestrictedKubeconfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The authorizer learns of new bindings through a watch: allow
+			// it a moment.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err = restricted.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+				if err == nil || !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				t.Errorf("restricted list services after applying %s: %v", rbac, err)
+			}
+			if _, err := restricted.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{}); err != nil {
+				t.Errorf("restricted list endpointslices: %v", err)
+			}
+			if _, err := restricted.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+				t.Errorf("restricted list nodes: %v", err)
+			}
+			if _, err := restricted.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+				t.Errorf("restricted list secrets: %v, want Forbidden", err)
 			}
 		})
 
