@@ -155,17 +155,7 @@ func (c *Controller) syncIPVS(ctx context.Context) error {
 		logger.Error(err, "IPVS sync failed; retrying with a full sync")
 		return err
 	}
-	now := time.Now()
-	c.health.Updated(start)
-	c.metrics.LastSyncTimestamp.Set(float64(now.Unix()))
-	for svc, trigger := range snap.TriggerTimes {
-		c.metrics.NetworkProgramming.Observe(now.Sub(trigger).Seconds())
-		logger.V(4).Info("Network programming", "service", klog.KRef(svc.Namespace, svc.Name), "elapsed", now.Sub(trigger))
-	}
-	ports, ready := healthChecks(snap, nodeName)
-	if err := c.services.Sync(ports, ready); err != nil {
-		logger.Error(err, "Some health-check node ports could not be served")
-	}
+	c.afterSync(ctx, start, snap, nodeName)
 	return nil
 }
 

@@ -59,6 +59,14 @@ func (c *Controller) sync(ctx context.Context) error {
 		return err
 	}
 
+	c.afterSync(ctx, start, snap, nodeName)
+	return nil
+}
+
+// afterSync does what follows a sync that every proxier applied, in either mode:
+// health, metrics, network programming latency, stale UDP flows, health-check ports.
+func (c *Controller) afterSync(ctx context.Context, start time.Time, snap *endpoints.Snapshot, nodeName string) {
+	logger := klog.FromContext(ctx)
 	now := time.Now()
 	c.health.Updated(start)
 	c.metrics.LastSyncTimestamp.Set(float64(now.Unix()))
@@ -72,7 +80,6 @@ func (c *Controller) sync(ctx context.Context) error {
 	if err := c.services.Sync(ports, ready); err != nil {
 		logger.Error(err, "Some health-check node ports could not be served")
 	}
-	return nil
 }
 
 // healthChecks returns the health-check node port of every externalTrafficPolicy
