@@ -135,7 +135,11 @@ func TestKilledRunIsCleanedUp(t *testing.T) {
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-exited
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("helper still running 30s after SIGKILL")
+	}
 
 	removed, err := testbed.Cleanup()
 	if err != nil {

@@ -16,6 +16,10 @@
 //	service CIDRs      10.96.0.0/16, fd00:96::/112
 //	external IPs       10.252.0.0/24, fd00:252::/64 (routable from outside via RouteFromOutside)
 //
+// Nodes route to each other's pod CIDRs and default to the control plane
+// (which does not forward). The outside client reaches each node's outside
+// address and, through it, the node's cluster-segment addresses.
+//
 // Namespaces are named sy-<id>-cp (etcd and kube-apiserver), sy-<id>-out
 // (the outside client), sy-<id>-n<i> (node i) and sy-<id>-n<i>p<j> (pod j
 // of node i), where <id> is six hex digits chosen per Cluster.
