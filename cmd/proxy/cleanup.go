@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // cleanupCommand implements `switchyard cleanup`: remove every rule, chain and ipset
@@ -152,7 +153,7 @@ func cleanIPVS(ctx context.Context, stdout io.Writer, backend iptables.Backend, 
 		return err
 	}
 	kernel := ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}, IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}
-	p, err := ipvs.NewProxier(&ipvs.Config{Family: v1.IPv4Protocol}, kernel, 0, nil)
+	p, err := ipvs.NewProxier(&ipvs.Config{FamilyConfig: node.FamilyConfig{Family: v1.IPv4Protocol}}, kernel, 0, nil)
 	if err != nil {
 		return err
 	}

@@ -211,32 +211,10 @@ func iptablesConfigs(opts *dryRunOptions, facts node.Facts) ([]*iptables.Config,
 	}
 	var configs []*iptables.Config
 	var errs []error
-	for _, family := range families {
-		cfg := &iptables.Config{
-			Family:             family,
-			Node:               facts.Topology(),
-			NodeIPs:            facts.IPsOf(family),
-			MasqueradeAll:      opts.masqueradeAll,
-			LocalhostNodePorts: opts.localhostPorts && family == v1.IPv4Protocol,
-		}
-		for _, c := range cidrs {
-			if endpoints.FamilyOf(c.Addr()) == family {
-				cfg.ClusterCIDR = c
-			}
-		}
-		cfg.RestrictNodePorts = len(nodePortCIDRs) > 0
-		for _, c := range nodePortCIDRs {
-			if endpoints.FamilyOf(c.Addr()) != family {
-				continue
-			}
-			for _, ip := range cfg.NodeIPs {
-				if c.Contains(ip) {
-					cfg.NodePortIPs = append(cfg.NodePortIPs, ip)
-				}
-			}
-		}
+	for _, fc := range node.FamilyConfigs(facts, families, cidrs, nodePortCIDRs, opts.masqueradeAll) {
+		cfg := &iptables.Config{FamilyConfig: fc, LocalhostNodePorts: opts.localhostPorts && fc.Family == v1.IPv4Protocol}
 		if err := cfg.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", family, err))
+			errs = append(errs, fmt.Errorf("%s: %w", fc.Family, err))
 		}
 		configs = append(configs, cfg)
 	}

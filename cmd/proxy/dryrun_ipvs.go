@@ -92,17 +92,7 @@ func dryRunIPVS(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 
 // ipvsConfigFrom derives an IPVS Config from the iptables one for the same family.
 func ipvsConfigFrom(ic *iptables.Config, scheduler string, strictARP bool) *ipvs.Config {
-	return &ipvs.Config{
-		Family:            ic.Family,
-		Node:              ic.Node,
-		NodeIPs:           ic.NodeIPs,
-		ClusterCIDR:       ic.ClusterCIDR,
-		MasqueradeAll:     ic.MasqueradeAll,
-		RestrictNodePorts: ic.RestrictNodePorts,
-		NodePortIPs:       ic.NodePortIPs,
-		Scheduler:         scheduler,
-		StrictARP:         strictARP,
-	}
+	return &ipvs.Config{FamilyConfig: ic.FamilyConfig, Scheduler: scheduler, StrictARP: strictARP}
 }
 
 // writeIPVSState prints one family's state in the formats of the tools that would

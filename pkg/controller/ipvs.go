@@ -59,19 +59,13 @@ func (c *Controller) isIPVS() bool { return c.cfg.Mode == "ipvs" }
 // ipvsConfigs returns one IPVS Config per IP family the node has addresses in.
 func ipvsConfigs(cfg *Config, facts node.Facts) []*ipvs.Config {
 	var out []*ipvs.Config
-	for _, ic := range iptablesConfigs(cfg, facts) {
+	for _, fc := range familyConfigs(cfg, facts) {
 		out = append(out, &ipvs.Config{
-			Family:            ic.Family,
-			Node:              ic.Node,
-			NodeIPs:           ic.NodeIPs,
-			ClusterCIDR:       ic.ClusterCIDR,
-			MasqueradeAll:     ic.MasqueradeAll,
-			RestrictNodePorts: ic.RestrictNodePorts,
-			NodePortIPs:       ic.NodePortIPs,
-			Scheduler:         cfg.IPVS.Scheduler,
-			StrictARP:         cfg.IPVS.StrictARP,
-			ExcludeCIDRs:      cfg.IPVS.ExcludeCIDRs,
-			Timeouts:          ipvs.Timeouts{TCP: cfg.IPVS.TCPTimeout, TCPFin: cfg.IPVS.TCPFinTimeout, UDP: cfg.IPVS.UDPTimeout},
+			FamilyConfig: fc,
+			Scheduler:    cfg.IPVS.Scheduler,
+			StrictARP:    cfg.IPVS.StrictARP,
+			ExcludeCIDRs: cfg.IPVS.ExcludeCIDRs,
+			Timeouts:     ipvs.Timeouts{TCP: cfg.IPVS.TCPTimeout, TCPFin: cfg.IPVS.TCPFinTimeout, UDP: cfg.IPVS.UDPTimeout},
 		})
 	}
 	return out

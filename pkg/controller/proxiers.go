@@ -7,36 +7,24 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
+// familyConfigs returns the per-family facts and flags, for every family the node has
+// addresses in.
+func familyConfigs(cfg *Config, facts node.Facts) []node.FamilyConfig {
+	return node.FamilyConfigs(facts, facts.Families(), cfg.ClusterCIDRs, cfg.NodePortAddresses, cfg.MasqueradeAll)
+}
+
 // iptablesConfigs returns one renderer Config per IP family the node has addresses in.
 func iptablesConfigs(cfg *Config, facts node.Facts) []*iptables.Config {
 	var configs []*iptables.Config
-	for _, family := range facts.Families() {
-		c := &iptables.Config{
-			Family:             family,
-			Node:               facts.Topology(),
-			NodeIPs:            facts.IPsOf(family),
-			MasqueradeAll:      cfg.MasqueradeAll,
-			LocalhostNodePorts: cfg.LocalhostNodePorts && family == v1.IPv4Protocol,
-		}
-		for _, p := range cfg.ClusterCIDRs {
-			if endpoints.FamilyOf(p.Addr()) == family {
-				c.ClusterCIDR = p
-			}
-		}
-		c.RestrictNodePorts = len(cfg.NodePortAddresses) > 0
-		for _, p := range cfg.NodePortAddresses {
-			for _, ip := range c.NodeIPs {
-				if p.Contains(ip) {
-					c.NodePortIPs = append(c.NodePortIPs, ip)
-				}
-			}
-		}
-		configs = append(configs, c)
+	for _, fc := range familyConfigs(cfg, facts) {
+		configs = append(configs, &iptables.Config{
+			FamilyConfig:       fc,
+			LocalhostNodePorts: cfg.LocalhostNodePorts && fc.Family == v1.IPv4Protocol,
+		})
 	}
 	return configs
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 const (
@@ -34,12 +35,12 @@ const (
 
 // testConfig returns the IPv4 Config of node1.
 func testConfig() *Config {
-	return &Config{
+	return &Config{FamilyConfig: node.FamilyConfig{
 		Family:      v1.IPv4Protocol,
 		Node:        endpoints.NodeTopology{Name: testNode, Zone: testZone},
 		NodeIPs:     []netip.Addr{netip.MustParseAddr(testNodeIP)},
 		ClusterCIDR: netip.MustParsePrefix(testClusterV4),
-	}
+	}}
 }
 
 // makeService builds a ClusterIP Service with one TCP port "p80" (80 -> 8080) and lets

@@ -209,7 +209,7 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 		switch {
 		case cfg.MasqueradeAll:
 			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", ChainMarkMasq)
-		case cfg.detectsLocal():
+		case cfg.DetectsLocal():
 			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "!", "-s", cfg.ClusterCIDR.String(), "-j", ChainMarkMasq)
 		}
 	}
@@ -222,7 +222,7 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 			// Local policy keeps the client's source address. Pods and the node itself
 			// are short-circuited to the cluster-wide endpoints, since their traffic
 			// would otherwise be dropped on a node without local endpoints.
-			if cfg.detectsLocal() {
+			if cfg.DetectsLocal() {
 				b.rule("-m", "comment", "--comment", quote("pod traffic for "+nameStr+" external destinations"), "-s", cfg.ClusterCIDR.String(), "-j", clusterChain)
 			}
 			b.rule("-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", ChainMarkMasq)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 var (
@@ -21,12 +22,12 @@ var (
 )
 
 func testConfig(mod ...func(*Config)) *Config {
-	cfg := &Config{
+	cfg := &Config{FamilyConfig: node.FamilyConfig{
 		Family:      v1.IPv4Protocol,
 		Node:        endpoints.NodeTopology{Name: "node-a", Zone: "zone-a"},
 		NodeIPs:     []netip.Addr{nodeIP, nodeIP2},
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-	}
+	}}
 	for _, m := range mod {
 		m(cfg)
 	}

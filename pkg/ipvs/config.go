@@ -7,9 +7,7 @@ import (
 	"slices"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-
-	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // DummyInterface is the dummy link that holds every service VIP, as in kube-proxy: an
@@ -45,23 +43,7 @@ func (t Timeouts) IsZero() bool { return t.TCP == 0 && t.TCPFin == 0 && t.UDP ==
 // Config holds the facts about this node that the IPVS state depends on, for one IP
 // family. A dual-stack node runs one Proxier per family.
 type Config struct {
-	// Family is the IP family programmed.
-	Family v1.IPFamily
-	// Node is the node's name and zone, for endpoint selection.
-	Node endpoints.NodeTopology
-	// NodeIPs are the node's addresses of this family. Node ports get a virtual server
-	// on each (unless RestrictNodePorts), and an external or LB IP equal to a node IP is
-	// not bound to the dummy interface.
-	NodeIPs []netip.Addr
-	// ClusterCIDR is the pod range of this family (--cluster-cidr): traffic to cluster
-	// IPs from outside it is masqueraded.
-	ClusterCIDR netip.Prefix
-	// MasqueradeAll masquerades all traffic to cluster IPs (--masquerade-all).
-	MasqueradeAll bool
-	// RestrictNodePorts limits node ports to NodePortIPs (--nodeport-addresses).
-	RestrictNodePorts bool
-	// NodePortIPs are the node's addresses inside the --nodeport-addresses CIDRs.
-	NodePortIPs []netip.Addr
+	node.FamilyConfig
 	// Scheduler is the default scheduler (--ipvs-scheduler); empty means rr.
 	Scheduler string
 	// StrictARP sets arp_ignore=1 and arp_announce=2 so that the node does not answer
@@ -80,23 +62,7 @@ type Config struct {
 
 // Validate reports every problem with the Config at once.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.Family != v1.IPv4Protocol && c.Family != v1.IPv6Protocol {
-		errs = append(errs, fmt.Errorf("family %q is neither IPv4 nor IPv6", c.Family))
-	}
-	for _, ip := range c.NodeIPs {
-		if endpoints.FamilyOf(ip) != c.Family {
-			errs = append(errs, fmt.Errorf("node IP %s is not %s", ip, c.Family))
-		}
-	}
-	for _, ip := range c.NodePortIPs {
-		if endpoints.FamilyOf(ip) != c.Family {
-			errs = append(errs, fmt.Errorf("node-port address %s is not %s", ip, c.Family))
-		}
-	}
-	if c.ClusterCIDR.IsValid() && endpoints.FamilyOf(c.ClusterCIDR.Addr()) != c.Family {
-		errs = append(errs, fmt.Errorf("cluster CIDR %s is not %s", c.ClusterCIDR, c.Family))
-	}
+	errs := []error{c.FamilyConfig.Validate()}
 	if c.Scheduler != "" && !ValidScheduler(c.Scheduler) {
 		errs = append(errs, fmt.Errorf("--ipvs-scheduler %q: want one of %v", c.Scheduler, Schedulers))
 	}

@@ -21,6 +21,7 @@ import (
 	ipttesting "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstesting "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 var nodeIP = netip.MustParseAddr("192.168.0.10")
@@ -50,10 +51,12 @@ func newBed() *bed {
 func (b *bed) proxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 	t.Helper()
 	cfg := &ipvs.Config{
-		Family:      v1.IPv4Protocol,
-		Node:        endpoints.NodeTopology{Name: "node-a"},
-		NodeIPs:     []netip.Addr{nodeIP},
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		FamilyConfig: node.FamilyConfig{
+			Family:      v1.IPv4Protocol,
+			Node:        endpoints.NodeTopology{Name: "node-a"},
+			NodeIPs:     []netip.Addr{nodeIP},
+			ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		},
 		GracePeriod: 10 * time.Minute,
 	}
 	for _, m := range mod {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 var cmpAddrs = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{})
@@ -277,7 +278,7 @@ func TestRenderRulesLoad(t *testing.T) {
 		testConfig(),
 		testConfig(func(c *Config) { c.MasqueradeAll = true }),
 		testConfig(func(c *Config) { c.ClusterCIDR = netip.Prefix{} }),
-		{Family: v1.IPv6Protocol, ClusterCIDR: netip.MustParsePrefix("fd00:244::/56")},
+		{FamilyConfig: node.FamilyConfig{Family: v1.IPv6Protocol, ClusterCIDR: netip.MustParsePrefix("fd00:244::/56")}},
 	} {
 		rs := ruleset.New(ruleset.IPv4)
 		if cfg.Family == v1.IPv6Protocol {

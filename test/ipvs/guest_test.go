@@ -35,6 +35,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 const (
@@ -294,12 +295,12 @@ func newProxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &ipvs.Config{
+	cfg := &ipvs.Config{FamilyConfig: node.FamilyConfig{
 		Family:      v1.IPv4Protocol,
 		Node:        endpoints.NodeTopology{Name: "node"},
 		NodeIPs:     []netip.Addr{netip.MustParseAddr(nodeIPText)},
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-	}
+	}}
 	for _, m := range mod {
 		m(cfg)
 	}
