@@ -1,0 +1,221 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Ports Switchyard binds on a node: kube-proxy's, since it is a drop-in
+// replacement and DaemonSet probes and scrapers expect them.
+const (
+	SwitchyardHealthzPort = KubeProxyHealthzPort
+	SwitchyardMetricsPort = KubeProxyMetricsPort
+)
+
+var (
+	switchyardOnce sync.Once
+	switchyardPath string
+	switchyardErr  error
+)
+
+// SwitchyardBinary returns the path of the switchyard binary (./cmd/proxy),
+// built once per test process into .cache/testbed, so every test of a run
+// exercises the code of the working tree. Like EchoBinary it builds to a
+// temporary name and renames, so test binaries of several packages running
+// at once never see a half-written file.
+func SwitchyardBinary() (string, error) {
+	switchyardOnce.Do(func() {
+		root, err := RepoRoot()
+		if err != nil {
+			switchyardErr = err
+			return
+		}
+		dir := filepath.Join(root, ".cache", "testbed")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			switchyardErr = fmt.Errorf("building switchyard: %w", err)
+			return
+		}
+		final := filepath.Join(dir, "switchyard")
+		temp := fmt.Sprintf("%s.%d.tmp", final, os.Getpid())
+		build := exec.Command("go", "build", "-o", temp, "./cmd/proxy")
+		build.Dir = root
+		if output, err := build.CombinedOutput(); err != nil {
+			switchyardErr = fmt.Errorf("building switchyard: %w\n%s", err, output)
+			return
+		}
+		if err := os.Rename(temp, final); err != nil {
+			switchyardErr = fmt.Errorf("building switchyard: %w", err)
+			return
+		}
+		switchyardPath = final
+	})
+	return switchyardPath, switchyardErr
+}
+
+// SwitchyardOptions say how AddSwitchyard runs `switchyard run`.
+type SwitchyardOptions struct {
+	// Kubeconfig defaults to the cluster's RestrictedKubeconfig: the
+	// identity manifests/deploy/rbac.yaml binds, so a test that has not
+	// applied those manifests sees Switchyard refused, as it would be in a
+	// real cluster.
+	Kubeconfig string
+	// IPTablesBackend is passed as --iptables-backend; empty means the
+	// cluster's backend (Cluster.IPTablesBackend).
+	IPTablesBackend string
+	// MinSyncPeriod is --min-sync-period; zero means 100ms, so that tests
+	// see a change programmed within a fraction of a second.
+	MinSyncPeriod time.Duration
+	// NoWait returns as soon as the process is started, without waiting for
+	// /healthz to answer 200 (for tests of what happens before the first
+	// sync).
+	NoWait bool
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+}
+
+// Switchyard is `switchyard run` on a node, as a real process.
+type Switchyard struct {
+	// Node is the node it proxies for.
+	Node *Node
+	// HealthzURL and MetricsURL are reachable through Node.HTTPClient.
+	HealthzURL, MetricsURL string
+	// Args is its command line, binary first.
+	Args []string
+	// Process is the running switchyard; Restart replaces it.
+	Process *Process
+
+	cluster  *Cluster
+	restarts int
+}
+
+// AddSwitchyard runs `switchyard run` in node's namespace with the node's
+// name, the cluster CIDRs of both families, healthz and metrics on the node
+// IP (kube-proxy's ports), the cluster's iptables backend and -v=2, and,
+// unless opts.NoWait, waits (bounded) until /healthz answers 200, which
+// Switchyard does only after every IP family has been synced once.
+func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions) *Switchyard {
+	t.Helper()
+	binary, err := SwitchyardBinary()
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	if opts.Kubeconfig == "" {
+		opts.Kubeconfig = c.RestrictedKubeconfig
+	}
+	if opts.IPTablesBackend == "" {
+		opts.IPTablesBackend = c.IPTablesBackend
+	}
+	if opts.MinSyncPeriod == 0 {
+		opts.MinSyncPeriod = 100 * time.Millisecond
+	}
+	proxy := &Switchyard{
+		Node:       node,
+		HealthzURL: fmt.Sprintf("http://%s:%d/healthz", node.IP, SwitchyardHealthzPort),
+		MetricsURL: fmt.Sprintf("http://%s:%d/metrics", node.IP, SwitchyardMetricsPort),
+		cluster:    c,
+	}
+	proxy.Args = append([]string{binary, "run",
+		"--kubeconfig", opts.Kubeconfig,
+		"--hostname-override", node.Name,
+		"--cluster-cidr", ClusterCIDR,
+		"--healthz-bind-address", fmt.Sprintf("%s:%d", node.IP, SwitchyardHealthzPort),
+		"--metrics-bind-address", fmt.Sprintf("%s:%d", node.IP, SwitchyardMetricsPort),
+		"--iptables-backend", opts.IPTablesBackend,
+		"--min-sync-period", opts.MinSyncPeriod.String(),
+		"--v=2",
+	}, opts.ExtraArgs...)
+	if err := proxy.start(); err != nil {
+		t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
+	}
+	if !opts.NoWait {
+		if err := proxy.WaitHealthy(t.Context(), 60*time.Second); err != nil {
+			t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
+		}
+	}
+	return proxy
+}
+
+func (s *Switchyard) start() error {
+	name := s.Node.Name + "-switchyard"
+	if s.restarts > 0 {
+		// A new log file per run keeps the earlier run's log for failures.
+		name = fmt.Sprintf("%s-%d", name, s.restarts)
+	}
+	process, err := s.cluster.startProcess(name, s.Node.Netns, s.Node.Env(), s.Args...)
+	if err != nil {
+		return err
+	}
+	s.Process = process
+	return nil
+}
+
+// Restart stops Switchyard with SIGTERM (it leaves its rules in place),
+// starts it again with the same command line, and waits until /healthz
+// answers 200.
+func (s *Switchyard) Restart(ctx context.Context) error {
+	if err := s.Process.Stop(); err != nil {
+		return err
+	}
+	s.restarts++
+	if err := s.start(); err != nil {
+		return err
+	}
+	return s.WaitHealthy(ctx, 60*time.Second)
+}
+
+// Healthz returns the HTTP status of /healthz, and its body.
+func (s *Switchyard) Healthz(ctx context.Context) (int, string, error) {
+	return get(ctx, s.Node.HTTPClient(), s.HealthzURL)
+}
+
+// WaitHealthy waits until /healthz answers 200, failing early if the process
+// exits; the error says what the last attempt saw and ends with the log.
+func (s *Switchyard) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	err := poll(ctx, timeout, "switchyard "+s.HealthzURL+" to answer 200", func(ctx context.Context) error {
+		if exited, err := s.Process.Exited(); exited {
+			return fmt.Errorf("%w: switchyard exited (%v); last log lines:\n%s", errStopPolling, err, s.Process.Tail(20))
+		}
+		status, body, err := s.Healthz(ctx)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %s", status, body)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w\nlast log lines:\n%s", err, s.Process.Tail(20))
+	}
+	return nil
+}
+
+// Metrics fetches Switchyard's Prometheus metrics text.
+func (s *Switchyard) Metrics(ctx context.Context) (string, error) {
+	status, body, err := get(ctx, s.Node.HTTPClient(), s.MetricsURL)
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		return "", fmt.Errorf("GET %s: HTTP %d", s.MetricsURL, status)
+	}
+	return body, nil
+}
+
+// Log returns Switchyard's log so far (the current run's).
+func (s *Switchyard) Log() (string, error) {
+	data, err := os.ReadFile(s.Process.LogPath)
+	return string(data), err
+}
+
+// String names the proxy in errors.
+func (s *Switchyard) String() string {
+	return "switchyard on " + s.Node.Name
+}
