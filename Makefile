@@ -35,3 +35,10 @@ sandbox: tools ## A control plane with two nodes and example pods, up until Ctrl
 
 clean:
 	rm -rf bin
+
+.PHONY: bench-sync
+bench-sync: ## Rule-sync latency vs kube-proxy on the testbed, quick pass at 1k x 10 (root, a few minutes).
+	hack/bench-sync.sh
+
+bench-full: ## Rule-sync latency vs kube-proxy at every scale up to 50k services (root, about an hour).
+	hack/bench-full.sh
