@@ -52,6 +52,9 @@ type SyncResult struct {
 	Stats Stats
 	// PayloadBytes is the size of the restore input.
 	PayloadBytes int
+	// Restores is the number of iptables-restore runs the payload took (see
+	// ChainLimiter).
+	Restores int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
 }
@@ -108,8 +111,20 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 	res.Stats, res.PayloadBytes = plan.Stats, len(plan.Payload)
 	res.RenderTime = p.now().Sub(start)
 
+	// A large full payload goes in several restores where the backend needs it (see
+	// ChainLimiter); partial payloads are small and always go in one.
+	restores := [][]byte{plan.Payload}
+	if limiter, ok := p.ipt.(ChainLimiter); ok && res.Full {
+		restores = SplitFull(plan.Payload, limiter.MaxChainsPerRestore())
+	}
+	res.Restores = len(restores)
 	applyStart := p.now()
-	err := p.ipt.Restore(ctx, plan.Payload)
+	var err error
+	for _, payload := range restores {
+		if err = p.ipt.Restore(ctx, payload); err != nil {
+			break
+		}
+	}
 	res.ApplyTime = p.now().Sub(applyStart)
 	if err != nil {
 		p.needFull.Store(true)
