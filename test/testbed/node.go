@@ -215,8 +215,11 @@ func (n *Node) Exec(ctx context.Context, argv ...string) (string, error) {
 }
 
 // Start runs a long-lived program inside the node's namespace (a proxy under
-// test, say) with Env, logging to a file in the cluster directory. The
-// testbed stops it at teardown; the test may Stop it earlier.
+// test, say) with Env, logging to a file in the cluster directory. It
+// returns once the process is started, not when the program is ready: wait
+// for that with the program's own signal (a health endpoint through
+// HTTPClient, a reply through Dial). The testbed stops it at teardown; the
+// test may Stop it earlier.
 func (n *Node) Start(t testing.TB, name string, argv ...string) *Process {
 	t.Helper()
 	process, err := n.cluster.startProcess(n.Name+"-"+name, n.Netns, n.Env(), argv...)

@@ -59,6 +59,23 @@ func hostLinksWithPrefix(t *testing.T) []string {
 	return names
 }
 
+// waitInNetns waits until process pid has entered netns: `ip netns exec`
+// is forked in the host namespace and switches a moment later.
+func waitInNetns(t *testing.T, pid int, netns string) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		output, err := exec.Command("ip", "netns", "identify", strconv.Itoa(pid)).Output()
+		if err != nil {
+			t.Fatalf("ip netns identify %d: %v", pid, err)
+		}
+		if got = strings.TrimSpace(string(output)); got == netns {
+			return
+		}
+	}
+	t.Fatalf("process %d is in netns %q after 5s, want %q", pid, got, netns)
+}
+
 func processGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
@@ -168,13 +185,7 @@ func TestCluster(t *testing.T) {
 			// teardown to stop.
 			sleeper := nodeA.Start(t, "sleeper", "sleep", "600")
 			pids = append(pids, sleeper.Pid())
-			output, err := exec.Command("ip", "netns", "identify", strconv.Itoa(sleeper.Pid())).Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.TrimSpace(string(output)); got != nodeA.Netns {
-				t.Errorf("process %d runs in netns %q, want %q", sleeper.Pid(), got, nodeA.Netns)
-			}
+			waitInNetns(t, sleeper.Pid(), nodeA.Netns)
 			// Node programs see the chosen iptables backend first in PATH.
 			version, err := nodeA.Exec(ctx, "iptables", "--version")
 			if err != nil {
@@ -347,6 +358,7 @@ func TestLeftoversOfKilledRunAreRemoved(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- sleeper.Wait() }()
+	waitInNetns(t, sleeper.Process.Pid, stale)
 	staleDir, err := os.MkdirTemp("", testbed.Prefix+"dead00-")
 	if err != nil {
 		t.Fatal(err)
