@@ -101,6 +101,7 @@ func testIPTables(t *testing.T, backend string) {
 	s.sy2 = c.AddSwitchyard(t, s.node2, testbed.SwitchyardOptions{})
 	c.AddKubeProxy(t, s.node3, "iptables")
 
+	t.Run("rules are in the chosen backend", func(t *testing.T) { s.testBackend(t, backend) })
 	t.Run("reachability", s.testReachability)
 	t.Run("source ranges", s.testSourceRanges)
 	t.Run("external traffic policy Local", s.testExternalLocal)
@@ -116,6 +117,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("restart under load", s.testRestartUnderLoad)
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)
+	t.Run("no RBAC denials in the logs", s.testNoDenials)
 }
 
 // createServices creates the shared Services and publishes their endpoints.
@@ -898,4 +900,49 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// testBackend: Switchyard wrote its rules with the backend it was told to
+// use, and nothing with the other one (a mix is what breaks nodes:
+// kubernetes#71305).
+func (s *suite) testBackend(t *testing.T, backend string) {
+	ctx := t.Context()
+	other := map[string]string{"nft": "legacy", "legacy": "nft"}[backend]
+	for _, tc := range []struct {
+		backend string
+		want    bool
+	}{{backend, true}, {other, false}} {
+		for _, command := range []string{"iptables-save", "ip6tables-save"} {
+			output, err := s.node1.Exec(ctx, "/usr/sbin/xtables-"+tc.backend+"-multi", command)
+			if err != nil {
+				t.Fatalf("%s with the %s backend: %v", command, tc.backend, err)
+			}
+			if got := strings.Contains(output, ":KUBE-SERVICES"); got != tc.want {
+				t.Errorf("%s with the %s backend on node-1 has KUBE-SERVICES: %v, want %v", command, tc.backend, got, tc.want)
+			}
+		}
+	}
+	log, err := s.sy1.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`backend=%q`, backend); !strings.Contains(log, want) {
+		t.Errorf("switchyard's log never says %s", want)
+	}
+}
+
+// testNoDenials: running as the DaemonSet's ServiceAccount, no Switchyard
+// was refused anything (an informer or the event recorder would log it).
+func (s *suite) testNoDenials(t *testing.T) {
+	for _, proxy := range []*testbed.Switchyard{s.sy1, s.sy2} {
+		log, err := proxy.Log()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(log, "\n") {
+			if strings.Contains(line, "forbidden") || strings.Contains(line, "Forbidden") {
+				t.Errorf("%s logged a denial: %s", proxy, line)
+			}
+		}
+	}
 }
