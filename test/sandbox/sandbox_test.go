@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +23,10 @@ import (
 	"github.com/switchyard-io/switchyard/test/testbed"
 )
 
-var withKubeProxy = flag.Bool("kube-proxy", false, "run the reference kube-proxy (iptables mode) on both nodes")
+var (
+	withKubeProxy  = flag.Bool("kube-proxy", false, "run the reference kube-proxy (iptables mode) on both nodes instead of Switchyard")
+	withSwitchyard = flag.Bool("switchyard", true, "run Switchyard (built from the working tree) on both nodes, as the ServiceAccount of manifests/deploy")
+)
 
 func TestSandbox(t *testing.T) {
 	if os.Getenv("SWITCHYARD_SANDBOX") != "1" {
@@ -86,9 +90,27 @@ func TestSandbox(t *testing.T) {
 		fmt.Fprintf(&summary, "  %-13s %-10s clusterIPs %v ports %s\n", created.Name, created.Spec.Type,
 			created.Spec.ClusterIPs, portList(created))
 	}
-	if *withKubeProxy {
+	proxy := "none"
+	switch {
+	case *withKubeProxy:
 		cluster.AddKubeProxy(t, nodeA, "iptables")
 		cluster.AddKubeProxy(t, nodeB, "iptables")
+		proxy = "kube-proxy (iptables mode)"
+	case *withSwitchyard:
+		// Switchyard runs with the restricted identity, which has rights
+		// only once the deploy manifests' RBAC is applied, as in a cluster.
+		root, err := testbed.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if output, err := cluster.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "manifests", "deploy", "rbac.yaml")); err != nil {
+			t.Fatalf("applying manifests/deploy/rbac.yaml: %v\n%s", err, output)
+		}
+		var logs []string
+		for _, node := range []*testbed.Node{nodeA, nodeB} {
+			logs = append(logs, cluster.AddSwitchyard(t, node, testbed.SwitchyardOptions{}).Process.LogPath)
+		}
+		proxy = "switchyard (iptables mode), logs " + strings.Join(logs, " ")
 	}
 
 	echo, err := testbed.EchoBinary()
@@ -105,7 +127,7 @@ Switchyard sandbox is up (cluster %[1]s). Ctrl-C tears it down.
 Admin kubeconfig:      %[2]s
 Restricted kubeconfig: %[3]s (user %[4]s)
 API server:            %[5]s (reachable from the node and pod namespaces)
-kube-proxy running:    %[6]v
+Proxy on the nodes:    %[6]s
 
 Namespaces:
   control plane  %[7]s
@@ -120,10 +142,10 @@ Try:
   ip netns exec %[10]s %[18]s --kubeconfig %[2]s get svc,endpointslices -A
   ip netns exec %[10]s %[19]s dial --addr %[20]s:80 --count 20
   ip netns exec %[8]s %[19]s dial --addr %[12]s:30080 --count 20
-  make build && ip netns exec %[10]s bin/switchyard run --kubeconfig %[2]s --hostname-override node-a
+  ip netns exec %[10]s curl -s %[11]s:10249/metrics | grep ^kubeproxy_sync
   ip netns exec %[10]s iptables -t nat -S
 `, cluster.ID, cluster.AdminKubeconfig, cluster.RestrictedKubeconfig, cluster.RestrictedUser,
-		cluster.APIServerURL, *withKubeProxy, cluster.Netns, cluster.Outside.Netns, cluster.Outside.IP,
+		cluster.APIServerURL, proxy, cluster.Netns, cluster.Outside.Netns, cluster.Outside.IP,
 		nodeA.Netns, nodeA.IP, nodeA.OutsideIP, nodeB.Netns, nodeB.IP, nodeB.OutsideIP,
 		podList(pods), summary.String(), cluster.Tool("kubectl"), echo, webIP)
 
