@@ -114,6 +114,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("delete service removes its rules", s.testDeleteService)
 	t.Run("metrics", s.testMetrics)
 	t.Run("differential against kube-proxy", s.testDifferential)
+	t.Run("flushed tables are rebuilt", s.testFlushRecovery)
 	t.Run("restart under load", s.testRestartUnderLoad)
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)
@@ -772,6 +773,13 @@ func (s *suite) testAPIServerOutage(t *testing.T) {
 	outageEnd := time.Now().Add(5 * time.Second)
 	sawHealthz := false
 	for time.Now().Before(outageEnd) {
+		// The synced proxy has nothing pending, so it stays healthy, as
+		// kube-proxy does: a control-plane outage must not make every
+		// node's proxy look broken.
+		if status, body, err := s.sy1.Healthz(ctx); err != nil || status != http.StatusOK {
+			t.Errorf("/healthz of the synced switchyard on node-1 during the outage: %d %q %v, want 200", status, body, err)
+			break
+		}
 		status, body, err := late.Healthz(ctx)
 		if err == nil {
 			sawHealthz = true
@@ -944,5 +952,49 @@ func (s *suite) testNoDenials(t *testing.T) {
 				t.Errorf("%s logged a denial: %s", proxy, line)
 			}
 		}
+	}
+}
+
+// canaryWait bounds the rebuild after a flush: Switchyard checks its canary
+// chains every 10 s (kube-proxy's interval), then syncs fully at once.
+const canaryWait = 20 * time.Second
+
+// testFlushRecovery: when something else flushes and deletes every chain
+// of the nat, filter and mangle tables of both families on node-2 (a
+// firewall reload, say), Switchyard notices its canary chains are gone and
+// rebuilds everything, hooks included, within one canary interval; later
+// changes apply as usual.
+func (s *suite) testFlushRecovery(t *testing.T) {
+	ctx := t.Context()
+	for _, command := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"nat", "filter", "mangle"} {
+			for _, action := range []string{"-F", "-X"} {
+				if output, err := s.node2.Exec(ctx, command, "-w", "5", "-t", table, action); err != nil {
+					t.Fatalf("%s -t %s %s: %v\n%s", command, table, action, err, output)
+				}
+			}
+		}
+	}
+	start := time.Now()
+	web := names(s.b1, s.b2, s.b3)
+	if err := waitForPods(ctx, s.node2, "tcp", s.addr("web", 0), web, canaryWait); err != nil {
+		t.Fatalf("after the flush: %v\nswitchyard log:\n%s", err, s.sy2.Process.Tail(10))
+	}
+	t.Logf("rebuilt within %s", time.Since(start).Round(time.Millisecond))
+	if err := waitForPods(ctx, s.node2, "tcp", s.addr("web", 1), web, syncWait); err != nil {
+		t.Errorf("IPv6 after the flush: %v", err)
+	}
+	// The filter table's REJECT for services without endpoints is back.
+	if err := waitForRefused(ctx, s.node2, "tcp", hostPort(s.svc("empty").Spec.ClusterIP, 80), syncWait); err != nil {
+		t.Errorf("after the flush: %v", err)
+	}
+	if err := waitForPods(ctx, s.cluster.Outside, "tcp", hostPort(s.node2.IP, nodePort), names(s.a1, s.b1, s.c1), syncWait); err != nil {
+		t.Errorf("node port via node-2 after the flush: %v", err)
+	}
+	if err := s.cluster.PublishEndpoints(ctx, s.svc("scale"), ready(s.b2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitForPods(ctx, s.node2, "tcp", s.addr("scale", 0), names(s.b2), syncWait); err != nil {
+		t.Errorf("a change after the rebuild: %v", err)
 	}
 }
