@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -111,6 +112,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("no endpoints is refused at once", s.testNoEndpoints)
 	t.Run("hairpin", s.testHairpin)
 	t.Run("endpoint changes", s.testEndpointChanges)
+	t.Run("UDP flows leave a removed endpoint", s.testUDPConntrack)
 	t.Run("delete service removes its rules", s.testDeleteService)
 	t.Run("metrics", s.testMetrics)
 	t.Run("differential against kube-proxy", s.testDifferential)
@@ -997,4 +999,77 @@ func (s *suite) testFlushRecovery(t *testing.T) {
 	if err := waitForPods(ctx, s.node2, "tcp", s.addr("scale", 0), names(s.b2), syncWait); err != nil {
 		t.Errorf("a change after the rebuild: %v", err)
 	}
+}
+
+// udpAsk sends one datagram from conn to addr and returns the echo reply
+// ("<pod> <source>"), waiting at most a second.
+func udpAsk(conn *net.UDPConn, addr string) (string, error) {
+	target, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	if _, err := conn.WriteToUDP([]byte("ping\n"), target); err != nil {
+		return "", err
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 512)
+	n, _, err := conn.ReadFromUDP(buf)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
+}
+
+// testUDPConntrack: a UDP client that keeps one source port (one conntrack
+// entry, refreshed by every datagram) moves off an endpoint within one sync
+// once the endpoint is removed, although the old pod still answers: the
+// proxy deletes the stale conntrack entry (kubernetes#19029, #125467).
+func (s *suite) testUDPConntrack(t *testing.T) {
+	ctx := t.Context()
+	svc := s.createService(t, makeService("udp-flow", func(svc *v1.Service) {
+		svc.Spec.Ports = []v1.ServicePort{udpPort("dns", 53, 53)}
+	}))
+	if err := s.cluster.PublishEndpoints(ctx, svc, ready(s.b1)); err != nil {
+		t.Fatal(err)
+	}
+	addr := hostPort(svc.Spec.ClusterIP, 53)
+	if err := waitForPods(ctx, s.a1, "udp", addr, names(s.b1), syncWait); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := listenUDPIn(s.a1.Netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	reply, err := udpAsk(conn, addr)
+	if err != nil || !strings.HasPrefix(reply, s.b1.Name+" ") {
+		t.Fatalf("first datagram from %s: reply %q, error %v; want %s", conn.LocalAddr(), reply, err, s.b1.Name)
+	}
+	for _, step := range []struct {
+		endpoints *testbed.Pod
+		want      string
+	}{{s.b2, s.b2.Name}, {s.b3, s.b3.Name}} {
+		if err := s.cluster.PublishEndpoints(ctx, svc, ready(step.endpoints)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			reply, err = udpAsk(conn, addr)
+			if err == nil && strings.HasPrefix(reply, step.want+" ") {
+				t.Logf("the flow from %s moved to %s within %s", conn.LocalAddr(), step.want, time.Since(start).Round(time.Millisecond))
+				break
+			}
+			if time.Since(start) > syncWait {
+				t.Fatalf("%s after the endpoint changed to %s, the flow from %s still gets reply %q (error %v)",
+					syncWait, step.want, conn.LocalAddr(), reply, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if err := s.cluster.DeleteService(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	delete(s.services, "udp-flow")
 }
