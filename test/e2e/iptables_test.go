@@ -5,7 +5,13 @@ package e2e
 // node-i are 10.244.i.(j+1) / fd00:244:i::(j+1); services 10.96.0.0/16 and
 // fd00:96::/112; the outside client is 10.251.0.100. External and
 // load-balancer IPs are in 10.252.0.0/24, routed from the outside client to
-// node-1 (to node-3 while the differential test compares the two).
+// node-1 (to node-3 while the differential test compares the two): .10 the
+// external IP, .20 the load-balancer IP of the externalTrafficPolicy Local
+// service, .30 and .31 those whose source ranges admit and refuse the
+// outside client, .40 the external IP of the service the delete test
+// removes. Node ports: 30080 (policy Cluster), 30081 (policy Local).
+// Switchyards run as the ServiceAccount of manifests/deploy (the
+// restricted kubeconfig), with --min-sync-period 100ms.
 //
 //	node-1  switchyard      pods a1 a2
 //	node-2  switchyard      pods b1 b2 b3
