@@ -89,6 +89,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 
 	start := p.now()
 	var plan *Plan
+	var existingNAT []string
 	if res.Full {
 		p.needFull.Store(false)
 		if err := p.ensureHooks(ctx); err != nil {
@@ -101,6 +102,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 			return res, fmt.Errorf("listing nat chains to find stale ones: %w", err)
 		}
 		plan = Render(snap, p.cfg, existing)
+		existingNAT = existing
 	} else {
 		var err error
 		plan, err = RenderPartial(prev, snap, p.cfg)
@@ -115,7 +117,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 	// ChainLimiter); partial payloads are small and always go in one.
 	restores := [][]byte{plan.Payload}
 	if limiter, ok := p.ipt.(ChainLimiter); ok && res.Full {
-		restores = SplitFull(plan.Payload, limiter.MaxChainsPerRestore())
+		restores = SplitFull(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
 	res.Restores = len(restores)
 	applyStart := p.now()

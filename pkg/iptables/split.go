@@ -19,24 +19,37 @@ type ChainLimiter interface {
 }
 
 // SplitFull cuts a full payload (Render's output) into restores that each declare at
-// most maxChains chains, in an order where every state between two restores is a valid
-// ruleset that still routes every service consistently:
+// most maxChains chains (a single service port with more endpoints gets a restore of
+// its own), in an order where every state between two restores is a valid ruleset that
+// routes every service consistently. existingNATChains are the nat chains in the
+// kernel before the sync.
 //
-//  1. the nat chains that per-service chains jump to and that jump to none themselves
-//     (KUBE-MARK-MASQ), each written whole;
-//  2. the per-service chains, whole, in dependency order (KUBE-SEP- before the
-//     KUBE-SVC-/KUBE-SVL- that jump to them, before KUBE-EXT-, before KUBE-FW-); a
-//     chain rewritten here is either new, hence unreferenced, or replaced atomically by
-//     content that only jumps to chains already final;
-//  3. last, the filter block and the rest of the nat block: KUBE-SERVICES,
+//  1. The nat chains that per-service chains jump to and that jump to none themselves
+//     (KUBE-MARK-MASQ), each written whole.
+//  2. Empty declarations of the per-service chains that the shared chains jump to
+//     (KUBE-SVC-, KUBE-EXT-, ...) and that do not exist yet. Nothing jumps to them yet.
+//  3. The per-service chains, one service port at a time (a chain together with every
+//     per-service chain it reaches), whole, several service ports to a restore. A
+//     service port's chains are replaced together, atomically; new ones stay
+//     unreferenced.
+//  4. Last, the filter block and the rest of the nat block: KUBE-SERVICES,
 //     KUBE-NODEPORTS, the stale chains' flushes and deletions.
+//
+// The order is what makes the split fast, not only the size of each restore:
+// iptables-nft-restore --noflush finds a jump's target chain by walking a list that
+// holds the chains the restore declares, then the table's chains in creation order.
+// Measured at 10k services × 10 endpoints (110k chains), a restore of 4,000 KUBE-SVC-
+// chains whose KUBE-SEP- targets were created by earlier restores took 95 s; with each
+// service's KUBE-SEP- chains declared in the same restore, and the KUBE-SVC- chains
+// created first so that KUBE-SERVICES finds them near the head of the list, every
+// restore stays near 0.2 s.
 //
 // Only the last restore makes new services reachable, and stale chains are deleted
 // only once nothing jumps to them. The split gives up atomicity across services, not
 // within one: a failure part-way leaves some services on new rules and some on old
 // ones, each consistent, and the caller's next sync is full again. It returns the
 // payload unsplit when it declares no more than maxChains chains, or maxChains <= 0.
-func SplitFull(payload []byte, maxChains int) [][]byte {
+func SplitFull(payload []byte, maxChains int, existingNATChains []string) [][]byte {
 	if maxChains <= 0 || countNATDeclarations(payload) <= maxChains {
 		return [][]byte{payload}
 	}
@@ -48,7 +61,8 @@ func SplitFull(payload []byte, maxChains int) [][]byte {
 		name  string
 		rules []string
 		jumps []string
-		level int
+		group *chain // union-find parent: the chains of one service port
+		size  int
 	}
 	chains := map[string]*chain{}
 	var order []string // declaration order
@@ -58,7 +72,9 @@ func SplitFull(payload []byte, maxChains int) [][]byte {
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
 			if _, ok := chains[name]; !ok {
-				chains[name] = &chain{name: name, level: -1}
+				c := &chain{name: name, size: 1}
+				c.group = c
+				chains[name] = c
 				order = append(order, name)
 			}
 		case strings.HasPrefix(line, "-A "):
@@ -74,106 +90,139 @@ func SplitFull(payload []byte, maxChains int) [][]byte {
 			other = append(other, line)
 		}
 	}
-	// Chains that are deleted, or whose rules are not plain appends, stay in the last
-	// restore with everything that is not a per-service chain.
+	// Chains that are deleted stay in the last restore.
 	deleted := map[string]bool{}
 	for _, line := range other {
 		if strings.HasPrefix(line, "-X ") {
 			deleted[strings.TrimSpace(line[3:])] = true
 		}
 	}
-	var level func(c *chain, depth int) int
-	level = func(c *chain, depth int) int {
-		if c.level >= 0 || depth > 8 {
-			return c.level
-		}
-		l := 0
-		for _, target := range c.jumps {
-			t, ok := chains[target]
-			if !ok || !IsServiceChain(target) {
-				continue
-			}
-			l = max(l, level(t, depth+1)+1)
-		}
-		c.level = l
-		return l
-	}
+	split := func(c *chain) bool { return IsServiceChain(c.name) && !deleted[c.name] }
 	// A per-service chain that jumps to a chain of the last restore could not be
 	// written before it: keep the payload whole (Render never produces one).
+	targets := map[string]bool{} // chains per-service chains jump to
 	for _, c := range chains {
-		if !IsServiceChain(c.name) || deleted[c.name] {
+		if !split(c) {
 			continue
 		}
 		for _, target := range c.jumps {
-			if t, ok := chains[target]; ok && !IsServiceChain(target) && (deleted[target] || jumpsToServiceChain(t.jumps)) {
+			t, ok := chains[target]
+			if ok && !split(t) && (deleted[target] || jumpsToServiceChain(t.jumps)) {
 				return [][]byte{payload}
 			}
+			targets[target] = true
 		}
 	}
-	targets := map[string]bool{} // chains per-service chains jump to
-	for _, c := range chains {
-		if IsServiceChain(c.name) {
-			for _, target := range c.jumps {
-				targets[target] = true
+	// Group the per-service chains by the jumps between them: a service port's
+	// KUBE-FW-, KUBE-EXT-, KUBE-SVC-/KUBE-SVL- and KUBE-SEP- chains end up together.
+	var find func(c *chain) *chain
+	find = func(c *chain) *chain {
+		for c.group != c {
+			c.group = c.group.group
+			c = c.group
+		}
+		return c
+	}
+	for _, name := range order {
+		c := chains[name]
+		if !split(c) {
+			continue
+		}
+		for _, target := range c.jumps {
+			if t, ok := chains[target]; ok && split(t) {
+				a, b := find(c), find(t)
+				if a != b {
+					b.group = a
+					a.size += b.size
+				}
 			}
 		}
 	}
-	var first, last []*chain
-	levels := map[int][]*chain{}
-	maxLevel := 0
+	exists := make(map[string]bool, len(existingNATChains))
+	for _, name := range existingNATChains {
+		exists[name] = true
+	}
+	var first, last, entries []*chain
+	members := map[*chain][]*chain{}
+	var roots []*chain
 	for _, name := range order {
 		c := chains[name]
 		switch {
-		case deleted[name]:
-			last = append(last, c)
-		case IsServiceChain(name):
-			l := level(c, 0)
-			if l < 0 { // a cycle or absurd depth: keep it with the last restore
-				last = append(last, c)
-				continue
+		case split(c):
+			root := find(c)
+			if len(members[root]) == 0 {
+				roots = append(roots, root)
 			}
-			levels[l] = append(levels[l], c)
-			maxLevel = max(maxLevel, l)
+			members[root] = append(members[root], c)
 		case targets[name] && !jumpsToServiceChain(c.jumps):
 			first = append(first, c)
 		default:
 			last = append(last, c)
 		}
 	}
-	write := func(out *bytes.Buffer, group []*chain) {
-		for _, c := range group {
-			out.WriteString(":" + c.name + " - [0:0]\n")
-		}
-		for _, c := range group {
-			for _, r := range c.rules {
-				out.WriteString(r)
+	for _, c := range last {
+		for _, target := range c.jumps {
+			if t, ok := chains[target]; ok && split(t) && !exists[target] {
+				entries = append(entries, t)
 			}
 		}
 	}
 	var restores [][]byte
-	flush := func(group []*chain) {
-		if len(group) == 0 {
+	emit := func(declared []*chain, written []*chain) {
+		if len(declared)+len(written) == 0 {
 			return
 		}
 		var out bytes.Buffer
 		out.WriteString("*nat\n")
-		write(&out, group)
+		for _, c := range declared {
+			out.WriteString(":" + c.name + " - [0:0]\n")
+		}
+		for _, c := range written {
+			out.WriteString(":" + c.name + " - [0:0]\n")
+		}
+		for _, c := range written {
+			for _, r := range c.rules {
+				out.WriteString(r)
+			}
+		}
 		out.WriteString("COMMIT\n")
 		restores = append(restores, out.Bytes())
 	}
-	flush(first)
-	for l := 0; l <= maxLevel; l++ {
-		group := levels[l]
-		for len(group) > 0 {
-			n := min(maxChains, len(group))
-			flush(group[:n])
-			group = group[n:]
+	emit(nil, first)
+	seen := map[string]bool{}
+	for len(entries) > 0 {
+		var batch []*chain
+		for len(entries) > 0 && len(batch) < maxChains {
+			if c := entries[0]; !seen[c.name] {
+				seen[c.name] = true
+				batch = append(batch, c)
+			}
+			entries = entries[1:]
 		}
+		emit(batch, nil)
 	}
+	var batch []*chain
+	for _, root := range roots {
+		group := members[root]
+		if len(batch) > 0 && len(batch)+len(group) > maxChains {
+			emit(nil, batch)
+			batch = nil
+		}
+		batch = append(batch, group...)
+	}
+	emit(nil, batch)
+
 	var out bytes.Buffer
 	out.WriteString(before)
 	out.WriteString("*nat\n")
-	write(&out, last)
+	for _, c := range last {
+		out.WriteString(":" + c.name + " - [0:0]\n")
+	}
+	for _, c := range last {
+		for _, r := range c.rules {
+			out.WriteString(r)
+		}
+	}
 	for _, line := range other {
 		out.WriteString(line)
 	}
