@@ -181,22 +181,33 @@ type Histogram struct {
 	Count float64
 }
 
-// ParseHistogram finds name_sum and name_count with the given label text (e.g.
-// `sync="partial"`, or "" for none) in Prometheus text output.
+// ParseHistogram sums name_sum and name_count over the series whose labels contain
+// the given text (e.g. `sync="partial"`; "" for every series) in Prometheus text
+// output. kube-proxy labels its programming latency by ip_family, Switchyard does not.
 func ParseHistogram(metrics, name, labels string) Histogram {
 	var h Histogram
-	suffix := ""
-	if labels != "" {
-		suffix = "{" + labels + "}"
-	}
 	for line := range strings.Lines(metrics) {
 		line = strings.TrimSpace(line)
 		for _, part := range []struct {
 			key string
 			to  *float64
-		}{{name + "_sum" + suffix + " ", &h.Sum}, {name + "_count" + suffix + " ", &h.Count}} {
-			if strings.HasPrefix(line, part.key) {
-				*part.to, _ = strconv.ParseFloat(strings.TrimSpace(line[len(part.key):]), 64)
+		}{{name + "_sum", &h.Sum}, {name + "_count", &h.Count}} {
+			rest, ok := strings.CutPrefix(line, part.key)
+			if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+				continue
+			}
+			if rest[0] == '{' {
+				end := strings.IndexByte(rest, '}')
+				if end < 0 || !strings.Contains(rest[:end], labels) {
+					continue
+				}
+				rest = rest[end+1:]
+			} else if labels != "" {
+				continue
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				*part.to += v
 			}
 		}
 	}
