@@ -115,14 +115,14 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 
 	// A large full payload goes in several restores where the backend needs it (see
 	// ChainLimiter); partial payloads are small and always go in one.
-	restores := [][]byte{plan.Payload}
+	restores := func(yield func([]byte) bool) { yield(plan.Payload) }
 	if limiter, ok := p.ipt.(ChainLimiter); ok && res.Full {
 		restores = SplitFull(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
-	res.Restores = len(restores)
 	applyStart := p.now()
 	var err error
-	for _, payload := range restores {
+	for payload := range restores {
+		res.Restores++
 		if err = p.ipt.Restore(ctx, payload); err != nil {
 			break
 		}

@@ -2,7 +2,7 @@ package iptables
 
 import (
 	"bytes"
-	"strings"
+	"iter"
 )
 
 // ChainLimiter is implemented by an Interface whose restores slow down superlinearly
@@ -51,43 +51,45 @@ type ChainLimiter interface {
 // within one: a failure part-way leaves some services on new rules and some on old
 // ones, each consistent, and the caller's next sync is full again. It returns the
 // payload unsplit when it declares no more than maxChains chains, or maxChains <= 0.
-func SplitFull(payload []byte, maxChains int, existingNATChains []string) [][]byte {
+func SplitFull(payload []byte, maxChains int, existingNATChains []string) iter.Seq[[]byte] {
+	whole := func(yield func([]byte) bool) { yield(payload) }
 	if maxChains <= 0 || countNATDeclarations(payload) <= maxChains {
-		return [][]byte{payload}
+		return whole
 	}
 	before, natBlock, after, ok := cutTable(payload, "nat")
 	if !ok {
-		return [][]byte{payload}
+		return whole
 	}
+	// Lines are kept as subslices of payload: at 10k services it is ~50 MB, and
+	// copying it would raise the proxy's peak memory by as much.
 	type chain struct {
 		name  string
-		rules []string
+		rules [][]byte
 		jumps []string
 		group *chain // union-find parent: the chains of one service port
-		size  int
 	}
 	chains := map[string]*chain{}
 	var order []string // declaration order
-	var other []string // lines not in a per-chain bucket: -X and anything unexpected
-	for line := range strings.Lines(natBlock) {
+	var other [][]byte // lines not in a per-chain bucket: -X and anything unexpected
+	for line := range bytes.Lines(natBlock) {
 		switch {
-		case strings.HasPrefix(line, ":"):
-			name, _, _ := strings.Cut(line[1:], " ")
-			if _, ok := chains[name]; !ok {
-				c := &chain{name: name, size: 1}
+		case bytes.HasPrefix(line, []byte(":")):
+			name, _, _ := bytes.Cut(line[1:], []byte(" "))
+			if _, ok := chains[string(name)]; !ok {
+				c := &chain{name: string(name)}
 				c.group = c
-				chains[name] = c
-				order = append(order, name)
+				chains[c.name] = c
+				order = append(order, c.name)
 			}
-		case strings.HasPrefix(line, "-A "):
-			name, _, _ := strings.Cut(line[3:], " ")
-			c, ok := chains[name]
+		case bytes.HasPrefix(line, []byte("-A ")):
+			name, _, _ := bytes.Cut(line[3:], []byte(" "))
+			c, ok := chains[string(name)]
 			if !ok {
 				other = append(other, line)
 				continue
 			}
 			c.rules = append(c.rules, line)
-			c.jumps = append(c.jumps, jumpTargets(line)...)
+			c.jumps = appendJumpTargets(c.jumps, line)
 		default:
 			other = append(other, line)
 		}
@@ -95,8 +97,8 @@ func SplitFull(payload []byte, maxChains int, existingNATChains []string) [][]by
 	// Chains that are deleted stay in the last restore.
 	deleted := map[string]bool{}
 	for _, line := range other {
-		if strings.HasPrefix(line, "-X ") {
-			deleted[strings.TrimSpace(line[3:])] = true
+		if name, ok := bytes.CutPrefix(line, []byte("-X ")); ok {
+			deleted[string(bytes.TrimSpace(name))] = true
 		}
 	}
 	split := func(c *chain) bool { return IsServiceChain(c.name) && !deleted[c.name] }
@@ -110,15 +112,14 @@ func SplitFull(payload []byte, maxChains int, existingNATChains []string) [][]by
 		for _, target := range c.jumps {
 			t, ok := chains[target]
 			if ok && !split(t) && (deleted[target] || jumpsToServiceChain(t.jumps)) {
-				return [][]byte{payload}
+				return whole
 			}
 			targets[target] = true
 		}
 	}
 	// Group the per-service chains by the jumps between them: a service port's
 	// KUBE-FW-, KUBE-EXT-, KUBE-SVC-/KUBE-SVL- and KUBE-SEP- chains end up together.
-	var find func(c *chain) *chain
-	find = func(c *chain) *chain {
+	find := func(c *chain) *chain {
 		for c.group != c {
 			c.group = c.group.group
 			c = c.group
@@ -132,10 +133,8 @@ func SplitFull(payload []byte, maxChains int, existingNATChains []string) [][]by
 		}
 		for _, target := range c.jumps {
 			if t, ok := chains[target]; ok && split(t) {
-				a, b := find(c), find(t)
-				if a != b {
+				if a, b := find(c), find(t); a != b {
 					b.group = a
-					a.size += b.size
 				}
 			}
 		}
@@ -162,75 +161,81 @@ func SplitFull(payload []byte, maxChains int, existingNATChains []string) [][]by
 			last = append(last, c)
 		}
 	}
+	entrySeen := map[string]bool{}
 	for _, c := range last {
 		for _, target := range c.jumps {
-			if t, ok := chains[target]; ok && split(t) && !exists[target] {
+			if t, ok := chains[target]; ok && split(t) && !exists[target] && !entrySeen[target] {
+				entrySeen[target] = true
 				entries = append(entries, t)
 			}
 		}
 	}
-	var restores [][]byte
-	emit := func(declared []*chain, written []*chain) {
-		if len(declared)+len(written) == 0 {
+
+	return func(yield func([]byte) bool) {
+		// One buffer, reused: each restore is yielded before the next is built.
+		var out bytes.Buffer
+		emit := func(declared, written []*chain) bool {
+			if len(declared)+len(written) == 0 {
+				return true
+			}
+			out.Reset()
+			out.WriteString("*nat\n")
+			for _, c := range declared {
+				out.WriteString(":" + c.name + " - [0:0]\n")
+			}
+			for _, c := range written {
+				out.WriteString(":" + c.name + " - [0:0]\n")
+			}
+			for _, c := range written {
+				for _, r := range c.rules {
+					out.Write(r)
+				}
+			}
+			out.WriteString("COMMIT\n")
+			return yield(out.Bytes())
+		}
+		if !emit(nil, first) {
 			return
 		}
-		var out bytes.Buffer
-		out.WriteString("*nat\n")
-		for _, c := range declared {
-			out.WriteString(":" + c.name + " - [0:0]\n")
-		}
-		for _, c := range written {
-			out.WriteString(":" + c.name + " - [0:0]\n")
-		}
-		for _, c := range written {
-			for _, r := range c.rules {
-				out.WriteString(r)
+		for len(entries) > 0 {
+			n := min(maxChains, len(entries))
+			if !emit(entries[:n], nil) {
+				return
 			}
+			entries = entries[n:]
+		}
+		var batch []*chain
+		for _, root := range roots {
+			group := members[root]
+			if len(batch) > 0 && len(batch)+len(group) > maxChains {
+				if !emit(nil, batch) {
+					return
+				}
+				batch = batch[:0]
+			}
+			batch = append(batch, group...)
+		}
+		if !emit(nil, batch) {
+			return
+		}
+		out.Reset()
+		out.Write(before)
+		out.WriteString("*nat\n")
+		for _, c := range last {
+			out.WriteString(":" + c.name + " - [0:0]\n")
+		}
+		for _, c := range last {
+			for _, r := range c.rules {
+				out.Write(r)
+			}
+		}
+		for _, line := range other {
+			out.Write(line)
 		}
 		out.WriteString("COMMIT\n")
-		restores = append(restores, out.Bytes())
+		out.Write(after)
+		yield(out.Bytes())
 	}
-	emit(nil, first)
-	seen := map[string]bool{}
-	for len(entries) > 0 {
-		var batch []*chain
-		for len(entries) > 0 && len(batch) < maxChains {
-			if c := entries[0]; !seen[c.name] {
-				seen[c.name] = true
-				batch = append(batch, c)
-			}
-			entries = entries[1:]
-		}
-		emit(batch, nil)
-	}
-	var batch []*chain
-	for _, root := range roots {
-		group := members[root]
-		if len(batch) > 0 && len(batch)+len(group) > maxChains {
-			emit(nil, batch)
-			batch = nil
-		}
-		batch = append(batch, group...)
-	}
-	emit(nil, batch)
-
-	var out bytes.Buffer
-	out.WriteString(before)
-	out.WriteString("*nat\n")
-	for _, c := range last {
-		out.WriteString(":" + c.name + " - [0:0]\n")
-	}
-	for _, c := range last {
-		for _, r := range c.rules {
-			out.WriteString(r)
-		}
-	}
-	for _, line := range other {
-		out.WriteString(line)
-	}
-	out.WriteString("COMMIT\n")
-	out.WriteString(after)
-	return append(restores, out.Bytes())
 }
 
 // countNATDeclarations counts ":CHAIN" lines in the payload's nat block.
@@ -239,45 +244,51 @@ func countNATDeclarations(payload []byte) int {
 	if !ok {
 		return 0
 	}
-	return strings.Count(nat, "\n:") + boolToInt(strings.HasPrefix(nat, ":"))
-}
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
+	n := bytes.Count(nat, []byte("\n:"))
+	if bytes.HasPrefix(nat, []byte(":")) {
+		n++
 	}
-	return 0
+	return n
 }
 
 // cutTable splits a payload around one table's block: before holds everything up to
 // its "*table" line, body the lines between that and its COMMIT (excluded), after
-// everything following the COMMIT line.
-func cutTable(payload []byte, table string) (before, body, after string, ok bool) {
-	text := string(payload)
-	header := "*" + table + "\n"
+// everything following the COMMIT line. All three share payload's memory.
+func cutTable(payload []byte, table string) (before, body, after []byte, ok bool) {
+	header := []byte("*" + table + "\n")
 	start := 0
-	if !strings.HasPrefix(text, header) {
-		i := strings.Index(text, "\n"+header)
+	if !bytes.HasPrefix(payload, header) {
+		i := bytes.Index(payload, append([]byte("\n"), header...))
 		if i < 0 {
-			return "", "", "", false
+			return nil, nil, nil, false
 		}
 		start = i + 1
 	}
 	bodyStart := start + len(header)
-	end := strings.Index(text[bodyStart:], "COMMIT\n")
-	if end < 0 || (end > 0 && text[bodyStart+end-1] != '\n') {
-		return "", "", "", false
+	end := bytes.Index(payload[bodyStart:], []byte("COMMIT\n"))
+	if end < 0 || (end > 0 && payload[bodyStart+end-1] != '\n') {
+		return nil, nil, nil, false
 	}
-	return text[:start], text[bodyStart : bodyStart+end], text[bodyStart+end+len("COMMIT\n"):], true
+	return payload[:start:start], payload[bodyStart : bodyStart+end : bodyStart+end], payload[bodyStart+end+len("COMMIT\n"):], true
 }
 
-// jumpTargets returns the chains a rule line jumps or goes to.
-func jumpTargets(line string) []string {
-	var targets []string
-	fields := strings.Fields(line)
-	for i := 0; i+1 < len(fields); i++ {
-		if fields[i] == "-j" || fields[i] == "-g" {
-			targets = append(targets, fields[i+1])
+// appendJumpTargets appends the chains a rule line jumps or goes to.
+func appendJumpTargets(targets []string, line []byte) []string {
+	for _, flag := range [][]byte{[]byte(" -j "), []byte(" -g ")} {
+		rest := line
+		for {
+			i := bytes.Index(rest, flag)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(flag):]
+			end := bytes.IndexAny(rest, " \n")
+			if end < 0 {
+				end = len(rest)
+			}
+			if end > 0 {
+				targets = append(targets, string(rest[:end]))
+			}
 		}
 	}
 	return targets

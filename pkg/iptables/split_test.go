@@ -1,8 +1,10 @@
 package iptables
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,7 +50,10 @@ func TestSplitFullEqualsWhole(t *testing.T) {
 					t.Fatalf("whole payload rejected: %v", err)
 				}
 				split := start.Clone()
-				restores := SplitFull(plan.Payload, maxChains, start.ChainNames("nat"))
+				var restores [][]byte
+				for payload := range SplitFull(plan.Payload, maxChains, start.ChainNames("nat")) {
+					restores = append(restores, bytes.Clone(payload))
+				}
 				if live := serviceDeclarations(plan.Payload) - plan.Stats.DeletedChains; live > maxChains && len(restores) < 2 {
 					t.Errorf("%d per-service chains, maxChains=%d: payload not split", live, maxChains)
 				}
@@ -73,7 +78,7 @@ func TestSplitFullEqualsWhole(t *testing.T) {
 func TestSplitFullKeepsSmallPayloadsWhole(t *testing.T) {
 	payload := []byte("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SEP-A - [0:0]\n-A KUBE-SEP-A -j KUBE-MARK-MASQ\nCOMMIT\n")
 	for _, maxChains := range []int{0, 2, 100} {
-		if got := SplitFull(payload, maxChains, nil); len(got) != 1 || string(got[0]) != string(payload) {
+		if got := slices.Collect(SplitFull(payload, maxChains, nil)); len(got) != 1 || string(got[0]) != string(payload) {
 			t.Errorf("maxChains=%d: got %d restores, want the payload whole", maxChains, len(got))
 		}
 	}
