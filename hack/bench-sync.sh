@@ -12,6 +12,11 @@ export BENCH_CONTENDERS="${BENCH_CONTENDERS:-switchyard-nft,switchyard-legacy,ku
 export BENCH_TAG="${BENCH_TAG:-sync}"
 go build -o bin/switchyard ./cmd/proxy
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-go test -tags bench -count=1 -timeout "${BENCH_TIMEOUT:-60m}" -run '^TestSyncBench$' -v ./test/bench/ 2>&1 | tee "$BENCH_OUT.log" | grep -E '^(=== RUN|--- |\s+syncbench_test|ok|FAIL|PASS)' || true
-mkdir -p "$BENCH_OUT" && mv -f "$BENCH_OUT.log" "$BENCH_OUT/$BENCH_TAG.log"
+mkdir -p "$BENCH_OUT"
+status=0
+go test -tags bench -count=1 -timeout "${BENCH_TIMEOUT:-60m}" -run '^TestSyncBench$' -v ./test/bench/ \
+	>"$BENCH_OUT/$BENCH_TAG.log" 2>&1 || status=$?
+grep -E '^(=== RUN|--- |\s+syncbench_test|ok|FAIL|PASS)' "$BENCH_OUT/$BENCH_TAG.log" || true
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 go run ./test/bench/cmd/benchreport "$BENCH_OUT"
+exit "$status"
