@@ -113,11 +113,13 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 	res.Stats, res.PayloadBytes = plan.Stats, len(plan.Payload)
 	res.RenderTime = p.now().Sub(start)
 
-	// A large full payload goes in several restores where the backend needs it (see
-	// ChainLimiter); partial payloads are small and always go in one.
+	// A payload that declares many chains goes in several restores where the backend
+	// needs it (see ChainLimiter): a cold full sync, and partial syncs that add many
+	// services at once (a burst of new Services, or the rest of them when the first
+	// full sync ran before every informer event had been handled).
 	restores := func(yield func([]byte) bool) { yield(plan.Payload) }
-	if limiter, ok := p.ipt.(ChainLimiter); ok && res.Full {
-		restores = SplitFull(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
+	if limiter, ok := p.ipt.(ChainLimiter); ok {
+		restores = SplitPayload(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
 	applyStart := p.now()
 	var err error

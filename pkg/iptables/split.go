@@ -9,20 +9,22 @@ import (
 // with the number of chains one restore declares. iptables-nft-restore --noflush is
 // one: declaring N chains in one transaction took 0.2 s for 4,000, 4.6 s for 16,000 and
 // 32 s for 32,000 (2 cores, iptables 1.8.9, kernel 6.18), while eight restores of 4,000
-// each took 0.2 s apiece. perf puts ~90% of that time in strcmp walking a linked list
-// inside xtables-nft-multi: a name lookup that is linear per chain or jump. A cold full sync at 10k services × 10 endpoints declares about
-// 110k chains and would take most of an hour in one restore; kube-proxy's first sync
-// has exactly this problem.
+// each took 0.2 s apiece. perf puts ~90% of that time in strcmp called from one loop in
+// xtables-nft-multi that walks a name-sorted linked list: every chain a restore
+// declares or jumps to is inserted by a linear walk, so T chains cost ~T²/2
+// comparisons. A cold full sync at 10k services × 10 endpoints declares about 110k
+// chains and would take most of an hour in one restore; kube-proxy's first sync has
+// exactly this problem.
 type ChainLimiter interface {
-	// MaxChainsPerRestore is the number of chain declarations above which a full
-	// payload is split into several restores (see SplitFull); 0 means never split.
+	// MaxChainsPerRestore is the number of chain declarations above which a payload
+	// is split into several restores (see SplitPayload); 0 means never split.
 	MaxChainsPerRestore() int
 }
 
-// SplitFull cuts a full payload (Render's output) into restores that each declare at
-// most maxChains chains (a single service port with more endpoints gets a restore of
-// its own), in an order where every state between two restores is a valid ruleset that
-// routes every service consistently. existingNATChains are the nat chains in the
+// SplitPayload cuts a payload (Render's or RenderPartial's output) into restores that
+// each declare at most maxChains chains (a single service port with more endpoints
+// gets a restore of its own), in an order where every state between two restores is a
+// valid ruleset that routes every service consistently. existingNATChains are the nat chains in the
 // kernel before the sync.
 //
 //  1. The nat chains that per-service chains jump to and that jump to none themselves
@@ -34,7 +36,8 @@ type ChainLimiter interface {
 //     service port's chains are replaced together, atomically; new ones stay
 //     unreferenced.
 //  4. Last, the filter block and the rest of the nat block: KUBE-SERVICES,
-//     KUBE-NODEPORTS, the stale chains' flushes and deletions.
+//     KUBE-NODEPORTS, the stale chains' flushes and deletions, and (in a partial
+//     payload) the -I/-D edits of the shared chains.
 //
 // The order is what makes the split fast, not only the size of each restore:
 // iptables-nft-restore --noflush finds a jump's target chain by walking a list that
@@ -51,7 +54,7 @@ type ChainLimiter interface {
 // within one: a failure part-way leaves some services on new rules and some on old
 // ones, each consistent, and the caller's next sync is full again. It returns the
 // payload unsplit when it declares no more than maxChains chains, or maxChains <= 0.
-func SplitFull(payload []byte, maxChains int, existingNATChains []string) iter.Seq[[]byte] {
+func SplitPayload(payload []byte, maxChains int, existingNATChains []string) iter.Seq[[]byte] {
 	whole := func(yield func([]byte) bool) { yield(payload) }
 	if maxChains <= 0 || countNATDeclarations(payload) <= maxChains {
 		return whole

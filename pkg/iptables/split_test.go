@@ -14,13 +14,13 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
 )
 
-// TestSplitFullEqualsWhole is the property that makes split full syncs safe: for
-// random worlds, applying SplitFull's restores one after the other, onto an empty
+// TestSplitPayloadEqualsWhole is the property that makes split full syncs safe: for
+// random worlds, applying SplitPayload's restores one after the other, onto an empty
 // table (a cold start) or onto the tables of an earlier state (a periodic full sync,
 // with stale chains to delete), is accepted restore by restore by the strict ruleset
 // (so no intermediate state jumps to a missing chain or deletes a referenced one) and
 // ends in exactly the tables the whole payload gives.
-func TestSplitFullEqualsWhole(t *testing.T) {
+func TestSplitPayloadEqualsWhole(t *testing.T) {
 	for seed := range uint64(120) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0x5b11))
@@ -51,7 +51,7 @@ func TestSplitFullEqualsWhole(t *testing.T) {
 				}
 				split := start.Clone()
 				var restores [][]byte
-				for payload := range SplitFull(plan.Payload, maxChains, start.ChainNames("nat")) {
+				for payload := range SplitPayload(plan.Payload, maxChains, start.ChainNames("nat")) {
 					restores = append(restores, bytes.Clone(payload))
 				}
 				if live := serviceDeclarations(plan.Payload) - plan.Stats.DeletedChains; live > maxChains && len(restores) < 2 {
@@ -75,10 +75,10 @@ func TestSplitFullEqualsWhole(t *testing.T) {
 	}
 }
 
-func TestSplitFullKeepsSmallPayloadsWhole(t *testing.T) {
+func TestSplitPayloadKeepsSmallPayloadsWhole(t *testing.T) {
 	payload := []byte("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SEP-A - [0:0]\n-A KUBE-SEP-A -j KUBE-MARK-MASQ\nCOMMIT\n")
 	for _, maxChains := range []int{0, 2, 100} {
-		if got := slices.Collect(SplitFull(payload, maxChains, nil)); len(got) != 1 || string(got[0]) != string(payload) {
+		if got := slices.Collect(SplitPayload(payload, maxChains, nil)); len(got) != 1 || string(got[0]) != string(payload) {
 			t.Errorf("maxChains=%d: got %d restores, want the payload whole", maxChains, len(got))
 		}
 	}
@@ -93,4 +93,59 @@ func serviceDeclarations(payload []byte) int {
 		}
 	}
 	return n
+}
+
+// TestSplitPartialEqualsWhole: partial payloads split the same way (their -I/-D edits of
+// the shared chains and their -X lines go to the last restore) are accepted restore by
+// restore and leave exactly the tables the whole partial payload leaves, step after
+// step of random changes.
+func TestSplitPartialEqualsWhole(t *testing.T) {
+	const sequences, steps = 100, 20
+	splitSyncs := 0 // partial syncs that took more than one restore
+	for seed := range uint64(sequences) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 0x9a27))
+			cfg := testConfig()
+			world := newRandomWorld(rng)
+			tracker := endpoints.NewTracker(testNode)
+			prev := tracker.Snapshot()
+			whole := ruleset.New(ruleset.IPv4)
+			if err := whole.Apply(Render(prev, cfg, nil).Payload, true); err != nil {
+				t.Fatal(err)
+			}
+			split := whole.Clone()
+			for step := range steps {
+				for range 1 + rng.IntN(4) {
+					world.mutate(rng, tracker)
+				}
+				next := tracker.Snapshot()
+				plan, err := RenderPartial(prev, next, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := whole.Apply(plan.Payload, true); err != nil {
+					t.Fatalf("step %d: whole partial payload rejected: %v", step, err)
+				}
+				maxChains := 1 + rng.IntN(3)
+				n := 0
+				for payload := range SplitPayload(plan.Payload, maxChains, split.ChainNames("nat")) {
+					n++
+					if err := split.Apply(payload, true); err != nil {
+						t.Fatalf("step %d, maxChains=%d: restore %d rejected: %v\n%s\nwhole payload:\n%s", step, maxChains, n, err, payload, plan.Payload)
+					}
+				}
+				if diff := cmp.Diff(whole.Save(), split.Save()); diff != "" {
+					t.Fatalf("step %d, maxChains=%d: split != whole (-whole +split):\n%s\npayload:\n%s", step, maxChains, diff, plan.Payload)
+				}
+				if n > 1 {
+					splitSyncs++
+				}
+				prev = next
+			}
+		})
+	}
+	if splitSyncs < sequences {
+		t.Errorf("only %d of %d partial syncs were split: the property is barely exercised", splitSyncs, sequences*steps)
+	}
+	t.Logf("%d of %d partial syncs split", splitSyncs, sequences*steps)
 }
