@@ -45,10 +45,14 @@ func run(args []string) int {
 		runs = append(runs, r)
 	}
 	var scales []*bench.ScaleResult
+	commits := map[*bench.ScaleResult]string{}
 	for _, r := range runs {
+		for _, s := range r.Scales {
+			commits[s] = r.Commit
+		}
 		scales = append(scales, r.Scales...)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(table(runs, scales)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(table(runs, scales, commits)), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreport: %v\n", err)
 		return 1
 	}
@@ -95,10 +99,10 @@ func mean(values []float64) float64 {
 	return sum / float64(len(values))
 }
 
-func table(runs []*bench.Results, scales []*bench.ScaleResult) string {
+func table(runs []*bench.Results, scales []*bench.ScaleResult, commits map[*bench.ScaleResult]string) string {
 	var b strings.Builder
-	b.WriteString("| scale | contender | cold start | one change p50 / p90 / p99 (n) | proxy's programming latency, mean | add / delete a service (median) | burst of 1000 | peak RSS | CPU (own + children) | restore bytes per change |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scale | commit | contender | cold start | one change p50 / p90 / p99 (n) | proxy's programming latency, mean | add / delete a service (median) | burst of 1000 | peak RSS | CPU (own + children) | restore bytes per change |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range scales {
 		for _, c := range s.Contenders {
 			cold := seconds(c.ColdStartSeconds)
@@ -130,7 +134,7 @@ func table(runs []*bench.Results, scales []*bench.ScaleResult) string {
 			if c.PartialPayloadBytes != nil {
 				payload = fmt.Sprintf("%.0f B", *c.PartialPayloadBytes)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Scale, c.Name, cold, change,
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Scale, commits[s], c.Name, cold, change,
 				duration(mean(c.ProgrammingSeconds)), addDelete, burst, rss, cpu, payload)
 		}
 	}
