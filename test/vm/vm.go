@@ -294,7 +294,10 @@ func qemuArgs(cfg Config, k *Kernel, accel, initrd string) []string {
 		"-fw_cfg", "name=etc/sercon-port,string=0",
 		"-kernel", k.Image, "-initrd", initrd,
 		// panic=-1 with -no-reboot turns a kernel panic into a prompt QEMU exit.
-		"-append", strings.Join(append([]string{"console=ttyS0 panic=-1 quiet rdinit=/init"}, cfg.KernelArgs...), " "),
+		// no_timer_check: under software emulation on a loaded host the kernel's
+		// IO-APIC timer check can miss its window and panic ("IO-APIC + timer
+		// doesn't work"); the check guards against broken hardware, not QEMU.
+		"-append", strings.Join(append([]string{"console=ttyS0 panic=-1 quiet rdinit=/init no_timer_check"}, cfg.KernelArgs...), " "),
 	}
 	if cfg.Network != nil {
 		// romfile= skips loading the iPXE option ROM, which is only for network boot.
