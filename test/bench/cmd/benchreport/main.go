@@ -173,24 +173,45 @@ func latencyVsScale(scales []*bench.ScaleResult, path string) error {
 	p.Title.Text = "One endpoint change, write returned → rule in the kernel"
 	p.Y.Label.Text = "seconds"
 	p.X.Label.Text = "scale (services × endpoints)"
-	var names []string
+	// One x position per scale, smallest first; a contender measured at a scale in
+	// several runs is plotted from the last one.
+	var sizes []bench.Scale
 	for _, s := range scales {
-		names = append(names, s.Scale.String())
+		if !slices.Contains(sizes, s.Scale) {
+			sizes = append(sizes, s.Scale)
+		}
 	}
-	byContender := map[string][2]plotter.XYs{}
+	slices.SortFunc(sizes, func(a, b bench.Scale) int {
+		return a.Services*a.Endpoints - b.Services*b.Endpoints
+	})
+	var names []string
+	for _, size := range sizes {
+		names = append(names, size.String())
+	}
+	latest := map[string]*bench.Contender{} // by contender and scale
 	var order []string
-	for x, s := range scales {
+	for _, s := range scales {
 		for _, c := range s.Contenders {
 			if len(c.ChangeSeconds) == 0 {
 				continue
 			}
-			if _, ok := byContender[c.Name]; !ok {
+			if !slices.Contains(order, c.Name) {
 				order = append(order, c.Name)
 			}
-			lines := byContender[c.Name]
+			latest[c.Name+" "+s.Scale.String()] = c
+		}
+	}
+	byContender := map[string][2]plotter.XYs{}
+	for x, size := range sizes {
+		for _, name := range order {
+			c, ok := latest[name+" "+size.String()]
+			if !ok {
+				continue
+			}
+			lines := byContender[name]
 			lines[0] = append(lines[0], plotter.XY{X: float64(x), Y: bench.Quantile(c.ChangeSeconds, .5)})
 			lines[1] = append(lines[1], plotter.XY{X: float64(x), Y: bench.Quantile(c.ChangeSeconds, .99)})
-			byContender[c.Name] = lines
+			byContender[name] = lines
 		}
 	}
 	var args []any
