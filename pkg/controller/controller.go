@@ -132,6 +132,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	serviceInformer := svcFactory.Core().V1().Services().Informer()
 	sliceInformer := factory.Discovery().V1().EndpointSlices().Informer()
 	nodeInformer := nodeFactory.Core().V1().Nodes().Informer()
+	var handlersSynced []cache.InformerSynced
 	for _, reg := range []struct {
 		informer cache.SharedIndexInformer
 		handler  cache.ResourceEventHandler
@@ -140,9 +141,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		{sliceInformer, c.sliceHandler(ctx)},
 		{nodeInformer, c.nodeHandler(ctx)},
 	} {
-		if _, err := reg.informer.AddEventHandler(reg.handler); err != nil {
+		registration, err := reg.informer.AddEventHandler(reg.handler)
+		if err != nil {
 			return fmt.Errorf("registering event handler: %w", err)
 		}
+		handlersSynced = append(handlersSynced, registration.HasSynced)
 	}
 	factory.Start(ctx.Done())
 	svcFactory.Start(ctx.Done())
@@ -152,9 +155,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer nodeFactory.Shutdown()
 
 	// The first sync must see every Service and EndpointSlice, or it would delete the
-	// rules of the ones not yet listed (kubernetes#126468).
+	// rules of the ones not yet listed (kubernetes#126468). Wait on the handler
+	// registrations, not the informers: an informer's cache can be complete while its
+	// initial events are still being delivered to the tracker, and the first sync would
+	// then miss them (at 10k services, 1,586 arrived late as one 17k-chain partial sync).
 	logger.Info("Waiting for caches to sync")
-	if !cache.WaitForCacheSync(ctx.Done(), serviceInformer.HasSynced, sliceInformer.HasSynced, nodeInformer.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), handlersSynced...) {
 		return fmt.Errorf("caches did not sync: %w", context.Cause(ctx))
 	}
 	facts, err := c.waitForNode(ctx, nodeInformer.GetStore())
