@@ -6,6 +6,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -16,60 +18,44 @@ import (
 // kernel, so a burst of events costs one sync.
 
 func (c *Controller) serviceHandler(ctx context.Context) cache.ResourceEventHandler {
-	logger := klog.FromContext(ctx)
-	update := func(obj any) {
-		svc, ok := obj.(*v1.Service)
-		if !ok {
-			return
-		}
-		if err := c.tracker.OnServiceUpdate(svc); err != nil {
-			// One bad Service never stops the others: its usable parts are
-			// programmed, the rest is reported.
-			logger.Error(err, "Service partly invalid", "service", klog.KObj(svc))
-			c.metrics.InvalidObjects.WithLabelValues("Service").Inc()
-			c.events.Eventf(svc, v1.EventTypeWarning, "InvalidService", "switchyard cannot program all of this Service: %v", err)
-		}
-		c.changed(false)
-	}
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    update,
-		UpdateFunc: func(_, obj any) { update(obj) },
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if svc, ok := obj.(*v1.Service); ok {
-				c.tracker.OnServiceDelete(svc)
-				c.changed(false)
-			}
-		},
-	}
+	return trackerHandler(ctx, c, "Service", false, c.tracker.OnServiceUpdate, c.tracker.OnServiceDelete)
 }
 
 func (c *Controller) sliceHandler(ctx context.Context) cache.ResourceEventHandler {
+	return trackerHandler(ctx, c, "EndpointSlice", true, c.tracker.OnEndpointSliceUpdate, c.tracker.OnEndpointSliceDelete)
+}
+
+// trackerHandler feeds one kind of object to the tracker. A partly invalid object never
+// stops the others: its usable parts are programmed, and the rest is logged, counted
+// and reported with an Event on the object, where its owner sees it.
+func trackerHandler[T interface {
+	*v1.Service | *discovery.EndpointSlice
+	runtime.Object
+	metav1.Object
+}](ctx context.Context, c *Controller, kind string, isEndpoints bool, update func(T) error, remove func(T)) cache.ResourceEventHandler {
 	logger := klog.FromContext(ctx)
-	update := func(obj any) {
-		slice, ok := obj.(*discovery.EndpointSlice)
+	onUpdate := func(obj any) {
+		o, ok := obj.(T)
 		if !ok {
 			return
 		}
-		if err := c.tracker.OnEndpointSliceUpdate(slice); err != nil {
-			logger.Error(err, "EndpointSlice partly invalid", "endpointSlice", klog.KObj(slice))
-			c.metrics.InvalidObjects.WithLabelValues("EndpointSlice").Inc()
-			c.events.Eventf(slice, v1.EventTypeWarning, "InvalidEndpointSlice", "switchyard cannot program all of this EndpointSlice: %v", err)
+		if err := update(o); err != nil {
+			logger.Error(err, kind+" partly invalid", "object", klog.KObj(o))
+			c.metrics.InvalidObjects.WithLabelValues(kind).Inc()
+			c.events.Eventf(o, v1.EventTypeWarning, "Invalid"+kind, "switchyard cannot program all of this %s: %v", kind, err)
 		}
-		c.changed(true)
+		c.changed(isEndpoints)
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    update,
-		UpdateFunc: func(_, obj any) { update(obj) },
+		AddFunc:    onUpdate,
+		UpdateFunc: func(_, obj any) { onUpdate(obj) },
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
-			if slice, ok := obj.(*discovery.EndpointSlice); ok {
-				c.tracker.OnEndpointSliceDelete(slice)
-				c.changed(true)
+			if o, ok := obj.(T); ok {
+				remove(o)
+				c.changed(isEndpoints)
 			}
 		},
 	}
