@@ -3,14 +3,10 @@ package testbed
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"k8s.io/client-go/rest"
 )
 
 // apiServerName is the Process name startEtcdAndAPIServer gives kube-apiserver.
@@ -68,34 +64,7 @@ func (c *Cluster) startAPIServer() error {
 	if err != nil {
 		return err
 	}
-	config, err := c.RESTConfig(c.AdminKubeconfig)
-	if err != nil {
-		return err
-	}
-	transport, err := rest.TransportFor(config)
-	if err != nil {
-		return fmt.Errorf("admin transport: %w", err)
-	}
-	httpClient := &http.Client{Transport: transport, Timeout: 5 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return poll(ctx, 90*time.Second, "the restarted kube-apiserver's /readyz", func(ctx context.Context) error {
-		if exited, err := process.Exited(); exited {
-			return fmt.Errorf("%w: kube-apiserver exited (%v); last log lines:\n%s", errStopPolling, err, process.Tail(20))
-		}
-		request, err := http.NewRequestWithContext(ctx, http.MethodGet, c.APIServerURL+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		response, err := httpClient.Do(request)
-		if err != nil {
-			return err
-		}
-		defer response.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(response.Body, 4096))
-		if response.StatusCode != http.StatusOK {
-			return fmt.Errorf("HTTP %d: %s", response.StatusCode, strings.TrimSpace(string(body)))
-		}
-		return nil
-	})
+	return c.waitAPIServerReady(ctx, process, "the restarted kube-apiserver's /readyz")
 }

@@ -346,34 +346,11 @@ func (c *Cluster) startEtcdAndAPIServer(ctx context.Context) error {
 		return err
 	}
 
-	config, err := c.RESTConfig(c.AdminKubeconfig)
-	if err != nil {
+	if err := c.waitAPIServerReady(ctx, apiserver, "kube-apiserver /readyz"); err != nil {
 		return err
 	}
-	transport, err := rest.TransportFor(config)
+	config, err := c.RESTConfig(c.AdminKubeconfig)
 	if err != nil {
-		return fmt.Errorf("admin transport: %w", err)
-	}
-	httpClient := &http.Client{Transport: transport, Timeout: 5 * time.Second}
-	if err := poll(ctx, 90*time.Second, "kube-apiserver /readyz", func(ctx context.Context) error {
-		if exited, err := apiserver.Exited(); exited {
-			return fmt.Errorf("%w: kube-apiserver exited (%v); last log lines:\n%s", errStopPolling, err, apiserver.Tail(20))
-		}
-		request, err := http.NewRequestWithContext(ctx, http.MethodGet, c.APIServerURL+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		response, err := httpClient.Do(request)
-		if err != nil {
-			return err
-		}
-		defer response.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(response.Body, 4096))
-		if response.StatusCode != http.StatusOK {
-			return fmt.Errorf("HTTP %d: %s", response.StatusCode, strings.TrimSpace(string(body)))
-		}
-		return nil
-	}); err != nil {
 		return err
 	}
 	if c.Clientset, err = kubernetes.NewForConfig(config); err != nil {
@@ -477,4 +454,37 @@ func (c *Cluster) teardown() {
 	if err := errors.Join(errs...); err != nil {
 		c.t.Errorf("testbed: teardown of cluster %s: %v", c.ID, err)
 	}
+}
+
+// waitAPIServerReady polls the apiserver's /readyz as the admin until it answers 200,
+// failing at once, with its last log lines, if the process exits.
+func (c *Cluster) waitAPIServerReady(ctx context.Context, apiserver *Process, what string) error {
+	config, err := c.RESTConfig(c.AdminKubeconfig)
+	if err != nil {
+		return err
+	}
+	transport, err := rest.TransportFor(config)
+	if err != nil {
+		return fmt.Errorf("admin transport: %w", err)
+	}
+	httpClient := &http.Client{Transport: transport, Timeout: 5 * time.Second}
+	return poll(ctx, 90*time.Second, what, func(ctx context.Context) error {
+		if exited, err := apiserver.Exited(); exited {
+			return fmt.Errorf("%w: kube-apiserver exited (%v); last log lines:\n%s", errStopPolling, err, apiserver.Tail(20))
+		}
+		request, err := http.NewRequestWithContext(ctx, http.MethodGet, c.APIServerURL+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		response, err := httpClient.Do(request)
+		if err != nil {
+			return err
+		}
+		defer response.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(response.Body, 4096))
+		if response.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %s", response.StatusCode, strings.TrimSpace(string(body)))
+		}
+		return nil
+	})
 }
