@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -96,58 +97,66 @@ func setSysctls(ctx context.Context, netns string, settings ...string) error {
 
 // netnsDialer returns a DialContext function whose sockets live in netns.
 // It lets the test process (in the host namespace) talk to the apiserver or
-// a proxy's metrics endpoint without any address in the host namespace: the
-// socket is created while the OS thread is switched into netns, and a
-// socket keeps the namespace it was created in.
+// a proxy's metrics endpoint without any address in the host namespace.
 func netnsDialer(netns string) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
-		target, err := os.Open(filepath.Join(netnsDir, netns))
+		conn, err := SocketIn(netns, func() (net.Conn, error) {
+			var dialer net.Dialer
+			return dialer.DialContext(ctx, network, address)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("dial %s in netns %s: %w", address, netns, err)
 		}
-		defer target.Close()
-
-		type result struct {
-			conn net.Conn
-			err  error
-		}
-		done := make(chan result, 1)
-		// A dedicated goroutine, so that if switching back fails the thread
-		// dies with it (LockOSThread without Unlock) instead of leaking
-		// into the rest of the program in the wrong namespace.
-		go func() {
-			runtime.LockOSThread()
-			original, err := os.Open("/proc/thread-self/ns/net")
-			if err != nil {
-				runtime.UnlockOSThread()
-				done <- result{err: err}
-				return
-			}
-			defer original.Close()
-			if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-				runtime.UnlockOSThread()
-				done <- result{err: fmt.Errorf("setns %s: %w", netns, err)}
-				return
-			}
-			var dialer net.Dialer
-			conn, dialErr := dialer.DialContext(ctx, network, address)
-			if err := unix.Setns(int(original.Fd()), unix.CLONE_NEWNET); err != nil {
-				// Leave the thread locked: it exits with this goroutine.
-				if conn != nil {
-					conn.Close()
-				}
-				done <- result{err: fmt.Errorf("setns back from %s: %w", netns, err)}
-				return
-			}
-			runtime.UnlockOSThread()
-			done <- result{conn: conn, err: dialErr}
-		}()
-		r := <-done
-		if r.err != nil {
-			return nil, fmt.Errorf("dial %s in netns %s: %w", address, netns, r.err)
-		}
-		return r.conn, nil
+		return conn, nil
 	}
+}
+
+// SocketIn runs open, which creates a socket, with the calling OS thread switched
+// into netns, and switches back. A socket keeps the namespace it was created in, so
+// the test process can use it from the host namespace without any address there.
+// The switch happens on a dedicated goroutine: if switching back fails, its thread
+// stays locked and dies with it instead of running other code in the wrong
+// namespace.
+func SocketIn[T io.Closer](netns string, open func() (T, error)) (T, error) {
+	var zero T
+	target, err := os.Open(filepath.Join(netnsDir, netns))
+	if err != nil {
+		return zero, err
+	}
+	defer target.Close()
+	type result struct {
+		sock T
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		original, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer original.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("setns %s: %w", netns, err)}
+			return
+		}
+		sock, openErr := open()
+		if err := unix.Setns(int(original.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it exits with this goroutine.
+			if openErr == nil {
+				sock.Close()
+			}
+			done <- result{err: fmt.Errorf("setns back from %s: %w", netns, err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- result{sock, openErr}
+	}()
+	r := <-done
+	return r.sock, r.err
 }
 
 // netnsPids lists the processes inside netns.
