@@ -53,10 +53,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 2
 	}
-	if cfg.NodePortAddresses, err = parsePrefixes("nodeport-addresses", nodePortAddresses); err != nil {
+	if _, err = parsePrefixes("nodeport-addresses", nodePortAddresses); err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 2
 	}
+	cfg.NodePortAddresses = nodePortAddresses
 	if cfg.IPVS.ExcludeCIDRs, err = parsePrefixes("ipvs-exclude-cidrs", ipvsExcludeCIDRs); err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 2

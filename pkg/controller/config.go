@@ -26,9 +26,10 @@ type Config struct {
 	ClusterCIDRs []netip.Prefix
 	// MasqueradeAll SNATs all traffic to service IPs (--masquerade-all).
 	MasqueradeAll bool
-	// NodePortAddresses limits node ports to node addresses in these CIDRs
-	// (--nodeport-addresses); empty means all.
-	NodePortAddresses []netip.Prefix
+	// NodePortAddresses limits node ports to node addresses in these CIDRs, or names
+	// them with kube-proxy's keywords "primary", "localhost" and "all"
+	// (--nodeport-addresses, nodePortAddresses); empty means all.
+	NodePortAddresses []string
 	// MinSyncPeriod is the minimum interval between syncs (--min-sync-period).
 	MinSyncPeriod time.Duration
 	// SyncPeriod is the maximum interval between syncs (--sync-period).
@@ -57,6 +58,72 @@ type Config struct {
 	NodeWaitTimeout time.Duration
 	// IPVS holds the settings of --proxy-mode ipvs.
 	IPVS IPVSConfig
+
+	// MasqueradeBit is the fwmark bit that marks packets for masquerading, 0 to 31
+	// (--iptables-masquerade-bit, iptables.masqueradeBit; kube-proxy's default 14).
+	MasqueradeBit int32
+	// DetectLocal says how traffic from local pods is told apart (--detect-local-mode
+	// and its companions).
+	DetectLocal DetectLocalConfig
+	// Conntrack holds the conntrack sysctls applied at start (--conntrack-*).
+	Conntrack ConntrackConfig
+	// Client tunes the API client (--kube-api-qps, --kube-api-burst,
+	// --kube-api-content-type, clientConnection).
+	Client ClientConfig
+	// BindAddress is kube-proxy's --bind-address: an unspecified address of one family
+	// makes that family the node's primary one when the Node does not say.
+	BindAddress string
+	// BindAddressHardFail makes a health or metrics server that cannot bind fatal
+	// (--bind-address-hard-fail).
+	BindAddressHardFail bool
+	// EnableProfiling serves /debug/pprof/ on the metrics address (--profiling).
+	EnableProfiling bool
+	// OOMScoreAdj is written to /proc/self/oom_score_adj at start (--oom-score-adj);
+	// nil leaves it unchanged.
+	OOMScoreAdj *int32
+	// ConfigSyncPeriod is the informers' resync period (--config-sync-period).
+	ConfigSyncPeriod time.Duration
+}
+
+// DetectLocalConfig is kube-proxy's local-traffic detector: how a packet is known to
+// come from a pod on this node.
+type DetectLocalConfig struct {
+	// Mode is "ClusterCIDR", "NodeCIDR", "BridgeInterface" or "InterfaceNamePrefix"
+	// (--detect-local-mode); empty means ClusterCIDR.
+	Mode string
+	// BridgeInterface is the pods' bridge for mode BridgeInterface
+	// (--pod-bridge-interface).
+	BridgeInterface string
+	// InterfaceNamePrefix is the prefix of the pods' host-side interfaces for mode
+	// InterfaceNamePrefix (--pod-interface-name-prefix).
+	InterfaceNamePrefix string
+}
+
+// ConntrackConfig holds kube-proxy's conntrack settings. A nil pointer or a zero
+// duration leaves the kernel's value, as in kube-proxy.
+type ConntrackConfig struct {
+	// MaxPerCore and Min size nf_conntrack_max as max(MaxPerCore×cores, Min)
+	// (--conntrack-max-per-core, --conntrack-min); MaxPerCore 0 leaves it.
+	MaxPerCore, Min *int32
+	// TCPEstablishedTimeout and TCPCloseWaitTimeout set nf_conntrack_tcp_timeout_*
+	// (--conntrack-tcp-timeout-established, --conntrack-tcp-timeout-close-wait).
+	TCPEstablishedTimeout, TCPCloseWaitTimeout *time.Duration
+	// TCPBeLiberal sets nf_conntrack_tcp_be_liberal=1 (--conntrack-tcp-be-liberal);
+	// then the ctstate INVALID drop rule is not written (kubernetes PR 120412).
+	TCPBeLiberal bool
+	// UDPTimeout and UDPStreamTimeout set nf_conntrack_udp_timeout{,_stream}
+	// (--conntrack-udp-timeout, --conntrack-udp-timeout-stream).
+	UDPTimeout, UDPStreamTimeout time.Duration
+}
+
+// ClientConfig tunes the connection to the API server.
+type ClientConfig struct {
+	// QPS and Burst bound the request rate (--kube-api-qps 5, --kube-api-burst 10).
+	QPS   float32
+	Burst int32
+	// ContentType is the encoding of requests (--kube-api-content-type; protobuf by
+	// default); AcceptContentTypes is the Accept header (clientConnection only).
+	ContentType, AcceptContentTypes string
 }
 
 // Defaults returns kube-proxy's defaults where they apply.
@@ -70,6 +137,13 @@ func Defaults() Config {
 		MetricsBindAddress: "127.0.0.1:10249",
 		IPTablesLockWait:   5 * time.Second,
 		CanaryInterval:     10 * time.Second,
+		MasqueradeBit:      14,
+		ConfigSyncPeriod:   15 * time.Minute,
+		Client: ClientConfig{
+			QPS:         5,
+			Burst:       10,
+			ContentType: "application/vnd.kubernetes.protobuf",
+		},
 	}
 }
 

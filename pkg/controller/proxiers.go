@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -14,7 +15,13 @@ import (
 // familyConfigs returns the per-family facts and flags, for every family the node has
 // addresses in.
 func familyConfigs(cfg *Config, facts node.Facts) []node.FamilyConfig {
-	return node.FamilyConfigs(facts, facts.Families(), cfg.ClusterCIDRs, cfg.NodePortAddresses, cfg.MasqueradeAll)
+	var nodePortCIDRs []netip.Prefix
+	for _, s := range cfg.NodePortAddresses {
+		if p, err := netip.ParsePrefix(s); err == nil { // Validate rejected the rest
+			nodePortCIDRs = append(nodePortCIDRs, p.Masked())
+		}
+	}
+	return node.FamilyConfigs(facts, facts.Families(), cfg.ClusterCIDRs, nodePortCIDRs, cfg.MasqueradeAll)
 }
 
 // iptablesConfigs returns one renderer Config per IP family the node has addresses in.
