@@ -83,6 +83,10 @@ type Config struct {
 	OOMScoreAdj *int32
 	// ConfigSyncPeriod is the informers' resync period (--config-sync-period).
 	ConfigSyncPeriod time.Duration
+	// InitOnly applies the node settings that need full root privileges (conntrack
+	// and the other sysctls) and returns, as kube-proxy --init-only does for an init
+	// container.
+	InitOnly bool
 }
 
 // DetectLocalConfig is kube-proxy's local-traffic detector: how a packet is known to
