@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -28,6 +29,13 @@ type dryRunOptions struct {
 	mode           string
 	ipFamily       string
 	localhostPorts bool
+	// Local-traffic detection, masquerade mark and conntrack, as the daemon's flags.
+	detectLocalMode     string
+	bridgeInterface     string
+	interfaceNamePrefix string
+	nodeCIDRs           stringList
+	masqueradeBit       int
+	tcpBeLiberal        bool
 }
 
 func (o *dryRunOptions) register(fs *flag.FlagSet) {
@@ -38,10 +46,16 @@ func (o *dryRunOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.nodeIPs, "node-ip", "node addresses, one per family (default: the Node's InternalIPs)")
 	fs.Var(&o.clusterCIDRs, "cluster-cidr", "pod CIDRs, one per family; traffic from outside them is masqueraded")
 	fs.BoolVar(&o.masqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
-	fs.Var(&o.nodePortCIDRs, "nodeport-addresses", "CIDRs of the node addresses that accept node ports (default: all)")
+	fs.Var(&o.nodePortCIDRs, "nodeport-addresses", "CIDRs of the node addresses that accept node ports, or the keywords primary, localhost, all (default: all)")
 	fs.StringVar(&o.mode, "mode", "iptables", "proxy mode: iptables or ipvs")
 	fs.StringVar(&o.ipFamily, "ip-family", "auto", "ipv4, ipv6, or auto (every family the node has addresses in)")
 	fs.BoolVar(&o.localhostPorts, "iptables-localhost-nodeports", false, "accept IPv4 node ports on 127.0.0.1 (needs route_localnet)")
+	fs.StringVar(&o.detectLocalMode, "detect-local-mode", "ClusterCIDR", "how pod traffic is told apart: ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix")
+	fs.StringVar(&o.bridgeInterface, "pod-bridge-interface", "", "the pods' bridge, for --detect-local-mode BridgeInterface")
+	fs.StringVar(&o.interfaceNamePrefix, "pod-interface-name-prefix", "", "the prefix of the pods' interfaces, for --detect-local-mode InterfaceNamePrefix")
+	fs.Var(&o.nodeCIDRs, "node-cidr", "the node's pod CIDRs, one per family, for --detect-local-mode NodeCIDR (default: the Node's spec.podCIDRs)")
+	fs.IntVar(&o.masqueradeBit, "iptables-masquerade-bit", 14, "the fwmark bit (0-31) that marks packets for masquerading")
+	fs.BoolVar(&o.tcpBeLiberal, "conntrack-tcp-be-liberal", false, "render as on a node with nf_conntrack_tcp_be_liberal=1 (no ctstate INVALID drop rule)")
 }
 
 // dryRun implements `switchyard dry-run`: it reads objects, renders exactly the payload
@@ -175,6 +189,13 @@ func dryRunNode(opts *dryRunOptions, nodes []*v1.Node) (node.Facts, error) {
 		facts = fromObject
 		facts.Name = n.Name
 	}
+	if len(opts.nodeCIDRs) > 0 {
+		cidrs, err := parsePrefixes("node-cidr", opts.nodeCIDRs)
+		if err != nil {
+			return facts, err
+		}
+		facts.PodCIDRs = cidrs
+	}
 	if len(opts.nodeIPs) > 0 {
 		ips, err := parseAddrs("node-ip", opts.nodeIPs)
 		if err != nil {
@@ -205,20 +226,51 @@ func iptablesConfigs(opts *dryRunOptions, facts node.Facts) ([]*iptables.Config,
 	if err != nil {
 		return nil, err
 	}
-	nodePortCIDRs, err := parsePrefixes("nodeport-addresses", opts.nodePortCIDRs)
+	familyOpts, err := opts.familyOptions(cidrs)
 	if err != nil {
 		return nil, err
 	}
 	var configs []*iptables.Config
 	var errs []error
-	for _, fc := range node.FamilyConfigs(facts, families, cidrs, nodePortCIDRs, opts.masqueradeAll) {
-		cfg := &iptables.Config{FamilyConfig: fc, LocalhostNodePorts: opts.localhostPorts && fc.Family == v1.IPv4Protocol}
+	for _, fc := range node.FamilyConfigs(facts, families, familyOpts) {
+		cfg := &iptables.Config{
+			FamilyConfig:        fc,
+			LocalhostNodePorts:  opts.localhostPorts && fc.Family == v1.IPv4Protocol && fc.NodePortsOnLoopback,
+			ConntrackTCPLiberal: opts.tcpBeLiberal,
+		}
 		if err := cfg.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", fc.Family, err))
 		}
 		configs = append(configs, cfg)
 	}
 	return configs, errors.Join(errs...)
+}
+
+// familyOptions checks the detect-local, node-port and masquerade flags as the
+// daemon's Validate does, and gathers them.
+func (o *dryRunOptions) familyOptions(clusterCIDRs []netip.Prefix) (node.Options, error) {
+	var errs []error
+	mode, err := node.ParseLocalMode(o.detectLocalMode)
+	errs = append(errs, err)
+	switch {
+	case mode == node.LocalModeBridgeInterface && o.bridgeInterface == "":
+		errs = append(errs, errors.New("--detect-local-mode BridgeInterface needs --pod-bridge-interface"))
+	case mode == node.LocalModeInterfaceNamePrefix && o.interfaceNamePrefix == "":
+		errs = append(errs, errors.New("--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix"))
+	}
+	if o.masqueradeBit < 0 || o.masqueradeBit > 31 {
+		errs = append(errs, fmt.Errorf("--iptables-masquerade-bit %d: must be within [0, 31]", o.masqueradeBit))
+	}
+	errs = append(errs, node.ValidateNodePortAddresses(o.nodePortCIDRs))
+	return node.Options{
+		ClusterCIDRs:        clusterCIDRs,
+		DetectLocalMode:     mode,
+		BridgeInterface:     o.bridgeInterface,
+		InterfaceNamePrefix: o.interfaceNamePrefix,
+		NodePortAddresses:   o.nodePortCIDRs,
+		MasqueradeAll:       o.masqueradeAll,
+		MasqueradeBit:       int32(o.masqueradeBit),
+	}, errors.Join(errs...)
 }
 
 // objects is what dry-run reads, with where each object came from.

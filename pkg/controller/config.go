@@ -169,6 +169,9 @@ func (c *Config) Validate() error {
 	if _, err := iptables.ParseBackend(c.IPTablesBackend); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.validateDatapath(); err != nil {
+		errs = append(errs, err)
+	}
 	seen := map[bool]bool{}
 	for _, p := range c.ClusterCIDRs {
 		if seen[p.Addr().Is4()] {

@@ -51,6 +51,9 @@ type Controller struct {
 	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
+	// kernel is where InitNode writes; nodeState what it found (see nodeinit.go).
+	kernel    nodeKernel
+	nodeState NodeState
 	// lastSynced is the last snapshot every proxier applied.
 	lastSynced *endpoints.Snapshot
 
@@ -101,6 +104,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 	c.events = c.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "switchyard", Host: nodeName})
 	c.newIPTables = c.openIPTables
 	c.conntrack = conntrack.Netlink{}
+	c.kernel = realNodeKernel()
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
 }
@@ -111,6 +115,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", c.nodeName)
 	ctx = klog.NewContext(ctx, logger)
 	logger.Info("Starting switchyard", "mode", c.cfg.Mode)
+	state, err := initNode(ctx, &c.cfg, c.kernel)
+	if err != nil {
+		return err
+	}
+	if c.cfg.InitOnly {
+		logger.Info("System initialized and --init-only specified")
+		return nil
+	}
+	c.nodeState = state
 	defer c.services.Close()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()

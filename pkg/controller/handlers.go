@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -90,12 +89,12 @@ func (c *Controller) nodeHandler(ctx context.Context) cache.ResourceEventHandler
 		}
 		c.mu.Lock()
 		known := c.proxiers != nil
-		same := facts.Name == c.facts.Name && facts.Zone == c.facts.Zone && slices.Equal(facts.IPs, c.facts.IPs)
+		same := facts.Equal(c.facts)
 		c.mu.Unlock()
 		if !known || same {
 			return
 		}
-		logger.Info("Node changed; rebuilding the configuration", "ips", facts.IPs, "zone", facts.Zone)
+		logger.Info("Node changed; rebuilding the configuration", "ips", facts.IPs, "zone", facts.Zone, "podCIDRs", facts.PodCIDRs)
 		if err := c.buildProxiers(ctx, facts); err != nil {
 			logger.Error(err, "Keeping the previous configuration")
 			return

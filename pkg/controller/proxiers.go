@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net/netip"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -15,13 +14,7 @@ import (
 // familyConfigs returns the per-family facts and flags, for every family the node has
 // addresses in.
 func familyConfigs(cfg *Config, facts node.Facts) []node.FamilyConfig {
-	var nodePortCIDRs []netip.Prefix
-	for _, s := range cfg.NodePortAddresses {
-		if p, err := netip.ParsePrefix(s); err == nil { // Validate rejected the rest
-			nodePortCIDRs = append(nodePortCIDRs, p.Masked())
-		}
-	}
-	return node.FamilyConfigs(facts, facts.Families(), cfg.ClusterCIDRs, nodePortCIDRs, cfg.MasqueradeAll)
+	return node.FamilyConfigs(facts, facts.Families(), cfg.familyOptions())
 }
 
 // iptablesConfigs returns one renderer Config per IP family the node has addresses in.
@@ -30,7 +23,7 @@ func iptablesConfigs(cfg *Config, facts node.Facts) []*iptables.Config {
 	for _, fc := range familyConfigs(cfg, facts) {
 		configs = append(configs, &iptables.Config{
 			FamilyConfig:       fc,
-			LocalhostNodePorts: cfg.LocalhostNodePorts && fc.Family == v1.IPv4Protocol,
+			LocalhostNodePorts: cfg.localhostNodePorts() && fc.Family == v1.IPv4Protocol,
 		})
 	}
 	return configs
@@ -44,6 +37,7 @@ func (c *Controller) buildProxiers(ctx context.Context, facts node.Facts) error 
 	}
 	var proxiers []*iptables.Proxier
 	for _, cfg := range iptablesConfigs(&c.cfg, facts) {
+		cfg.ConntrackTCPLiberal = c.nodeState.TCPBeLiberal
 		ipt, err := c.newIPTables(ctx, cfg.Family)
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ package endpoints
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -156,7 +157,7 @@ func FuzzConvertSlice(f *testing.F) {
 		_ = tr.OnEndpointSliceUpdate(&slice)
 		snap := tr.Snapshot()
 		for name, eps := range snap.Endpoints {
-			if !slices.IsSortedFunc(eps, func(a, b *Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) }) {
+			if !slices.IsSortedFunc(eps, func(a, b *Endpoint) int { return strings.Compare(a.String(), b.String()) }) {
 				t.Errorf("%v: endpoints not sorted", name)
 			}
 			for _, port := range []*ServicePort{snap.Services[name], {NodePort: 30080, ExternalPolicyLocal: true}, {InternalPolicyLocal: true}} {

@@ -113,7 +113,7 @@ func convertSlice(slice *discovery.EndpointSlice) (*sliceInfo, error) {
 }
 
 // mergeEndpoints merges the endpoints of one service port across all of a service's
-// slices, de-duplicated by "ip:port" and sorted.
+// slices, de-duplicated by "ip:port" and sorted by that text.
 //
 // The same address can appear twice while an endpoint moves between slices, or when a
 // pod IP is reused before the old pod is gone. Like kube-proxy, prefer a copy that is not
@@ -141,10 +141,28 @@ func mergeEndpoints(slices []*sliceInfo, key slicePortKey, nodeName string) []*E
 	if len(merged) == 0 {
 		return nil
 	}
-	out := make([]*Endpoint, 0, len(merged))
-	for _, ep := range merged {
-		out = append(out, ep)
+	return sortedByText(merged)
+}
+
+// sortedByText returns the endpoints ordered by their "ip:port" text, as kube-proxy's
+// endpointslicecache orders them (byEndpoint compares Endpoint.String()). The order
+// decides the rule order of KUBE-SVC/KUBE-SVL chains and so which endpoint session
+// affinity tries first: "10.0.0.10:80" sorts before "10.0.0.9:80", unlike a numeric
+// sort, and matching it lets Switchyard adopt kube-proxy's chains without rewriting
+// them.
+func sortedByText(merged map[netip.AddrPort]*Endpoint) []*Endpoint {
+	type keyed struct {
+		text string
+		ep   *Endpoint
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].AddrPort().Compare(out[j].AddrPort()) < 0 })
+	sorted := make([]keyed, 0, len(merged))
+	for _, ep := range merged {
+		sorted = append(sorted, keyed{ep.String(), ep})
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].text < sorted[j].text })
+	out := make([]*Endpoint, len(sorted))
+	for i, k := range sorted {
+		out[i] = k.ep
+	}
 	return out
 }

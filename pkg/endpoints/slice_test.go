@@ -146,7 +146,10 @@ func TestEndpointsAcrossSlices(t *testing.T) {
 		want   map[ServicePortName][]string // endpoints as "ip:port node flags"
 	}{
 		{
-			name: "matched by port name and protocol, sorted by address",
+			// Sorted by "ip:port" text as kube-proxy sorts (10.244.1.10 before
+			// 10.244.1.9). mutation-checked: sorting by AddrPort.Compare again fails
+			// this case.
+			name: "matched by port name and protocol, sorted by text",
 			svc: makeService("shop", "web", func(s *v1.Service) {
 				s.Spec.Ports = []v1.ServicePort{
 					{Name: "http", Port: 80, Protocol: v1.ProtocolTCP},
@@ -164,7 +167,7 @@ func TestEndpointsAcrossSlices(t *testing.T) {
 				makeSlice("shop", "web", "web-1", []discovery.Endpoint{makeEndpoint("10.244.1.9", "node-a")}),
 			},
 			want: map[ServicePortName][]string{
-				spn("shop", "web", "http", v1.ProtocolTCP): {"10.244.1.9:8080 node-a R", "10.244.1.10:8080 node-a R", "10.244.2.9:8080 node-b R"},
+				spn("shop", "web", "http", v1.ProtocolTCP): {"10.244.1.10:8080 node-a R", "10.244.1.9:8080 node-a R", "10.244.2.9:8080 node-b R"},
 				spn("shop", "web", "dns", v1.ProtocolUDP):  {"10.244.1.10:5353 node-a R", "10.244.2.9:5353 node-b R"},
 			},
 		},

@@ -36,10 +36,10 @@ const (
 // testConfig returns the IPv4 Config of node1.
 func testConfig() *Config {
 	return &Config{FamilyConfig: node.FamilyConfig{
-		Family:      v1.IPv4Protocol,
-		Node:        endpoints.NodeTopology{Name: testNode, Zone: testZone},
-		NodeIPs:     []netip.Addr{netip.MustParseAddr(testNodeIP)},
-		ClusterCIDR: netip.MustParsePrefix(testClusterV4),
+		Family:  v1.IPv4Protocol,
+		Node:    endpoints.NodeTopology{Name: testNode, Zone: testZone},
+		NodeIPs: []netip.Addr{netip.MustParseAddr(testNodeIP)},
+		Local:   node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix(testClusterV4)),
 	}}
 }
 

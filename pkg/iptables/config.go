@@ -16,6 +16,10 @@ type Config struct {
 	// route_localnet (CVE-2020-8558), so unlike kube-proxy it is off by default; when on,
 	// the martian-localnet drop rule is written too.
 	LocalhostNodePorts bool
+	// ConntrackTCPLiberal leaves out the ctstate INVALID drop rule: with
+	// nf_conntrack_tcp_be_liberal=1 only out-of-window RSTs are INVALID, and kube-proxy
+	// stops dropping them (kubernetes PR 120412).
+	ConntrackTCPLiberal bool
 }
 
 // Validate reports every problem with the Config at once.

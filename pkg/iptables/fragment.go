@@ -83,6 +83,15 @@ func (b *fragmentBuilder) rule(parts ...string) {
 	c.rules = append(c.rules, strings.Join(parts, " "))
 }
 
+// concat joins argument lists.
+func concat(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
 // quote wraps a comment that contains spaces in double quotes, as kube-proxy does.
 func quote(s string) string { return `"` + s + `"` }
 
@@ -210,7 +219,8 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 		case cfg.MasqueradeAll:
 			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", ChainMarkMasq)
 		case cfg.DetectsLocal():
-			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "!", "-s", cfg.ClusterCIDR.String(), "-j", ChainMarkMasq)
+			b.rule(concat([]string{"-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr},
+				cfg.Local.IfNotLocal(), []string{"-j", ChainMarkMasq})...)
 		}
 	}
 
@@ -223,7 +233,8 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 			// are short-circuited to the cluster-wide endpoints, since their traffic
 			// would otherwise be dropped on a node without local endpoints.
 			if cfg.DetectsLocal() {
-				b.rule("-m", "comment", "--comment", quote("pod traffic for "+nameStr+" external destinations"), "-s", cfg.ClusterCIDR.String(), "-j", clusterChain)
+				b.rule(concat([]string{"-m", "comment", "--comment", quote("pod traffic for " + nameStr + " external destinations")},
+					cfg.Local.IfLocal(), []string{"-j", clusterChain})...)
 			}
 			b.rule("-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", ChainMarkMasq)
 			b.rule("-m", "comment", "--comment", quote("route LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", clusterChain)

@@ -46,9 +46,6 @@ const (
 	PrefixEndpoint       = "KUBE-SEP-"
 )
 
-// MasqueradeMark is kube-proxy's default --iptables-masquerade-bit 14.
-const MasqueradeMark = "0x4000"
-
 // IsServiceChain reports whether a nat chain name is one of the per-service chains that
 // Switchyard (or kube-proxy before it) creates.
 func IsServiceChain(name string) bool {

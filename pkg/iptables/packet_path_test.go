@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
 	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // Sources used by the packet-path tests (see the IP plan in builders_test.go).
@@ -257,7 +258,7 @@ func TestPacketPathsIPv6(t *testing.T) {
 	cfg := testConfig()
 	cfg.Family = v1.IPv6Protocol
 	cfg.NodeIPs = []netip.Addr{netip.MustParseAddr(testNodeIPv6)}
-	cfg.ClusterCIDR = netip.MustParsePrefix("fd00:10::/64")
+	cfg.Local = node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix("fd00:10::/64"))
 	dual := func(s *v1.Service) {
 		s.Spec.ClusterIPs = []string{"172.30.0.30", "fd00:30::30"}
 		s.Spec.Type = v1.ServiceTypeNodePort

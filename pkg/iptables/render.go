@@ -124,7 +124,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
 	}
-	mark := MasqueradeMark
+	mark := cfg.Mark()
 	nat.rule("-A", ChainPostrouting, "-m mark ! --mark "+mark+"/"+mark+" -j RETURN")
 	// Clear the mark so that a packet re-entering the stack (e.g. through a tunnel)
 	// is not masqueraded twice.
@@ -155,7 +155,11 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 		nat.delete(c)
 	}
 
-	filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
+	// Drop INVALID packets, which would otherwise reset connections (kubernetes#74839),
+	// unless conntrack is liberal (kubernetes#117924).
+	if !cfg.ConntrackTCPLiberal {
+		filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
+	}
 	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding rules" -m mark --mark `+mark+"/"+mark+" -j ACCEPT")
 	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`)
 

@@ -23,10 +23,10 @@ var (
 
 func testConfig(mod ...func(*Config)) *Config {
 	cfg := &Config{FamilyConfig: node.FamilyConfig{
-		Family:      v1.IPv4Protocol,
-		Node:        endpoints.NodeTopology{Name: "node-a", Zone: "zone-a"},
-		NodeIPs:     []netip.Addr{nodeIP, nodeIP2},
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		Family:  v1.IPv4Protocol,
+		Node:    endpoints.NodeTopology{Name: "node-a", Zone: "zone-a"},
+		NodeIPs: []netip.Addr{nodeIP, nodeIP2},
+		Local:   node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix("10.244.0.0/16")),
 	}}
 	for _, m := range mod {
 		m(cfg)

@@ -52,10 +52,10 @@ func (b *bed) proxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 	t.Helper()
 	cfg := &ipvs.Config{
 		FamilyConfig: node.FamilyConfig{
-			Family:      v1.IPv4Protocol,
-			Node:        endpoints.NodeTopology{Name: "node-a"},
-			NodeIPs:     []netip.Addr{nodeIP},
-			ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+			Family:  v1.IPv4Protocol,
+			Node:    endpoints.NodeTopology{Name: "node-a"},
+			NodeIPs: []netip.Addr{nodeIP},
+			Local:   node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix("10.244.0.0/16")),
 		},
 		GracePeriod: 10 * time.Minute,
 	}

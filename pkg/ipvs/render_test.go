@@ -277,8 +277,8 @@ func TestRenderRulesLoad(t *testing.T) {
 	for _, cfg := range []*Config{
 		testConfig(),
 		testConfig(func(c *Config) { c.MasqueradeAll = true }),
-		testConfig(func(c *Config) { c.ClusterCIDR = netip.Prefix{} }),
-		{FamilyConfig: node.FamilyConfig{Family: v1.IPv6Protocol, ClusterCIDR: netip.MustParsePrefix("fd00:244::/56")}},
+		testConfig(func(c *Config) { c.Local = node.LocalDetector{} }),
+		{FamilyConfig: node.FamilyConfig{Family: v1.IPv6Protocol, Local: node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix("fd00:244::/56"))}},
 	} {
 		rs := ruleset.New(ruleset.IPv4)
 		if cfg.Family == v1.IPv6Protocol {

@@ -3,6 +3,7 @@ package ipvs
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -77,7 +78,7 @@ func RenderRules(cfg *Config) []byte {
 		}
 		return ""
 	}
-	mark := iptables.MasqueradeMark
+	mark := cfg.Mark()
 	loopback := "127.0.0.0/8"
 	if cfg.Family == v1.IPv6Protocol {
 		loopback = "::1/128"
@@ -110,10 +111,10 @@ func RenderRules(cfg *Config) []byte {
 	switch {
 	case cfg.MasqueradeAll:
 		rule(&nat, "-A %s %s -m set --match-set %s dst,dst -j %s", ChainServices, comment(SetClusterIP), set(SetClusterIP), ChainMarkMasq)
-	case cfg.ClusterCIDR.IsValid():
+	case cfg.DetectsLocal():
 		// Off-cluster clients of a cluster IP must be masqueraded so that replies
 		// come back through this node.
-		rule(&nat, "-A %s %s -m set --match-set %s dst,dst ! -s %s -j %s", ChainServices, comment(SetClusterIP), set(SetClusterIP), cfg.ClusterCIDR, ChainMarkMasq)
+		rule(&nat, "-A %s %s -m set --match-set %s dst,dst %s -j %s", ChainServices, comment(SetClusterIP), set(SetClusterIP), strings.Join(cfg.Local.IfNotLocal(), " "), ChainMarkMasq)
 	default:
 		// Without a pod CIDR, masquerade the node's own connections that picked a VIP
 		// as source address (the VIPs are local addresses on kube-ipvs0).

@@ -20,6 +20,8 @@ type Facts struct {
 	Zone string
 	// IPs are the node's addresses, the primary of each family first.
 	IPs []netip.Addr
+	// PodCIDRs are the Node's spec.podCIDRs, for --detect-local-mode NodeCIDR.
+	PodCIDRs []netip.Prefix
 }
 
 // FromNode reads the facts of a Node object: its InternalIP addresses, or its
@@ -46,7 +48,24 @@ func FromNode(n *v1.Node) (Facts, error) {
 	if len(facts.IPs) == 0 {
 		return facts, fmt.Errorf("node %s has no InternalIP or ExternalIP address yet", n.Name)
 	}
+	podCIDRs := n.Spec.PodCIDRs
+	if len(podCIDRs) == 0 && n.Spec.PodCIDR != "" {
+		podCIDRs = []string{n.Spec.PodCIDR}
+	}
+	for _, s := range podCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return facts, fmt.Errorf("node %s: spec.podCIDRs %q: %w", n.Name, s, err)
+		}
+		facts.PodCIDRs = append(facts.PodCIDRs, p.Masked())
+	}
 	return facts, nil
+}
+
+// Equal reports whether two Facts would render the same rules: a Node update that
+// changes any of them (addresses, zone, pod CIDRs) rebuilds the proxiers.
+func (f Facts) Equal(o Facts) bool {
+	return f.Name == o.Name && f.Zone == o.Zone && slices.Equal(f.IPs, o.IPs) && slices.Equal(f.PodCIDRs, o.PodCIDRs)
 }
 
 // Topology returns the facts endpoint selection needs.

@@ -296,10 +296,10 @@ func newProxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 		t.Fatal(err)
 	}
 	cfg := &ipvs.Config{FamilyConfig: node.FamilyConfig{
-		Family:      v1.IPv4Protocol,
-		Node:        endpoints.NodeTopology{Name: "node"},
-		NodeIPs:     []netip.Addr{netip.MustParseAddr(nodeIPText)},
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		Family:  v1.IPv4Protocol,
+		Node:    endpoints.NodeTopology{Name: "node"},
+		NodeIPs: []netip.Addr{netip.MustParseAddr(nodeIPText)},
+		Local:   node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix("10.244.0.0/16")),
 	}}
 	for _, m := range mod {
 		m(cfg)
