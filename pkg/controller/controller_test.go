@@ -78,8 +78,9 @@ func startController(t *testing.T, objects ...any) *harness {
 	h := &harness{t: t, client: client, fakes: iptablestest.NewFake(ruleset.IPv4), flows: &conntracktest.Fake{}, done: make(chan error, 1)}
 	h.c = newController(cfg, "node1", client)
 	h.c.newIPTables = func(context.Context, v1.IPFamily) (iptables.Interface, error) { return h.fakes, nil }
-	// Never touch the host's conntrack table from a unit test.
+	// Never touch the host's conntrack table or sysctls from a unit test.
 	h.c.conntrack = h.flows
+	h.c.kernel = fakeNodeKernel(nil)
 	for _, obj := range objects {
 		h.create(obj)
 	}

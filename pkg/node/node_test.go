@@ -56,3 +56,38 @@ func TestFromNode(t *testing.T) {
 		})
 	}
 }
+
+// TestFromNodePodCIDRs checks spec.podCIDRs (and the single podCIDR of old Nodes) are
+// read, and that a change of them makes the Facts differ, which rebuilds the proxiers.
+func TestFromNodePodCIDRs(t *testing.T) {
+	addrs := []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.168.10.11"}}
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: v1.NodeStatus{Addresses: addrs},
+		Spec: v1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24", "fd00:244:1::/64"}}}
+	facts, err := FromNode(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:244:1::/64")}
+	if diff := cmp.Diff(want, facts.PodCIDRs, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("PodCIDRs (-want +got):\n%s", diff)
+	}
+	old := n.DeepCopy()
+	old.Spec.PodCIDRs = nil
+	oldFacts, err := FromNode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(oldFacts.PodCIDRs) != 1 || oldFacts.PodCIDRs[0] != want[0] {
+		t.Errorf("podCIDR only: PodCIDRs = %v", oldFacts.PodCIDRs)
+	}
+	if facts.Equal(oldFacts) {
+		t.Error("Facts with different pod CIDRs are Equal")
+	}
+	if !facts.Equal(facts) {
+		t.Error("Facts not Equal to themselves")
+	}
+	n.Spec.PodCIDRs = []string{"10.244.1.0/33"}
+	if _, err := FromNode(n); err == nil {
+		t.Error("a bad pod CIDR was accepted")
+	}
+}
