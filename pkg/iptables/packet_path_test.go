@@ -57,6 +57,9 @@ type packetCase struct {
 	port   int
 	proto  string
 	origin tracer.Origin
+	// inIface is the arrival interface of a packet from a pod or outside; default
+	// "eth0".
+	inIface string
 	// affinityHit names the endpoint whose affinity entry the client already has.
 	affinityHit string
 	// wantEndpoints are every endpoint the packet may reach ("ip:port").
@@ -81,6 +84,9 @@ func runPacketCases(t *testing.T, rs *ruleset.Ruleset, node tracer.Node, cases [
 			}
 			if tc.origin == tracer.FromPodOrExternal {
 				pkt.InIface = "eth0"
+				if tc.inIface != "" {
+					pkt.InIface = tc.inIface
+				}
 			}
 			var opts tracer.Options
 			if tc.affinityHit != "" {

@@ -306,3 +306,42 @@ func TestSetNames(t *testing.T) {
 		t.Errorf("IPv6 name = %q, want kube-proxy's truncation", got)
 	}
 }
+
+// TestRenderRulesDetectLocalAndMark checks IPVS mode's companion rules with each
+// detect-local mode (kube-proxy's IfNotLocal text in the cluster-IP masquerade rule)
+// and a non-default masquerade bit. mutation-checked: writing "! -s CIDR" regardless
+// of the mode fails the interface rows.
+func TestRenderRulesDetectLocalAndMark(t *testing.T) {
+	tests := []struct {
+		name     string
+		detector node.LocalDetector
+		want     string
+	}{
+		{"NodeCIDR", node.DetectByCIDR(node.LocalModeNodeCIDR, netip.MustParsePrefix("10.244.1.0/24")),
+			`-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst ! -s 10.244.1.0/24 -j KUBE-MARK-MASQ`},
+		{"BridgeInterface", node.LocalDetector{Mode: node.LocalModeBridgeInterface, Interface: "cbr0"},
+			`-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst ! -i cbr0 -j KUBE-MARK-MASQ`},
+		{"InterfaceNamePrefix", node.LocalDetector{Mode: node.LocalModeInterfaceNamePrefix, Interface: "veth"},
+			`-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst ! -i veth+ -j KUBE-MARK-MASQ`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(func(c *Config) { c.Local = tt.detector; c.MasqueradeMark = 1 << 5 })
+			payload := string(RenderRules(cfg))
+			if !strings.Contains(payload, tt.want+"\n") {
+				t.Errorf("missing %q in:\n%s", tt.want, payload)
+			}
+			for _, want := range []string{"-A KUBE-MARK-MASQ -j MARK --or-mark 0x20\n", "-A KUBE-POSTROUTING -m mark ! --mark 0x20/0x20 -j RETURN\n"} {
+				if !strings.Contains(payload, want) {
+					t.Errorf("missing %q", want)
+				}
+			}
+			if strings.Contains(payload, "0x4000") {
+				t.Error("the default mark is still written")
+			}
+			if err := ruleset.New(ruleset.IPv4).Apply([]byte(payload), true); err != nil {
+				t.Errorf("payload does not load: %v", err)
+			}
+		})
+	}
+}
