@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/health"
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/metrics"
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/runner"
 )
@@ -54,6 +55,10 @@ type Controller struct {
 	// kernel is where InitNode writes; nodeState what it found (see nodeinit.go).
 	kernel    nodeKernel
 	nodeState NodeState
+	// probeNFAcct opens the kernel's nfacct subsystem; tests replace it. nfacct is
+	// what it found, nil where the kernel has none (see nfacct.go).
+	probeNFAcct func() (nfacct.Interface, error)
+	nfacct      nfacct.Interface
 	// lastSynced is the last snapshot every proxier applied.
 	lastSynced *endpoints.Snapshot
 
@@ -105,6 +110,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 	c.newIPTables = c.openIPTables
 	c.conntrack = conntrack.Netlink{}
 	c.kernel = realNodeKernel()
+	c.probeNFAcct = probeNFAcct
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
 }
@@ -124,6 +130,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.nodeState = state
+	c.setUpNFAcct(ctx)
 	defer c.services.Close()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()

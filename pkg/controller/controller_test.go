@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
 	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
 )
 
 // IP plan: node "node1" at 192.168.0.2, service CIDR 172.30.0.0/16, pods 10.180.0.0/16.
@@ -81,6 +82,7 @@ func startController(t *testing.T, objects ...any) *harness {
 	// Never touch the host's conntrack table or sysctls from a unit test.
 	h.c.conntrack = h.flows
 	h.c.kernel = fakeNodeKernel(nil)
+	h.c.probeNFAcct = func() (nfacct.Interface, error) { return nil, nfacct.ErrNotSupported }
 	for _, obj := range objects {
 		h.create(obj)
 	}

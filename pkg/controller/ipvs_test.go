@@ -32,6 +32,7 @@ func TestIPVSMode(t *testing.T) {
 	}
 	client := fake.NewClientset()
 	c := newController(cfg, "node1", client)
+	c.kernel = fakeNodeKernel(nil)
 	kernelIPVS := ipvstest.NewIPVS()
 	kernel := ipvs.Kernel{IPVS: kernelIPVS, Links: ipvstest.NewLinks(), IPSets: ipvstest.NewIPSets(),
 		IPTables: iptablestest.NewFake(ruleset.IPv4), Sysctl: ipvstest.NewSysctl()}

@@ -38,6 +38,7 @@ func (c *Controller) buildProxiers(ctx context.Context, facts node.Facts) error 
 	var proxiers []*iptables.Proxier
 	for _, cfg := range iptablesConfigs(&c.cfg, facts) {
 		cfg.ConntrackTCPLiberal = c.nodeState.TCPBeLiberal
+		cfg.NFAcct = c.nfacct
 		ipt, err := c.newIPTables(ctx, cfg.Family)
 		if err != nil {
 			return err

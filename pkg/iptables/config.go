@@ -5,6 +5,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
 	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
@@ -20,6 +21,14 @@ type Config struct {
 	// nf_conntrack_tcp_be_liberal=1 only out-of-window RSTs are INVALID, and kube-proxy
 	// stops dropping them (kubernetes PR 120412).
 	ConntrackTCPLiberal bool
+	// NFAcct, when set, creates kube-proxy's nfacct counters at each full sync; the
+	// INVALID drop rule and the localhost node-port rules then count packets into
+	// them (-m nfacct). Nil, or a failure to create them, leaves the counting out, as
+	// kube-proxy does on kernels without nfnetlink_acct.
+	NFAcct nfacct.Interface
+	// NFAcctCounters says the counters exist; the Proxier sets it on its copy of
+	// the Config at each full sync, and Render writes -m nfacct only then.
+	NFAcctCounters bool
 }
 
 // Validate reports every problem with the Config at once.

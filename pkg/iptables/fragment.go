@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
 )
 
 // fragment is everything one service port contributes to the tables: the nat chains it
@@ -199,6 +200,12 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 	if port.NodePort != 0 {
 		nodePort := strconv.Itoa(int(port.NodePort))
 		if sel.HasAny {
+			// kube-proxy counts localhost node-port packets with a rule of their own
+			// in front, where the nfacct counter exists.
+			if cfg.localhostFirewall() && cfg.NFAcctCounters {
+				b.shared("nat", ChainNodePorts, "-m", "comment", "--comment", nameStr, "-m", proto, "-p", proto, "-d", "127.0.0.0/8", "--dport", nodePort,
+					"-m", "nfacct", "--nfacct-name", nfacct.CounterLocalhostNodePorts, "-j", extChain)
+			}
 			b.shared("nat", ChainNodePorts, "-m", "comment", "--comment", nameStr, "-m", proto, "-p", proto, "--dport", nodePort, "-j", extChain)
 		}
 		if !hasExternal {

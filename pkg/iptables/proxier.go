@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
 )
 
 // Proxier programs one IP family's iptables from snapshots. Each Sync decides
@@ -24,6 +25,9 @@ type Proxier struct {
 	// when unknown (at start, and after a failed apply).
 	applied  *endpoints.Snapshot
 	lastFull time.Time
+	// rendered is the Config renders use: cfg plus whether the nfacct counters
+	// exist, decided at each full sync.
+	rendered Config
 	needFull atomic.Bool
 }
 
@@ -36,7 +40,7 @@ func NewProxier(cfg *Config, ipt Interface, fullSyncPeriod time.Duration, now fu
 	if now == nil {
 		now = time.Now
 	}
-	return &Proxier{cfg: cfg, ipt: ipt, fullSyncPeriod: fullSyncPeriod, now: now}, nil
+	return &Proxier{cfg: cfg, ipt: ipt, fullSyncPeriod: fullSyncPeriod, now: now, rendered: *cfg}, nil
 }
 
 // Config returns the proxier's Config.
@@ -96,16 +100,17 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 			p.needFull.Store(true)
 			return res, err
 		}
+		p.rendered.NFAcctCounters = p.ensureCounters()
 		existing, err := p.ipt.ChainNames(ctx, "nat")
 		if err != nil {
 			p.needFull.Store(true)
 			return res, fmt.Errorf("listing nat chains to find stale ones: %w", err)
 		}
-		plan = Render(snap, p.cfg, existing)
+		plan = Render(snap, &p.rendered, existing)
 		existingNAT = existing
 	} else {
 		var err error
-		plan, err = RenderPartial(prev, snap, p.cfg)
+		plan, err = RenderPartial(prev, snap, &p.rendered)
 		if err != nil {
 			return res, err
 		}
@@ -168,6 +173,21 @@ func (p *Proxier) ensureHooks(ctx context.Context) error {
 		return fmt.Errorf("ensuring hook rules: %w", err)
 	}
 	return nil
+}
+
+// ensureCounters creates kube-proxy's nfacct counters, as kube-proxy does before each
+// full sync, and reports whether both exist. A rule naming a missing counter would
+// make the whole restore fail, so without them the rules are written uncounted.
+func (p *Proxier) ensureCounters() bool {
+	if p.cfg.NFAcct == nil {
+		return false
+	}
+	for _, name := range []string{nfacct.CounterInvalidDropped, nfacct.CounterLocalhostNodePorts} {
+		if err := p.cfg.NFAcct.Ensure(name); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // CanaryPresent reports whether the canary chains still exist. When one is gone,

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
 )
 
 // Plan is the outcome of a render: the restore payload and what it does.
@@ -158,7 +159,11 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	// Drop INVALID packets, which would otherwise reset connections (kubernetes#74839),
 	// unless conntrack is liberal (kubernetes#117924).
 	if !cfg.ConntrackTCPLiberal {
-		filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
+		if cfg.NFAcctCounters {
+			filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -m nfacct --nfacct-name "+nfacct.CounterInvalidDropped+" -j DROP")
+		} else {
+			filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
+		}
 	}
 	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding rules" -m mark --mark `+mark+"/"+mark+" -j ACCEPT")
 	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`)

@@ -261,6 +261,9 @@ func (p *ruleParser) load(module string) error {
 	case "set":
 		m := &SetMatch{}
 		match, sink = m, (*setParser)(m)
+	case "nfacct":
+		m := &NFAcctMatch{}
+		match, sink = m, (*nfacctParser)(m)
 	default:
 		return fmt.Errorf("unknown match module %q", module)
 	}

@@ -40,7 +40,8 @@ func (w *walker) matches(rule *ruleset.Rule) (bool, error) {
 func (w *walker) match(match ruleset.Match) (bool, error) {
 	pkt := &w.pkt
 	switch m := match.(type) {
-	case *ruleset.CommentMatch:
+	case *ruleset.CommentMatch, *ruleset.NFAcctMatch:
+		// A comment never filters; nfacct only counts.
 		return true, nil
 	case *ruleset.PortMatch:
 		if m.DstPort != nil && m.DstPort.Contains(pkt.DstPort) == m.NegateDst {
