@@ -24,7 +24,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "same as --proxy-mode")
 	fs.Var(&clusterCIDRs, "cluster-cidr", "pod CIDRs, at most one per family; traffic from outside them to cluster IPs is masqueraded")
 	fs.BoolVar(&cfg.MasqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
-	fs.Var(&nodePortAddresses, "nodeport-addresses", "CIDRs of the node addresses that accept node ports (default: all)")
+	fs.Var(&nodePortAddresses, "nodeport-addresses", "CIDRs of the node addresses that accept node ports, or the keywords primary, localhost, all (default: all)")
 	fs.DurationVar(&cfg.MinSyncPeriod, "min-sync-period", cfg.MinSyncPeriod, "minimum interval between syncs")
 	fs.DurationVar(&cfg.SyncPeriod, "sync-period", cfg.SyncPeriod, "maximum interval between syncs")
 	fs.DurationVar(&cfg.FullSyncPeriod, "full-sync-period", cfg.FullSyncPeriod, "interval between full rewrites of the rules (0: only when needed)")
@@ -42,6 +42,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.IPVS.TCPFinTimeout, "ipvs-tcpfin-timeout", 0, "with --proxy-mode ipvs: timeout of TCP connections after a FIN (0: the kernel's)")
 	fs.DurationVar(&cfg.IPVS.UDPTimeout, "ipvs-udp-timeout", 0, "with --proxy-mode ipvs: timeout of UDP flows (0: the kernel's)")
 	fs.Var(&ipvsExcludeCIDRs, "ipvs-exclude-cidrs", "with --proxy-mode ipvs: CIDRs whose IPVS virtual servers are never cleaned up")
+	registerDatapathFlags(fs, &cfg)
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.Var(klogFlags.Lookup("v").Value, "v", "log verbosity: 0 lifecycle, 2 each sync, 4 each object, 9 payloads")
@@ -50,10 +51,6 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	var err error
 	if cfg.ClusterCIDRs, err = parsePrefixes("cluster-cidr", clusterCIDRs); err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
-	if _, err = parsePrefixes("nodeport-addresses", nodePortAddresses); err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 2
 	}
