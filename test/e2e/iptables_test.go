@@ -131,6 +131,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("the ServiceAccount is allowed all it does", s.testNoDenials)
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)
+	t.Run("datapath", s.testDatapath)
 }
 
 // createServices creates the shared Services and publishes their endpoints.
