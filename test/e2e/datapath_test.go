@@ -66,7 +66,8 @@ func (s *suite) testDatapath(t *testing.T) {
 // that does not match the pods' interface masquerades the pod too, which shows the
 // detector is what decides. InterfaceNamePrefix uses "sy-b": with br_netfilter, a
 // routed packet from a bridged pod enters iptables with the bridge (sy-br) as its
-// input interface, not the pod's port.
+// input interface, not the pod's port. mutation-checked: making IfNotLocal return
+// the IfLocal arguments (no "!") fails every row.
 func (s *suite) testDetectLocal(t *testing.T, f *datapathFixture, addr string) {
 	ctx := t.Context()
 	nodeIP := f.node.IP
@@ -133,7 +134,8 @@ func grepLines(text, sub string) string {
 // testLocalhostNodePorts: 127.0.0.1:NODEPORT answers from inside the node with
 // --iptables-localhost-nodeports (route_localnet set, martian drop rule written),
 // also when --nodeport-addresses names localhost, and is refused without it.
-// Where the kernel has nfacct, the connection is counted.
+// Where the kernel has nfacct, the connection is counted. mutation-checked: not
+// writing route_localnet in InitNode fails both "on" rows (the connection times out).
 func (s *suite) testLocalhostNodePorts(t *testing.T, f *datapathFixture) {
 	ctx := t.Context()
 	addr := hostPort("127.0.0.1", nodePort)

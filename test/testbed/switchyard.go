@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"os"
@@ -42,7 +43,10 @@ func SwitchyardBinary() (string, error) {
 			switchyardErr = fmt.Errorf("building switchyard: %w", err)
 			return
 		}
-		final := filepath.Join(dir, "switchyard")
+		// The name carries the working tree: git worktrees of one repository may
+		// share .cache (a symlink), and a test must never run another tree's build.
+		tree := sha256.Sum256([]byte(root))
+		final := filepath.Join(dir, fmt.Sprintf("switchyard-%x", tree[:6]))
 		temp := fmt.Sprintf("%s.%d.tmp", final, os.Getpid())
 		build := exec.Command("go", "build", "-o", temp, "./cmd/proxy")
 		build.Dir = root
