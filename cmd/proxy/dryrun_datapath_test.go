@@ -37,7 +37,7 @@ func TestDryRunDatapathFlags(t *testing.T) {
 		{name: "nodeport-addresses localhost with localhost node ports", args: []string{"--nodeport-addresses", "localhost", "--iptables-localhost-nodeports"},
 			want: []string{"-d 127.0.0.1 -j KUBE-NODEPORTS", `-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8`}},
 		{name: "nodeport-addresses primary with localhost node ports: no martian rule", args: []string{"--nodeport-addresses", "primary", "--iptables-localhost-nodeports"},
-			notWant: []string{"KUBE-FIREWALL", "127.0.0"}},
+			notWant: []string{"-A KUBE-FIREWALL", "127.0.0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -116,8 +116,26 @@ func (p *ServicePort) SourceRangesOf(family v1.IPFamily) []netip.Prefix {
 	return out
 }
 
+// OfFamily returns the port as kube-proxy's proxier of one family sees it: only the
+// external IPs and load-balancer VIPs of that family. ExternallyAccessible, and with
+// it UsesClusterEndpoints and UsesLocalEndpoints, then answer for that family alone,
+// so that, as in kube-proxy, a dual-stack service with an IPv4 external IP has no
+// KUBE-EXT chain in ip6tables (the randomised testbed differential found this). It
+// returns p itself when nothing needs filtering.
+func (p *ServicePort) OfFamily(family v1.IPFamily) *ServicePort {
+	externalIPs := addrsOfFamily(p.ExternalIPs, family)
+	vips := addrsOfFamily(p.LoadBalancerVIPs, family)
+	if len(externalIPs) == len(p.ExternalIPs) && len(vips) == len(p.LoadBalancerVIPs) {
+		return p
+	}
+	view := *p
+	view.ExternalIPs, view.LoadBalancerVIPs = externalIPs, vips
+	return &view
+}
+
 // ExternallyAccessible reports whether the port is reachable by anything other than its
-// cluster IP: a node port, an external IP or a load-balancer VIP (of either family).
+// cluster IP: a node port, an external IP or a load-balancer VIP (of any family; see
+// OfFamily for one family's view).
 func (p *ServicePort) ExternallyAccessible() bool {
 	return p.NodePort != 0 || len(p.ExternalIPs) != 0 || len(p.LoadBalancerVIPs) != 0
 }

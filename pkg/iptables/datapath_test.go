@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // chainRules returns the rules of one chain in a payload, without the "-A NAME ".
@@ -109,5 +110,39 @@ func TestEndpointOrder(t *testing.T) {
 	want := []string{`10.180.0.100:80"`, `10.180.0.10:80"`, `10.180.0.2:80"`, `10.180.0.9:80"`}
 	if diff := cmp.Diff(want, order); diff != "" {
 		t.Errorf("endpoint order in %s (-want +got):\n%s", ServiceChain(name), diff)
+	}
+}
+
+// TestExternalReachabilityPerFamily pins what the randomised testbed differential
+// found: kube-proxy decides whether a port is externally reachable per family, so a
+// dual-stack service whose only external IP is IPv4 has no KUBE-EXT chain in
+// ip6tables, and with internalTrafficPolicy Local no KUBE-SVC chain either.
+// mutation-checked: dropping the port.OfFamily call in writeService fails this test.
+func TestExternalReachabilityPerFamily(t *testing.T) {
+	svc := makeService("ns", "dual", "172.30.0.40", func(s *v1.Service) {
+		s.Spec.ClusterIPs = []string{"172.30.0.40", "fd00:30::40"}
+		s.Spec.ExternalIPs = []string{"203.0.113.40"}
+		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	})
+	objects := []any{svc,
+		makeSlice("ns", "dual", "dual-v4", 80, ep{ip: "10.180.1.40", node: otherNode}),
+		makeSlice("ns", "dual", "dual-v6", 80, ep{ip: "fd00:10::40", node: otherNode}),
+	}
+	name := endpoints.ServicePortName{NamespacedName: nsName("ns", "dual"), Port: "p80", Protocol: v1.ProtocolTCP}
+	v6 := testConfig()
+	v6.Family = v1.IPv6Protocol
+	v6.NodeIPs = []netip.Addr{netip.MustParseAddr(testNodeIPv6)}
+	v6.Local = node.DetectByCIDR(node.LocalModeClusterCIDR, netip.MustParsePrefix("fd00:10::/64"))
+	for _, tt := range []struct {
+		cfg              *Config
+		wantEXT, wantSVC bool
+	}{{testConfig(), true, true}, {v6, false, false}} {
+		payload := string(Render(snapshotOf(t, objects...), tt.cfg, nil).Payload)
+		if got := strings.Contains(payload, ":"+ExternalChain(name)+" "); got != tt.wantEXT {
+			t.Errorf("%s: KUBE-EXT chain declared = %v, want %v", tt.cfg.Family, got, tt.wantEXT)
+		}
+		if got := strings.Contains(payload, ":"+ServiceChain(name)+" "); got != tt.wantSVC {
+			t.Errorf("%s: KUBE-SVC chain declared = %v, want %v", tt.cfg.Family, got, tt.wantSVC)
+		}
 	}
 }

@@ -114,6 +114,7 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 	if !clusterIP.IsValid() {
 		return false
 	}
+	port = port.OfFamily(cfg.Family)
 	name := port.Name
 	nameStr := name.String()
 	proto := strings.ToLower(string(name.Protocol))
@@ -139,8 +140,8 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 	externalIPs := port.ExternalIPsOf(cfg.Family)
 	lbIPs := port.LoadBalancerVIPsOf(cfg.Family)
 	sourceRanges := port.SourceRangesOf(cfg.Family)
-	// kube-proxy decides external reachability over both families, so a dual-stack
-	// node port service gets its EXT chain in each family.
+	// External reachability is decided per family (port.OfFamily), as kube-proxy's
+	// per-family proxiers do; a node port makes a service reachable in both.
 	usesExtChain := sel.HasAny && port.ExternallyAccessible()
 	lbChain := extChain
 	usesFWChain := sel.HasAny && len(lbIPs) > 0 && len(sourceRanges) > 0

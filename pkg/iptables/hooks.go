@@ -43,11 +43,13 @@ func Hooks(cfg *Config) []Hook {
 		hook("nat", "PREROUTING", ChainServices, "kubernetes service portals", false),
 		hook("nat", "POSTROUTING", ChainPostrouting, "kubernetes postrouting rules", false),
 	}
-	if cfg.localhostFirewall() {
-		hooks = append(hooks,
-			hook("filter", "INPUT", ChainKubeletFirewall, "", false),
-			hook("filter", "OUTPUT", ChainKubeletFirewall, "", false))
-	}
+	// kube-proxy ensures kubelet's KUBE-FIREWALL chain and its jumps in both
+	// families whatever its settings (iptablesKubeletJumpChains), and fills the chain
+	// only with localhost node ports; doing the same keeps the tables identical to
+	// kube-proxy's, and the chain (empty, or kubelet's) is harmless.
+	hooks = append(hooks,
+		hook("filter", "INPUT", ChainKubeletFirewall, "", false),
+		hook("filter", "OUTPUT", ChainKubeletFirewall, "", false))
 	return hooks
 }
 

@@ -77,7 +77,9 @@ func RenderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 	servicePort := uint16(port.Port)
 
 	familyEndpoints := endpoints.EndpointsOf(allEndpoints, cfg.Family)
-	sel := endpoints.Select(familyEndpoints, port, cfg.Node)
+	// kube-proxy's IPVS proxier of one family sees that family's external and
+	// load-balancer IPs only.
+	sel := endpoints.Select(familyEndpoints, port.OfFamily(cfg.Family), cfg.Node)
 	internal := sel.Cluster
 	if port.InternalPolicyLocal {
 		internal = sel.Local

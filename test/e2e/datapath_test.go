@@ -59,6 +59,7 @@ func (s *suite) testDatapath(t *testing.T) {
 	t.Run("detect-local modes", func(t *testing.T) { s.testDetectLocal(t, f, hostPort(detect.Spec.ClusterIP, 80)) })
 	t.Run("localhost node ports", func(t *testing.T) { s.testLocalhostNodePorts(t, f) })
 	t.Run("conntrack settings", func(t *testing.T) { s.testConntrackSettings(t, f) })
+	t.Run("randomised differential against kube-proxy", func(t *testing.T) { s.testRandomDifferential(t, f) })
 }
 
 // testDetectLocal: with each --detect-local-mode, a pod of the node reaching a
