@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Config is the daemon's configuration; flags fill it with kube-proxy's names.
@@ -166,7 +166,7 @@ func (c *Config) Validate() error {
 	if c.MinSyncPeriod > c.SyncPeriod {
 		errs = append(errs, fmt.Errorf("--min-sync-period %s exceeds --sync-period %s", c.MinSyncPeriod, c.SyncPeriod))
 	}
-	if _, err := iptables.ParseBackend(c.IPTablesBackend); err != nil {
+	if _, err := xtables.ParseBackend(c.IPTablesBackend); err != nil {
 		errs = append(errs, err)
 	}
 	seen := map[bool]bool{}

@@ -27,6 +27,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/metrics"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/runner"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // serviceSelector leaves out Services that belong to another proxy or are headless, as
@@ -48,7 +49,7 @@ type Controller struct {
 	events      record.EventRecorder
 	broadcaster record.EventBroadcaster
 	// newIPTables opens the kernel interface of one family; tests replace it.
-	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
+	newIPTables func(ctx context.Context, family v1.IPFamily) (xtables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
 	// lastSynced is the last snapshot every proxier applied.

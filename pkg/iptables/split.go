@@ -5,22 +5,6 @@ import (
 	"iter"
 )
 
-// ChainLimiter is implemented by an Interface whose restores slow down superlinearly
-// with the number of chains one restore declares. iptables-nft-restore --noflush is
-// one: declaring N chains in one transaction took 0.2 s for 4,000, 4.6 s for 16,000 and
-// 32 s for 32,000 (2 cores, iptables 1.8.9, kernel 6.18), while eight restores of 4,000
-// each took 0.2 s apiece. perf puts ~90% of that time in strcmp called from one loop in
-// xtables-nft-multi that walks a name-sorted linked list: every chain a restore
-// declares or jumps to is inserted by a linear walk, so T chains cost ~T²/2
-// comparisons. A cold full sync at 10k services × 10 endpoints declares about 110k
-// chains and would take most of an hour in one restore; kube-proxy's first sync has
-// exactly this problem.
-type ChainLimiter interface {
-	// MaxChainsPerRestore is the number of chain declarations above which a payload
-	// is split into several restores (see SplitPayload); 0 means never split.
-	MaxChainsPerRestore() int
-}
-
 // SplitPayload cuts a payload (Render's or RenderPartial's output) into restores that
 // each declare at most maxChains chains (a single service port with more endpoints
 // gets a restore of its own), in an order where every state between two restores is a

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // TestSplitPayloadEqualsWhole is the property that makes split full syncs safe: for

@@ -17,11 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	ipttesting "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstesting "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 var nodeIP = netip.MustParseAddr("192.168.0.10")
@@ -36,7 +36,7 @@ type bed struct {
 	ipvs   *ipvstesting.IPVS
 	links  *ipvstesting.Links
 	sets   *ipvstesting.IPSets
-	ipt    *ipttesting.Fake
+	ipt    *xtablestest.Fake
 	sysctl *ipvstesting.Sysctl
 	clock  *fakeClock
 }
@@ -44,7 +44,7 @@ type bed struct {
 func newBed() *bed {
 	return &bed{
 		ipvs: ipvstesting.NewIPVS(), links: ipvstesting.NewLinks(nodeIP), sets: ipvstesting.NewIPSets(),
-		ipt: ipttesting.NewFake(ruleset.IPv4), sysctl: ipvstesting.NewSysctl(), clock: newClock(),
+		ipt: xtablestest.NewFake(ruleset.IPv4), sysctl: ipvstesting.NewSysctl(), clock: newClock(),
 	}
 }
 

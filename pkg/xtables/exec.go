@@ -1,4 +1,4 @@
-package iptables
+package xtables
 
 import (
 	"bufio"
@@ -134,7 +134,7 @@ func linesAround(payload []byte, n, context int) string {
 }
 
 // ChainNames implements Interface by reading iptables-save's chain declarations.
-func (e *Exec) ChainNames(ctx context.Context, table string) ([]string, error) {
+func (e *Exec) ChainNames(ctx context.Context, table Table) ([]string, error) {
 	out, err := e.save(ctx, table)
 	if err != nil {
 		return nil, err
@@ -142,8 +142,8 @@ func (e *Exec) ChainNames(ctx context.Context, table string) ([]string, error) {
 	return chainNamesFromSave(out), nil
 }
 
-func (e *Exec) save(ctx context.Context, table string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, e.binary("-save"), "-t", table)
+func (e *Exec) save(ctx context.Context, table Table) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, e.binary("-save"), "-t", string(table))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -167,8 +167,8 @@ func chainNamesFromSave(out []byte) []string {
 }
 
 // ChainExists implements Interface.
-func (e *Exec) ChainExists(_ context.Context, table, chain string) (bool, error) {
-	ok, err := e.ipt.ChainExists(table, chain)
+func (e *Exec) ChainExists(_ context.Context, table Table, chain Chain) (bool, error) {
+	ok, err := e.ipt.ChainExists(string(table), string(chain))
 	if err != nil {
 		return false, fmt.Errorf("checking chain %s/%s: %w", table, chain, err)
 	}
@@ -176,40 +176,40 @@ func (e *Exec) ChainExists(_ context.Context, table, chain string) (bool, error)
 }
 
 // EnsureChain implements Interface.
-func (e *Exec) EnsureChain(ctx context.Context, table, chain string) error {
+func (e *Exec) EnsureChain(ctx context.Context, table Table, chain Chain) error {
 	ok, err := e.ChainExists(ctx, table, chain)
 	if err != nil || ok {
 		return err
 	}
-	if err := e.ipt.NewChain(table, chain); err != nil {
+	if err := e.ipt.NewChain(string(table), string(chain)); err != nil {
 		return fmt.Errorf("creating chain %s/%s: %w", table, chain, err)
 	}
 	return nil
 }
 
 // EnsureRule implements Interface.
-func (e *Exec) EnsureRule(_ context.Context, table, chain string, args ...string) error {
-	if err := e.ipt.InsertUnique(table, chain, 1, args...); err != nil {
+func (e *Exec) EnsureRule(_ context.Context, table Table, chain Chain, args ...string) error {
+	if err := e.ipt.InsertUnique(string(table), string(chain), 1, args...); err != nil {
 		return fmt.Errorf("ensuring rule in %s/%s: %w", table, chain, err)
 	}
 	return nil
 }
 
 // DeleteRule implements Interface.
-func (e *Exec) DeleteRule(_ context.Context, table, chain string, args ...string) error {
-	if err := e.ipt.DeleteIfExists(table, chain, args...); err != nil {
+func (e *Exec) DeleteRule(_ context.Context, table Table, chain Chain, args ...string) error {
+	if err := e.ipt.DeleteIfExists(string(table), string(chain), args...); err != nil {
 		return fmt.Errorf("deleting rule in %s/%s: %w", table, chain, err)
 	}
 	return nil
 }
 
 // DeleteChain implements Interface.
-func (e *Exec) DeleteChain(ctx context.Context, table, chain string) error {
+func (e *Exec) DeleteChain(ctx context.Context, table Table, chain Chain) error {
 	ok, err := e.ChainExists(ctx, table, chain)
 	if err != nil || !ok {
 		return err
 	}
-	if err := e.ipt.ClearAndDeleteChain(table, chain); err != nil {
+	if err := e.ipt.ClearAndDeleteChain(string(table), string(chain)); err != nil {
 		return fmt.Errorf("deleting chain %s/%s: %w", table, chain, err)
 	}
 	return nil

@@ -11,13 +11,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/tracer"
 )
 
 // The Fake must keep satisfying the Proxier's kernel interface.
-var _ iptables.Interface = (*Fake)(nil)
+var _ xtables.Interface = (*Fake)(nil)
 
 // IP plan: service 172.30.0.1:80, endpoint 10.180.0.1:80, client pod
 // 10.0.1.5, node 192.168.0.2.
@@ -203,7 +203,7 @@ func TestFakeConcurrentUse(t *testing.T) {
 					t.Error(err)
 				}
 				_ = fake.Ruleset().Save()
-				_, _ = fake.ChainExists(ctx, "nat", chain)
+				_, _ = fake.ChainExists(ctx, "nat", xtables.Chain(chain))
 			}
 		}()
 	}

@@ -8,7 +8,7 @@ import (
 // Ruleset is the iptables state of one address family: tables of chains of
 // rules. A table exists once a payload has mentioned it, as a kernel loads a
 // table module on first use. A Ruleset is not safe for concurrent use; the
-// Fake in pkg/iptables/testing adds the locking.
+// Fake in pkg/xtables/testing adds the locking.
 type Ruleset struct {
 	family Family
 	tables map[string]*Table

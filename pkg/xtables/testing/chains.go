@@ -5,17 +5,19 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // The methods in this file are the single-rule and single-chain operations of
-// pkg/iptables.Interface (what `iptables -N/-I/-D/-X` would do). Each is
+// pkg/xtables.Interface (what `iptables -N/-I/-D/-X` would do). Each is
 // carried out as a small restore through ruleset.Apply, so it is as strict as
 // Restore, but it is not recorded in Restores and FailNext does not affect it.
 
 // ChainNames returns the chains of table in iptables-save order. A table never
 // used shows its built-in chains, as the kernel loads it on demand.
-func (f *Fake) ChainNames(ctx context.Context, table string) ([]string, error) {
+func (f *Fake) ChainNames(ctx context.Context, typedTable xtables.Table) ([]string, error) {
+	table := string(typedTable)
 	if err := f.check(ctx, table); err != nil {
 		return nil, err
 	}
@@ -28,16 +30,17 @@ func (f *Fake) ChainNames(ctx context.Context, table string) ([]string, error) {
 }
 
 // ChainExists reports whether table holds chain.
-func (f *Fake) ChainExists(ctx context.Context, table, chain string) (bool, error) {
-	names, err := f.ChainNames(ctx, table)
+func (f *Fake) ChainExists(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain) (bool, error) {
+	names, err := f.ChainNames(ctx, typedTable)
 	if err != nil {
 		return false, err
 	}
-	return slices.Contains(names, chain), nil
+	return slices.Contains(names, string(typedChain)), nil
 }
 
 // EnsureChain creates chain in table unless it exists.
-func (f *Fake) EnsureChain(ctx context.Context, table, chain string) error {
+func (f *Fake) EnsureChain(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain) error {
+	table, chain := string(typedTable), string(typedChain)
 	if err := f.check(ctx, table); err != nil {
 		return err
 	}
@@ -51,7 +54,8 @@ func (f *Fake) EnsureChain(ctx context.Context, table, chain string) error {
 
 // EnsureRule inserts the rule at the top of chain unless the chain already
 // holds it.
-func (f *Fake) EnsureRule(ctx context.Context, table, chain string, args ...string) error {
+func (f *Fake) EnsureRule(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain, args ...string) error {
+	table, chain := string(typedTable), string(typedChain)
 	if err := f.check(ctx, table); err != nil {
 		return err
 	}
@@ -65,7 +69,8 @@ func (f *Fake) EnsureRule(ctx context.Context, table, chain string, args ...stri
 }
 
 // DeleteRule deletes the rule from chain if the chain holds it.
-func (f *Fake) DeleteRule(ctx context.Context, table, chain string, args ...string) error {
+func (f *Fake) DeleteRule(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain, args ...string) error {
+	table, chain := string(typedTable), string(typedChain)
 	if err := f.check(ctx, table); err != nil {
 		return err
 	}
@@ -80,7 +85,8 @@ func (f *Fake) DeleteRule(ctx context.Context, table, chain string, args ...stri
 
 // DeleteChain flushes and deletes chain if it exists. Like the kernel, it
 // fails while another rule still jumps to the chain.
-func (f *Fake) DeleteChain(ctx context.Context, table, chain string) error {
+func (f *Fake) DeleteChain(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain) error {
+	table, chain := string(typedTable), string(typedChain)
 	if err := f.check(ctx, table); err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // RestoreFlags are the iptables-restore options that change what a restore

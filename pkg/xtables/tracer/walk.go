@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // maxDepth bounds jump nesting; the kernel refuses loops, and Apply does
