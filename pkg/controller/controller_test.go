@@ -165,7 +165,8 @@ func TestControllerRecoversFromFailedRestore(t *testing.T) {
 	h.waitForRules("the web service", func(nat string) bool { return strings.Contains(nat, "10.180.0.1:8080") })
 
 	// The next two restores fail; the change must still land, through a full sync.
-	h.fakes.FailNext(2, errInjected)
+	h.fakes.FailNext("Restore", errInjected)
+	h.fakes.FailNext("Restore", errInjected)
 	slice := testSlice("web", "10.180.0.3")
 	if _, err := h.client.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

@@ -410,7 +410,7 @@ func TestFailureForcesFullSync(t *testing.T) {
 	web := port("web", "10.96.0.10")
 	w.set(web, ep("10.244.2.1"))
 	mustSync(t, p, w.snapshot(), true)
-	b.ipvs.FailNext(1, errors.New("netlink: boom"))
+	b.ipvs.FailNext("AddRealServer", errors.New("netlink: boom"))
 	w.set(web, ep("10.244.2.1"), ep("10.244.2.2"))
 	if _, err := p.Sync(context.Background(), w.snapshot()); err == nil || !strings.Contains(err.Error(), "ns/web:p: netlink: boom") {
 		t.Fatalf("err = %v, want the failure named by service", err)

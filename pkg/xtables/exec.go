@@ -1,12 +1,10 @@
 package xtables
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -89,10 +87,9 @@ func (e *Exec) MaxChainsPerRestore() int {
 	return 0
 }
 
-// lineFailed finds the line number in iptables-restore's error message.
-var lineFailed = regexp.MustCompile(`line (\d+) failed`)
-
-// Restore implements Interface.
+// Restore implements Interface. A failure is an *Error naming the payload line
+// iptables-restore reported, with the lines around it, and the reason (lock timeout,
+// missing chain).
 func (e *Exec) Restore(ctx context.Context, payload []byte) error {
 	if len(payload) == 0 {
 		return nil
@@ -102,35 +99,9 @@ func (e *Exec) Restore(ctx context.Context, payload []byte) error {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if m := lineFailed.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			msg += "\n" + linesAround(payload, n, 2)
-		}
-		return fmt.Errorf("%s: %w: %s", e.binary("-restore"), err, msg)
+		return restoreError(e.binary("-restore"), payload, stderr.String(), err)
 	}
 	return nil
-}
-
-// linesAround quotes payload lines n-context..n+context (1-based), marking line n.
-func linesAround(payload []byte, n, context int) string {
-	var b strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(payload))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for i := 1; sc.Scan(); i++ {
-		if i < n-context {
-			continue
-		}
-		if i > n+context {
-			break
-		}
-		mark := "   "
-		if i == n {
-			mark = ">> "
-		}
-		fmt.Fprintf(&b, "%s%d: %s\n", mark, i, sc.Text())
-	}
-	return b.String()
 }
 
 // ChainNames implements Interface by reading iptables-save's chain declarations.
@@ -148,7 +119,8 @@ func (e *Exec) save(ctx context.Context, table Table) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s -t %s: %w: %s", e.binary("-save"), table, err, strings.TrimSpace(stderr.String()))
+		return nil, &Error{Op: e.binary("-save") + " -t " + string(table), Message: strings.TrimSpace(stderr.String()),
+			Reason: reasonFromMessage(stderr.String()), Err: err}
 	}
 	return out, nil
 }
@@ -170,7 +142,7 @@ func chainNamesFromSave(out []byte) []string {
 func (e *Exec) ChainExists(_ context.Context, table Table, chain Chain) (bool, error) {
 	ok, err := e.ipt.ChainExists(string(table), string(chain))
 	if err != nil {
-		return false, fmt.Errorf("checking chain %s/%s: %w", table, chain, err)
+		return false, commandError("checking chain", table, chain, err)
 	}
 	return ok, nil
 }
@@ -182,7 +154,7 @@ func (e *Exec) EnsureChain(ctx context.Context, table Table, chain Chain) error 
 		return err
 	}
 	if err := e.ipt.NewChain(string(table), string(chain)); err != nil {
-		return fmt.Errorf("creating chain %s/%s: %w", table, chain, err)
+		return commandError("creating chain", table, chain, err)
 	}
 	return nil
 }
@@ -190,7 +162,7 @@ func (e *Exec) EnsureChain(ctx context.Context, table Table, chain Chain) error 
 // EnsureRule implements Interface.
 func (e *Exec) EnsureRule(_ context.Context, table Table, chain Chain, args ...string) error {
 	if err := e.ipt.InsertUnique(string(table), string(chain), 1, args...); err != nil {
-		return fmt.Errorf("ensuring rule in %s/%s: %w", table, chain, err)
+		return commandError("ensuring rule in", table, chain, err)
 	}
 	return nil
 }
@@ -198,7 +170,7 @@ func (e *Exec) EnsureRule(_ context.Context, table Table, chain Chain, args ...s
 // DeleteRule implements Interface.
 func (e *Exec) DeleteRule(_ context.Context, table Table, chain Chain, args ...string) error {
 	if err := e.ipt.DeleteIfExists(string(table), string(chain), args...); err != nil {
-		return fmt.Errorf("deleting rule in %s/%s: %w", table, chain, err)
+		return commandError("deleting rule in", table, chain, err)
 	}
 	return nil
 }
@@ -210,7 +182,7 @@ func (e *Exec) DeleteChain(ctx context.Context, table Table, chain Chain) error 
 		return err
 	}
 	if err := e.ipt.ClearAndDeleteChain(string(table), string(chain)); err != nil {
-		return fmt.Errorf("deleting chain %s/%s: %w", table, chain, err)
+		return commandError("deleting chain", table, chain, err)
 	}
 	return nil
 }
@@ -222,7 +194,8 @@ func (e *Exec) SaveAll(ctx context.Context) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %s", e.binary("-save"), err, strings.TrimSpace(stderr.String()))
+		return nil, &Error{Op: e.binary("-save"), Message: strings.TrimSpace(stderr.String()),
+			Reason: reasonFromMessage(stderr.String()), Err: err}
 	}
 	return out, nil
 }

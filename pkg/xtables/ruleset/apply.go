@@ -138,7 +138,7 @@ func (r *Ruleset) exec(st Statement, noflush bool, declared map[string]bool) err
 func (t *Table) existing(name string) (*Chain, error) {
 	chain := t.chains[name]
 	if chain == nil {
-		return nil, fmt.Errorf("chain %s does not exist in table %s", name, t.Name)
+		return nil, &ChainNotFoundError{Table: t.Name, Chain: name}
 	}
 	return chain, nil
 }
@@ -218,7 +218,7 @@ func (r *Ruleset) checkRule(t *Table, rule *Rule) error {
 	case TargetJump, TargetGoto:
 		chain := t.chains[target.Chain]
 		if chain == nil {
-			return fmt.Errorf("jump to missing chain %s in table %s", target.Chain, t.Name)
+			return &ChainNotFoundError{Table: t.Name, Chain: target.Chain, Jump: true}
 		}
 		if chain.Builtin {
 			return fmt.Errorf("cannot jump to built-in chain %s", target.Chain)

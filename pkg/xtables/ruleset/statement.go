@@ -82,6 +82,22 @@ func (e *LineError) Error() string {
 // Unwrap returns the underlying error.
 func (e *LineError) Unwrap() error { return e.Err }
 
+// ChainNotFoundError is the error for a statement that names a chain the table does
+// not hold: a rule added to it, or a jump to it.
+type ChainNotFoundError struct {
+	Table, Chain string
+	// Jump is true when a rule jumps (or goes) to the missing chain.
+	Jump bool
+}
+
+// Error implements error.
+func (e *ChainNotFoundError) Error() string {
+	if e.Jump {
+		return fmt.Sprintf("jump to missing chain %s in table %s", e.Chain, e.Table)
+	}
+	return fmt.Sprintf("chain %s does not exist in table %s", e.Chain, e.Table)
+}
+
 // Parse parses an iptables-restore payload into statements. It checks the
 // payload's structure (table blocks, COMMIT, declarations) and every rule's
 // syntax, but not whether chains exist; that is Apply's job.

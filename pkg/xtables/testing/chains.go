@@ -2,7 +2,7 @@ package testing
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"slices"
 
 	"github.com/switchyard-io/switchyard/pkg/xtables"
@@ -10,114 +10,110 @@ import (
 )
 
 // The methods in this file are the single-rule and single-chain operations of
-// pkg/xtables.Interface (what `iptables -N/-I/-D/-X` would do). Each is
-// carried out as a small restore through ruleset.Apply, so it is as strict as
-// Restore, but it is not recorded in Restores and FailNext does not affect it.
+// xtables.Interface (what `iptables -N/-I/-D/-X` would do). Each is carried
+// out as a small restore through ruleset.Apply, so it is as strict as Restore,
+// but it is not recorded in Restores. Each fails on FailNext of its own name.
 
 // ChainNames returns the chains of table in iptables-save order. A table never
 // used shows its built-in chains, as the kernel loads it on demand.
-func (f *Fake) ChainNames(ctx context.Context, typedTable xtables.Table) ([]string, error) {
-	table := string(typedTable)
-	if err := f.check(ctx, table); err != nil {
+func (f *Fake) ChainNames(ctx context.Context, table xtables.Table) ([]string, error) {
+	if err := f.begin(ctx, "ChainNames", table); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.chainNamesLocked(string(table)), nil
+}
+
+func (f *Fake) chainNamesLocked(table string) []string {
 	if names := f.rules.ChainNames(table); names != nil {
-		return names, nil
+		return names
 	}
-	return ruleset.BuiltinChains(table), nil
+	return ruleset.BuiltinChains(table)
 }
 
 // ChainExists reports whether table holds chain.
-func (f *Fake) ChainExists(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain) (bool, error) {
-	names, err := f.ChainNames(ctx, typedTable)
-	if err != nil {
+func (f *Fake) ChainExists(ctx context.Context, table xtables.Table, chain xtables.Chain) (bool, error) {
+	if err := f.begin(ctx, "ChainExists", table); err != nil {
 		return false, err
 	}
-	return slices.Contains(names, string(typedChain)), nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.chainNamesLocked(string(table)), string(chain)), nil
 }
 
 // EnsureChain creates chain in table unless it exists.
-func (f *Fake) EnsureChain(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain) error {
-	table, chain := string(typedTable), string(typedChain)
-	if err := f.check(ctx, table); err != nil {
+func (f *Fake) EnsureChain(ctx context.Context, table xtables.Table, chain xtables.Chain) error {
+	if err := f.begin(ctx, "EnsureChain", table); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.rules.Chain(table, chain) != nil || ruleset.IsBuiltinChain(table, chain) {
+	if f.rules.Chain(string(table), string(chain)) != nil || ruleset.IsBuiltinChain(string(table), string(chain)) {
 		return nil
 	}
-	return f.applyLocked(table, "-N "+chain)
+	return f.applyLocked("creating chain", table, chain, "-N "+string(chain))
 }
 
 // EnsureRule inserts the rule at the top of chain unless the chain already
-// holds it.
-func (f *Fake) EnsureRule(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain, args ...string) error {
-	table, chain := string(typedTable), string(typedChain)
-	if err := f.check(ctx, table); err != nil {
+// holds it. A missing chain, or a jump to one, is an xtables.IsNotFound error.
+func (f *Fake) EnsureRule(ctx context.Context, table xtables.Table, chain xtables.Chain, args ...string) error {
+	const op = "ensuring rule in"
+	if err := f.begin(ctx, "EnsureRule", table); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	held, err := f.holdsLocked(table, chain, args)
+	held, err := f.holdsLocked(op, table, chain, args)
 	if err != nil || held {
 		return err
 	}
-	return f.applyLocked(table, "-I "+chain+" 1 "+ruleset.FormatArgs(args))
+	return f.applyLocked(op, table, chain, "-I "+string(chain)+" 1 "+ruleset.FormatArgs(args))
 }
 
 // DeleteRule deletes the rule from chain if the chain holds it.
-func (f *Fake) DeleteRule(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain, args ...string) error {
-	table, chain := string(typedTable), string(typedChain)
-	if err := f.check(ctx, table); err != nil {
+func (f *Fake) DeleteRule(ctx context.Context, table xtables.Table, chain xtables.Chain, args ...string) error {
+	const op = "deleting rule in"
+	if err := f.begin(ctx, "DeleteRule", table); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	held, err := f.holdsLocked(table, chain, args)
+	held, err := f.holdsLocked(op, table, chain, args)
 	if err != nil || !held {
 		return err
 	}
-	return f.applyLocked(table, "-D "+chain+" "+ruleset.FormatArgs(args))
+	return f.applyLocked(op, table, chain, "-D "+string(chain)+" "+ruleset.FormatArgs(args))
 }
 
 // DeleteChain flushes and deletes chain if it exists. Like the kernel, it
 // fails while another rule still jumps to the chain.
-func (f *Fake) DeleteChain(ctx context.Context, typedTable xtables.Table, typedChain xtables.Chain) error {
-	table, chain := string(typedTable), string(typedChain)
-	if err := f.check(ctx, table); err != nil {
+func (f *Fake) DeleteChain(ctx context.Context, table xtables.Table, chain xtables.Chain) error {
+	if err := f.begin(ctx, "DeleteChain", table); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.rules.Chain(table, chain) == nil {
+	if f.rules.Chain(string(table), string(chain)) == nil {
 		return nil
 	}
-	return f.applyLocked(table, "-F "+chain+"\n-X "+chain)
-}
-
-func (f *Fake) check(ctx context.Context, table string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return checkTable(table)
+	return f.applyLocked("deleting chain", table, chain, "-F "+string(chain)+"\n-X "+string(chain))
 }
 
 // holdsLocked reports whether chain holds the rule args; a missing chain is an
 // error, as iptables -C reports.
-func (f *Fake) holdsLocked(table, chain string, args []string) (bool, error) {
+func (f *Fake) holdsLocked(op string, table xtables.Table, chain xtables.Chain, args []string) (bool, error) {
 	rule, err := ruleset.ParseRule(ruleset.FormatArgs(args))
 	if err != nil {
-		return false, fmt.Errorf("%s/%s: %w", table, chain, err)
+		return false, &xtables.Error{Op: op, Table: table, Chain: chain, Err: err}
 	}
-	c := f.rules.Chain(table, chain)
-	if c == nil && ruleset.IsBuiltinChain(table, chain) {
+	c := f.rules.Chain(string(table), string(chain))
+	if c == nil && ruleset.IsBuiltinChain(string(table), string(chain)) {
 		return false, nil // table not loaded yet: its built-ins are empty
 	}
 	if c == nil {
-		return false, fmt.Errorf("chain %s does not exist in table %s", chain, table)
+		return false, &xtables.Error{Op: op, Table: table, Chain: chain, Reason: xtables.ReasonChainNotFound,
+			Err: &ruleset.ChainNotFoundError{Table: string(table), Chain: string(chain)}}
 	}
 	for _, held := range c.Rules {
 		if held.SameAs(rule) {
@@ -127,10 +123,18 @@ func (f *Fake) holdsLocked(table, chain string, args []string) (bool, error) {
 	return false, nil
 }
 
-func (f *Fake) applyLocked(table, commands string) error {
-	payload := "*" + table + "\n" + commands + "\nCOMMIT\n"
-	if err := f.rules.Apply([]byte(payload), true); err != nil {
-		return fmt.Errorf("iptables: %w", err)
+// applyLocked runs commands as a one-table restore, classifying a failure as
+// Exec classifies go-iptables'.
+func (f *Fake) applyLocked(op string, table xtables.Table, chain xtables.Chain, commands string) error {
+	payload := "*" + string(table) + "\n" + commands + "\nCOMMIT\n"
+	err := f.rules.Apply([]byte(payload), true)
+	if err == nil {
+		return nil
 	}
-	return nil
+	e := &xtables.Error{Op: op, Table: table, Chain: chain, Err: err}
+	var missing *ruleset.ChainNotFoundError
+	if errors.As(err, &missing) {
+		e.Reason = xtables.ReasonChainNotFound
+	}
+	return e
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
@@ -43,9 +46,8 @@ func TestFakeRestoreIsStrictAndAtomic(t *testing.T) {
 
 	bad := "*filter\n:KUBE-FORWARD - [0:0]\nCOMMIT\n*nat\n:KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-MISSING\nCOMMIT\n"
 	err := fake.Restore(ctx, []byte(bad))
-	var lineErr *ruleset.LineError
-	if !errors.As(err, &lineErr) || lineErr.Line != 6 {
-		t.Fatalf("Restore error = %v, want a LineError on line 6", err)
+	if line, _, ok := xtables.FailedLine(err); !ok || line != 6 {
+		t.Fatalf("Restore error = %v, want a failure at line 6", err)
 	}
 	after, _ := fake.SaveAll(ctx)
 	if diff := cmp.Diff(string(before), string(after)); diff != "" {
@@ -64,24 +66,97 @@ func restoreStrings(f *Fake) []string {
 	return out
 }
 
+// TestFakeFailNext injects a failure into every operation in turn and checks that
+// the failed call returns the injected error having changed nothing, and that the
+// same call succeeds (and takes effect) right after.
 func TestFakeFailNext(t *testing.T) {
 	ctx := context.Background()
+	jump := []string{"-j", "KUBE-SVC-A"}
+	// Each call changes the rules when it succeeds, where the operation can.
+	calls := map[string]func(*Fake) error{
+		"Restore": func(f *Fake) error { return f.Restore(ctx, []byte("*nat\n:KUBE-NEW - [0:0]\nCOMMIT\n")) },
+		"SaveAll": func(f *Fake) error { _, err := f.SaveAll(ctx); return err },
+		"SaveTable": func(f *Fake) error {
+			_, err := f.SaveTable(ctx, "nat")
+			return err
+		},
+		"ChainNames": func(f *Fake) error {
+			_, err := f.ChainNames(ctx, "nat")
+			return err
+		},
+		"ChainExists": func(f *Fake) error {
+			_, err := f.ChainExists(ctx, "nat", "KUBE-SVC-A")
+			return err
+		},
+		"EnsureChain": func(f *Fake) error { return f.EnsureChain(ctx, "nat", "KUBE-NEW") },
+		"EnsureRule":  func(f *Fake) error { return f.EnsureRule(ctx, "nat", "OUTPUT", jump...) },
+		"DeleteRule":  func(f *Fake) error { return f.DeleteRule(ctx, "nat", "PREROUTING", "-j", "KUBE-SERVICES") },
+		"DeleteChain": func(f *Fake) error { return f.DeleteChain(ctx, "nat", "KUBE-SEP-A1") },
+	}
+	if diff := cmp.Diff(Operations, slices.Sorted(maps.Keys(calls)), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Fatalf("operations without a test (-Operations +tested):\n%s", diff)
+	}
+	for _, op := range Operations {
+		t.Run(op, func(t *testing.T) {
+			fake := NewFake(ruleset.IPv4)
+			if err := fake.Restore(ctx, []byte(natPayload)); err != nil {
+				t.Fatal(err)
+			}
+			// KUBE-SEP-A1 loses its only referrer so that DeleteChain can succeed.
+			if err := fake.Restore(ctx, []byte("*nat\n:KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -j RETURN\nCOMMIT\n")); err != nil {
+				t.Fatal(err)
+			}
+			before := fake.Ruleset().Save()
+			injected := fmt.Errorf("injected into %s: %w", op, LockTimeout())
+			fake.FailNext(op, injected)
+			if err := calls[op](fake); !errors.Is(err, injected) || !xtables.IsLockTimeout(err) {
+				t.Fatalf("%s with a failure injected = %v, want the injected lock timeout", op, err)
+			}
+			if after := fake.Ruleset().Save(); after != before {
+				t.Fatalf("the failed %s changed the rules:\n%s", op, cmp.Diff(before, after))
+			}
+			if err := calls[op](fake); err != nil {
+				t.Fatalf("%s after the injected failure: %v", op, err)
+			}
+			if op == "Restore" || strings.HasPrefix(op, "Ensure") || strings.HasPrefix(op, "Delete") {
+				if fake.Ruleset().Save() == before {
+					t.Errorf("%s succeeded but changed nothing; the test does not show the failure was a no-op", op)
+				}
+			}
+		})
+	}
+}
+
+// TestFakeErrorsAreTyped checks that the fake reports the faults Exec classifies
+// with the same *xtables.Error fields and predicates.
+func TestFakeErrorsAreTyped(t *testing.T) {
+	ctx := context.Background()
 	fake := NewFake(ruleset.IPv4)
-	boom := errors.New("exit status 4: resource temporarily unavailable")
-	fake.FailNext(2, boom)
-	for i := range 2 {
-		if err := fake.Restore(ctx, []byte(natPayload)); !errors.Is(err, boom) {
-			t.Fatalf("restore %d: error = %v, want %v", i, err, boom)
-		}
+	bad := "*nat\n:KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-MISSING\nCOMMIT\n"
+	err := fake.Restore(ctx, []byte(bad))
+	line, text, ok := xtables.FailedLine(err)
+	if !ok || line != 3 || text != "-A KUBE-SVC-A -j KUBE-SEP-MISSING" || !xtables.IsNotFound(err) {
+		t.Errorf("restore with a jump to a missing chain = %v; FailedLine = %d %q %v, IsNotFound = %v", err, line, text, ok, xtables.IsNotFound(err))
 	}
-	if got := fake.Ruleset().TableNames(); got != nil {
-		t.Errorf("injected failures changed the rules: tables %v", got)
+	var e *xtables.Error
+	if errors.As(err, &e) && (e.Table != "nat" || e.Chain != "KUBE-SEP-MISSING" || !strings.Contains(err.Error(), ">> 3: -A KUBE-SVC-A")) {
+		t.Errorf("error names table %q chain %q, want nat/KUBE-SEP-MISSING and the quoted line:\n%v", e.Table, e.Chain, err)
 	}
-	if err := fake.Restore(ctx, []byte(natPayload)); err != nil {
-		t.Fatalf("third restore: %v", err)
+
+	err = fake.Restore(ctx, []byte("*nat\n:KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -m tpc -j RETURN\nCOMMIT\n"))
+	if line, _, _ := xtables.FailedLine(err); line != 3 || xtables.IsNotFound(err) || xtables.IsLockTimeout(err) {
+		t.Errorf("restore with an unknown match = %v, want a plain failure at line 3", err)
 	}
-	if n := len(fake.Restores()); n != 3 {
-		t.Errorf("recorded %d restores, want 3", n)
+
+	err = fake.EnsureRule(ctx, "nat", "KUBE-NOPE", "-j", "RETURN")
+	if !xtables.IsNotFound(err) || !errors.As(err, &e) || e.Chain != "KUBE-NOPE" {
+		t.Errorf("EnsureRule in a missing chain = %v, want IsNotFound naming KUBE-NOPE", err)
+	}
+	if err := fake.EnsureRule(ctx, "nat", "OUTPUT", "-j", "KUBE-NOPE"); !xtables.IsNotFound(err) {
+		t.Errorf("EnsureRule jumping to a missing chain = %v, want IsNotFound", err)
+	}
+	if err := fake.DeleteRule(ctx, "filter", "KUBE-NOPE", "-j", "RETURN"); !xtables.IsNotFound(err) {
+		t.Errorf("DeleteRule in a missing chain = %v, want IsNotFound", err)
 	}
 }
 
