@@ -2,7 +2,7 @@
 // directory into results.md (a Markdown table) and PNG charts: one-change latency
 // against scale, and the distribution of one-change latency at each scale.
 //
-//	go run ./test/bench/cmd/benchreport bench/results/2026-11-25
+//	go -C test/bench/report run . "$PWD/bench/results/2026-11-25"
 package main
 
 import (
