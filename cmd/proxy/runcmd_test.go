@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/controller"
@@ -92,17 +93,31 @@ func TestBadConfig(t *testing.T) {
 }
 
 // TestUnknownFieldGoesOn checks the lenient path end to end: the daemon starts with
-// the file's settings, and the warning names the field.
+// the file's settings, the warning names the field, and the log names the flags the
+// file overrides.
 func TestUnknownFieldGoesOn(t *testing.T) {
 	fake := installFakes(t)
 	path := filepath.Join(t.TempDir(), "config.conf")
 	if err := os.WriteFile(path, []byte(configHeader+"clusterCIDR: 10.244.0.0/16\nnoSuchField: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr, log bytes.Buffer
+	klog.LogToStderr(false)
+	klog.SetOutput(&log)
+	defer klog.LogToStderr(true)
 	// The daemon fake returns at once; the watcher is left to the context.
-	if code := run([]string{"--config=" + path}, &stdout, &stderr); code != 0 {
+	code := run([]string{"--config=" + path, "--proxy-mode=ipvs", "--cluster-cidr=10.0.0.0/8"}, &stdout, &stderr)
+	klog.Flush()
+	if code != 0 {
 		t.Fatalf("exit code %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{
+		`unknown field "noSuchField" (ignored, as kube-proxy ignores it)`,
+		`"Flags ignored because --config is set (as kube-proxy ignores them)" flags=["--cluster-cidr","--proxy-mode"]`,
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log does not say %s:\n%s", want, log.String())
+		}
 	}
 	if fake.started == nil || fake.started.ClusterCIDRs[0].String() != "10.244.0.0/16" {
 		t.Fatalf("daemon started with %+v, want the file's clusterCIDR", fake.started)
