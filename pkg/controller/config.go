@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
@@ -128,6 +130,25 @@ type ClientConfig struct {
 	// ContentType is the encoding of requests (--kube-api-content-type; protobuf by
 	// default); AcceptContentTypes is the Accept header (clientConnection only).
 	ContentType, AcceptContentTypes string
+	// Master overrides the kubeconfig's API server address (--master).
+	Master string
+}
+
+// apply sets the client settings that are set on restConfig (zero values keep
+// client-go's).
+func (c *ClientConfig) apply(restConfig *rest.Config) {
+	if c.QPS != 0 {
+		restConfig.QPS = c.QPS
+	}
+	if c.Burst != 0 {
+		restConfig.Burst = int(c.Burst)
+	}
+	if c.ContentType != "" {
+		restConfig.ContentType = c.ContentType
+	}
+	if c.AcceptContentTypes != "" {
+		restConfig.AcceptContentTypes = c.AcceptContentTypes
+	}
 }
 
 // Defaults returns kube-proxy's defaults where they apply.
