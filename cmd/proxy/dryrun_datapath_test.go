@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // TestDryRunDatapathFlags checks the dry-run flags that mirror the daemon's

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 )
 
@@ -46,9 +45,4 @@ func parsePrefixes(flagName string, values []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
-}
-
-// parseInt parses a 32-bit integer flag value.
-func parseInt(s string) (int64, error) {
-	return strconv.ParseInt(strings.TrimSpace(s), 10, 32)
 }

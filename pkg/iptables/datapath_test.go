@@ -10,8 +10,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables/tracer"
 )
 
 // chainRules returns the rules of one chain in a payload, without the "-A NAME ".

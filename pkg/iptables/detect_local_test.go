@@ -9,9 +9,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/tracer"
 )
 
 // detectLocalWorld is a cluster-IP service and a Local-policy node port, each with an

@@ -12,11 +12,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
-	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
 	"github.com/switchyard-io/switchyard/pkg/nfacct"
 	nfaccttest "github.com/switchyard-io/switchyard/pkg/nfacct/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables/tracer"
 )
 
 // brokenAcct is an nfacct.Interface of a kernel without nfnetlink_acct.
@@ -75,7 +75,7 @@ func TestNFAcctRules(t *testing.T) {
 			cfg.NFAcct = tt.acct
 			cfg.LocalhostNodePorts = tt.localhost
 			cfg.NodePortsOnLoopback = true
-			fake := iptablestest.NewFake(ruleset.IPv4)
+			fake := xtablestest.NewFake(ruleset.IPv4)
 			p, err := NewProxier(cfg, fake, time.Hour, nil)
 			if err != nil {
 				t.Fatal(err)

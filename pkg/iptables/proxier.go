@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/nfacct"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Proxier programs one IP family's iptables from snapshots. Each Sync decides
@@ -17,7 +18,7 @@ import (
 // any.
 type Proxier struct {
 	cfg            *Config
-	ipt            Interface
+	ipt            xtables.Interface
 	fullSyncPeriod time.Duration
 	now            func() time.Time
 
@@ -33,7 +34,7 @@ type Proxier struct {
 
 // NewProxier returns a Proxier for cfg's family. A full sync runs at least every
 // fullSyncPeriod (0 disables the periodic full sync); now is the clock.
-func NewProxier(cfg *Config, ipt Interface, fullSyncPeriod time.Duration, now func() time.Time) (*Proxier, error) {
+func NewProxier(cfg *Config, ipt xtables.Interface, fullSyncPeriod time.Duration, now func() time.Time) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("iptables proxier: %w", err)
 	}
@@ -57,7 +58,7 @@ type SyncResult struct {
 	// PayloadBytes is the size of the restore input.
 	PayloadBytes int
 	// Restores is the number of iptables-restore runs the payload took (see
-	// ChainLimiter).
+	// xtables.ChainLimiter).
 	Restores int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
@@ -119,11 +120,11 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 	res.RenderTime = p.now().Sub(start)
 
 	// A payload that declares many chains goes in several restores where the backend
-	// needs it (see ChainLimiter): a cold full sync, and partial syncs that add many
+	// needs it (see xtables.ChainLimiter): a cold full sync, and partial syncs that add many
 	// services at once (a burst of new Services, or the rest of them when the first
 	// full sync ran before every informer event had been handled).
 	restores := func(yield func([]byte) bool) { yield(plan.Payload) }
-	if limiter, ok := p.ipt.(ChainLimiter); ok {
+	if limiter, ok := p.ipt.(xtables.ChainLimiter); ok {
 		restores = SplitPayload(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
 	applyStart := p.now()
@@ -154,25 +155,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 // chains, plus the canary chains. Hooks live outside the restore payload because a
 // restore cannot add a rule only when it is missing.
 func (p *Proxier) ensureHooks(ctx context.Context) error {
-	var errs []error
-	for _, h := range Hooks(p.cfg) {
-		if err := p.ipt.EnsureChain(ctx, h.Table, h.Target); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := p.ipt.EnsureRule(ctx, h.Table, h.Chain, h.Args...); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, table := range []string{"mangle", "nat", "filter"} {
-		if err := p.ipt.EnsureChain(ctx, table, ChainCanary); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("ensuring hook rules: %w", err)
-	}
-	return nil
+	return errors.Join(xtables.EnsureHooks(ctx, p.ipt, Hooks(p.cfg)), xtables.EnsureCanary(ctx, p.ipt))
 }
 
 // ensureCounters creates kube-proxy's nfacct counters, as kube-proxy does before each
@@ -194,11 +177,5 @@ func (p *Proxier) ensureCounters() bool {
 // something flushed the tables (a firewall reload, a careless script) and every rule
 // must be rewritten.
 func (p *Proxier) CanaryPresent(ctx context.Context) (bool, error) {
-	for _, table := range []string{"mangle", "nat", "filter"} {
-		ok, err := p.ipt.ChainExists(ctx, table, ChainCanary)
-		if err != nil || !ok {
-			return false, err
-		}
-	}
-	return true, nil
+	return xtables.CanaryPresent(ctx, p.ipt)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/nfacct"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Plan is the outcome of a render: the restore payload and what it does.
@@ -125,15 +126,12 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
 	}
-	mark := cfg.Mark()
-	nat.rule("-A", ChainPostrouting, "-m mark ! --mark "+mark+"/"+mark+" -j RETURN")
-	// Clear the mark so that a packet re-entering the stack (e.g. through a tunnel)
-	// is not masqueraded twice.
-	nat.rule("-A", ChainPostrouting, "-j MARK --xor-mark "+mark)
-	// --random-fully avoids the conntrack source-port race behind DNS 5 s delays
-	// (kubernetes#56903).
-	nat.rule("-A", ChainPostrouting, `-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`)
-	nat.rule("-A", ChainMarkMasq, "-j MARK --or-mark "+mark)
+	// The mark is 1<<--iptables-masquerade-bit; with nf_conntrack_tcp_be_liberal=1
+	// the INVALID drop is left out (kubernetes PR 120412).
+	masq := xtables.NewMasqueradeRules(cfg.Mark(), !cfg.ConntrackTCPLiberal)
+	for _, r := range masq.NAT {
+		nat.rule("-A", string(r.Chain), r.Spec)
+	}
 
 	b := &fragmentBuilder{filter: filter, nat: nat, active: map[string]struct{}{}}
 	for _, name := range snap.SortedServices() {
@@ -156,17 +154,9 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 		nat.delete(c)
 	}
 
-	// Drop INVALID packets, which would otherwise reset connections (kubernetes#74839),
-	// unless conntrack is liberal (kubernetes#117924).
-	if !cfg.ConntrackTCPLiberal {
-		if cfg.NFAcctCounters {
-			filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -m nfacct --nfacct-name "+nfacct.CounterInvalidDropped+" -j DROP")
-		} else {
-			filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
-		}
+	for _, r := range masq.Filter {
+		filter.rule("-A", string(r.Chain), countInvalidDrops(r.Spec, cfg))
 	}
-	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding rules" -m mark --mark `+mark+"/"+mark+" -j ACCEPT")
-	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`)
 
 	for _, spec := range nodePortsJumps(cfg) {
 		nat.rule("-A", ChainServices, spec)
@@ -180,6 +170,19 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	nat.writeTo(&out, "nat")
 	plan.Payload = out.Bytes()
 	return plan
+}
+
+// invalidDrop is the INVALID drop rule xtables.NewMasqueradeRules writes.
+const invalidDrop = "-m conntrack --ctstate INVALID -j DROP"
+
+// countInvalidDrops adds kube-proxy's nfacct counter to the INVALID drop rule where
+// the counter exists (-m nfacct between the match and the target, as kube-proxy
+// writes it); other rules pass unchanged.
+func countInvalidDrops(spec string, cfg *Config) string {
+	if spec != invalidDrop || !cfg.NFAcctCounters {
+		return spec
+	}
+	return "-m conntrack --ctstate INVALID -m nfacct --nfacct-name " + nfacct.CounterInvalidDropped + " -j DROP"
 }
 
 // nodePortsJumps returns the rules that send packets for this node's addresses on to

@@ -16,7 +16,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Kernel bundles the kernel interfaces a Proxier drives.
@@ -24,7 +24,7 @@ type Kernel struct {
 	IPVS     Interface
 	Links    Links
 	IPSets   IPSets
-	IPTables iptables.Interface
+	IPTables xtables.Interface
 	Sysctl   Sysctl
 }
 
@@ -255,14 +255,8 @@ func (p *Proxier) ensureNode(ctx context.Context) error {
 	if err := p.k.Links.EnsureDummy(DummyInterface); err != nil {
 		errs = append(errs, err)
 	}
-	for _, h := range Hooks() {
-		if err := p.k.IPTables.EnsureChain(ctx, h.Table, h.Target); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := p.k.IPTables.EnsureRule(ctx, h.Table, h.Chain, h.Args...); err != nil {
-			errs = append(errs, err)
-		}
+	if err := xtables.EnsureHooks(ctx, p.k.IPTables, Hooks()); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -788,13 +782,13 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	var flush strings.Builder
 	flush.WriteString("*filter\n")
 	for _, c := range []string{ChainForward, ChainNodePort, ChainProxyFirewall, ChainSourceRangesFirewall, ChainIPVSFilter, ChainIPVSOutFilter} {
-		if ok, _ := p.k.IPTables.ChainExists(ctx, "filter", c); ok {
+		if ok, _ := p.k.IPTables.ChainExists(ctx, xtables.TableFilter, xtables.Chain(c)); ok {
 			flush.WriteString(":" + c + " - [0:0]\n")
 		}
 	}
 	flush.WriteString("COMMIT\n*nat\n")
 	for _, c := range []string{ChainServices, ChainPostrouting, ChainNodePort, ChainLoadBalancer, ChainMarkMasq} {
-		if ok, _ := p.k.IPTables.ChainExists(ctx, "nat", c); ok {
+		if ok, _ := p.k.IPTables.ChainExists(ctx, xtables.TableNAT, xtables.Chain(c)); ok {
 			flush.WriteString(":" + c + " - [0:0]\n")
 		}
 	}
@@ -803,12 +797,12 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, c := range []string{ChainForward, ChainNodePort, ChainProxyFirewall, ChainSourceRangesFirewall, ChainIPVSFilter, ChainIPVSOutFilter} {
-		if err := p.k.IPTables.DeleteChain(ctx, "filter", c); err != nil {
+		if err := p.k.IPTables.DeleteChain(ctx, xtables.TableFilter, xtables.Chain(c)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, c := range []string{ChainServices, ChainPostrouting, ChainNodePort, ChainLoadBalancer, ChainMarkMasq} {
-		if err := p.k.IPTables.DeleteChain(ctx, "nat", c); err != nil {
+		if err := p.k.IPTables.DeleteChain(ctx, xtables.TableNAT, xtables.Chain(c)); err != nil {
 			errs = append(errs, err)
 		}
 	}
