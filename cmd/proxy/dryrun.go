@@ -36,6 +36,7 @@ type dryRunOptions struct {
 	nodeCIDRs           stringList
 	masqueradeBit       int
 	tcpBeLiberal        bool
+	nfacct              bool
 }
 
 func (o *dryRunOptions) register(fs *flag.FlagSet) {
@@ -56,6 +57,7 @@ func (o *dryRunOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.nodeCIDRs, "node-cidr", "the node's pod CIDRs, one per family, for --detect-local-mode NodeCIDR (default: the Node's spec.podCIDRs)")
 	fs.IntVar(&o.masqueradeBit, "iptables-masquerade-bit", 14, "the fwmark bit (0-31) that marks packets for masquerading")
 	fs.BoolVar(&o.tcpBeLiberal, "conntrack-tcp-be-liberal", false, "render as on a node with nf_conntrack_tcp_be_liberal=1 (no ctstate INVALID drop rule)")
+	fs.BoolVar(&o.nfacct, "nfacct", false, "render as on a kernel with nfacct: INVALID drops and localhost node-port packets are counted (-m nfacct)")
 }
 
 // dryRun implements `switchyard dry-run`: it reads objects, renders exactly the payload
@@ -237,6 +239,7 @@ func iptablesConfigs(opts *dryRunOptions, facts node.Facts) ([]*iptables.Config,
 			FamilyConfig:        fc,
 			LocalhostNodePorts:  opts.localhostPorts && fc.Family == v1.IPv4Protocol && fc.NodePortsOnLoopback,
 			ConntrackTCPLiberal: opts.tcpBeLiberal,
+			NFAcctCounters:      opts.nfacct,
 		}
 		if err := cfg.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", fc.Family, err))
