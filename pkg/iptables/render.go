@@ -125,6 +125,8 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
 	}
+	// kube-proxy's defaults: --iptables-masquerade-bit 14, and the INVALID drop
+	// (nf_conntrack_tcp_be_liberal unset).
 	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), true)
 	for _, r := range masq.NAT {
 		nat.rule("-A", string(r.Chain), r.Spec)
