@@ -101,6 +101,11 @@ func (w *tableWriter) writeTo(out *bytes.Buffer, table string) {
 	out.WriteString("COMMIT\n")
 }
 
+// defaultMasquerade holds the shared masquerade chains' rules with kube-proxy's
+// defaults: --iptables-masquerade-bit 14, and the INVALID drop
+// (nf_conntrack_tcp_be_liberal unset). Built once: every full render writes them.
+var defaultMasquerade = xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), true)
+
 // Render computes the full payload for a snapshot. It rewrites every chain Switchyard
 // owns: the fixed chains, every service's chains and its dispatch rules. Chains named
 // in existingNATChains (read from the kernel with iptables-save) that look like service
@@ -125,7 +130,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
 	}
-	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), true)
+	masq := defaultMasquerade
 	for _, r := range masq.NAT {
 		nat.rule("-A", string(r.Chain), r.Spec)
 	}

@@ -77,6 +77,7 @@ func RenderRules(cfg *Config) []byte {
 		}
 		return ""
 	}
+	// kube-proxy's IPVS mode writes no INVALID drop in KUBE-FORWARD.
 	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), false)
 	loopback := "127.0.0.0/8"
 	if cfg.Family == v1.IPv6Protocol {
