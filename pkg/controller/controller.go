@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/metrics"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/runner"
 )
 
@@ -51,15 +52,18 @@ type Controller struct {
 	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
-	// lastSynced is the last snapshot every proxier applied.
+	// lastSynced is the last snapshot every Provider applied.
 	lastSynced *endpoints.Snapshot
 
-	mu sync.Mutex
-	// facts are the node's facts the proxiers were built for.
-	facts    node.Facts
-	proxiers []*iptables.Proxier
-	// ipvs holds the IPVS-mode proxiers (see ipvs.go).
+	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
+
+	mu sync.Mutex
+	// facts are the node's facts the providers were built for.
+	facts node.Facts
+	// providers program the kernel, one per IP family, in the configured mode; nil
+	// until the node is known.
+	providers []proxy.Provider
 }
 
 // New builds a Controller from cfg: it checks the configuration and connects to the
@@ -167,7 +171,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.buildProxiers(ctx, facts); err != nil {
+	if err := c.buildProviders(ctx, facts); err != nil {
 		return err
 	}
 

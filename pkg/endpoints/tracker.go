@@ -32,6 +32,10 @@ type Tracker struct {
 	sliceOwner map[types.NamespacedName]types.NamespacedName
 	// dirty holds the Services touched since the last snapshot.
 	dirty map[types.NamespacedName]struct{}
+	// dirtyServices holds the Services whose Service object was touched since the
+	// last snapshot, and dirtySlices those whose EndpointSlices were touched since the last
+	// snapshot (a subset of dirty), for kube-proxy's *_changes_pending metrics.
+	dirtyServices, dirtySlices map[types.NamespacedName]struct{}
 	// triggerTimes holds the earliest trigger time per dirty Service.
 	triggerTimes map[types.NamespacedName]time.Time
 	// last is the previous snapshot; the next one starts from it.
@@ -45,12 +49,14 @@ type Tracker struct {
 // which copy of a duplicated endpoint address wins.
 func NewTracker(nodeName string) *Tracker {
 	return &Tracker{
-		nodeName:     nodeName,
-		services:     map[types.NamespacedName][]*ServicePort{},
-		slices:       map[types.NamespacedName]map[string]*sliceInfo{},
-		sliceOwner:   map[types.NamespacedName]types.NamespacedName{},
-		dirty:        map[types.NamespacedName]struct{}{},
-		triggerTimes: map[types.NamespacedName]time.Time{},
+		nodeName:      nodeName,
+		services:      map[types.NamespacedName][]*ServicePort{},
+		slices:        map[types.NamespacedName]map[string]*sliceInfo{},
+		sliceOwner:    map[types.NamespacedName]types.NamespacedName{},
+		dirty:         map[types.NamespacedName]struct{}{},
+		dirtySlices:   map[types.NamespacedName]struct{}{},
+		dirtyServices: map[types.NamespacedName]struct{}{},
+		triggerTimes:  map[types.NamespacedName]time.Time{},
 		last: &Snapshot{
 			Services:  map[ServicePortName]*ServicePort{},
 			Endpoints: map[ServicePortName][]*Endpoint{},
@@ -72,6 +78,7 @@ func (t *Tracker) OnServiceUpdate(svc *v1.Service) error {
 		t.services[key] = ports
 	}
 	t.dirty[key] = struct{}{}
+	t.dirtyServices[key] = struct{}{}
 	return err
 }
 
@@ -82,6 +89,7 @@ func (t *Tracker) OnServiceDelete(svc *v1.Service) {
 	defer t.mu.Unlock()
 	delete(t.services, key)
 	t.dirty[key] = struct{}{}
+	t.dirtyServices[key] = struct{}{}
 }
 
 // OnEndpointSliceUpdate records an EndpointSlice that was added or changed. It returns
@@ -146,6 +154,7 @@ func (t *Tracker) removeSliceLocked(sliceKey types.NamespacedName) {
 
 func (t *Tracker) markDirtyLocked(key types.NamespacedName, trigger time.Time) {
 	t.dirty[key] = struct{}{}
+	t.dirtySlices[key] = struct{}{}
 	if trigger.IsZero() {
 		return
 	}
@@ -159,6 +168,16 @@ func (t *Tracker) Pending() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.dirty) > 0
+}
+
+// PendingChanges returns how many Services have Service changes and how many have
+// EndpointSlice changes not yet taken into a snapshot: kube-proxy's
+// sync_proxy_rules_service_changes_pending and ..._endpoint_changes_pending, which
+// also count Services, not events.
+func (t *Tracker) PendingChanges() (services, endpointSlices int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.dirtyServices), len(t.dirtySlices)
 }
 
 // Snapshot returns the desired state now, and which service ports changed since the
@@ -185,7 +204,14 @@ func (t *Tracker) Snapshot() *Snapshot {
 			next.TriggerTimes[key] = ts
 		}
 	}
+	keep := prev.history
+	if len(keep) >= historyLength {
+		keep = keep[len(keep)-historyLength+1:]
+	}
+	next.history = append(slices.Clone(keep), changeSet{generation: next.Generation, changed: next.Changed})
 	clear(t.dirty)
+	clear(t.dirtySlices)
+	clear(t.dirtyServices)
 	clear(t.triggerTimes)
 	t.last = next
 	return next

@@ -45,10 +45,7 @@ func TestPartialEqualsFull(t *testing.T) {
 					ops = append(ops, world.mutate(rng, tracker))
 				}
 				next := tracker.Snapshot()
-				plan, err := RenderPartial(prev, next, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				plan := RenderPartial(prev, next, next.SortedChanged(), cfg)
 				if err := kernel.Apply(plan.Payload, true); err != nil {
 					t.Fatalf("step %d (%s): partial payload rejected: %v\n%s", step, strings.Join(ops, "; "), err, plan.Payload)
 				}

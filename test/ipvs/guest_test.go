@@ -315,7 +315,7 @@ func newProxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 func sync(t *testing.T, p *ipvs.Proxier, w *world) ipvs.SyncResult {
 	t.Helper()
 	start := time.Now()
-	res, err := p.Sync(context.Background(), w.snapshot())
+	res, err := p.SyncDetailed(context.Background(), w.snapshot())
 	if err != nil {
 		t.Fatalf("sync: %v", err)
 	}

@@ -15,6 +15,15 @@ import (
 type Fake struct {
 	mu    sync.Mutex
 	flows []conntrack.Flow
+	scans int
+}
+
+// Scans returns how many times the table was read (DeleteFlows calls): a sync whose
+// changes touch no UDP service must not read it at all.
+func (f *Fake) Scans() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scans
 }
 
 var _ conntrack.Interface = &Fake{}
@@ -40,6 +49,7 @@ func (f *Fake) DeleteFlows(ctx context.Context, family v1.IPFamily, match func(c
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.scans++
 	kept := f.flows[:0]
 	deleted := 0
 	for _, fl := range f.flows {
