@@ -115,6 +115,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", c.nodeName)
 	ctx = klog.NewContext(ctx, logger)
 	logger.Info("Starting switchyard", "mode", c.cfg.Mode)
+	c.services.OnServeError(func(err error) {
+		logger.Error(err, "Health-check server stopped; the load balancer will see this node as unhealthy")
+	})
 	defer c.services.Close()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
