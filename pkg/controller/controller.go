@@ -52,6 +52,10 @@ type Controller struct {
 	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
+	// now is the Providers' clock (periodic full syncs); tests replace it.
+	now func() time.Time
+	// onSynced, when set, is told each Provider's sync result; scenario tests read it.
+	onSynced func(family v1.IPFamily, res proxy.Result, err error)
 	// lastSynced is the last snapshot every Provider applied.
 	lastSynced *endpoints.Snapshot
 
@@ -105,6 +109,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 	c.events = c.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "switchyard", Host: nodeName})
 	c.newIPTables = c.openIPTables
 	c.conntrack = conntrack.Netlink{}
+	c.now = time.Now
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
 }

@@ -91,7 +91,7 @@ func newIPVSProviders(ctx context.Context, c *Controller, facts node.Facts) ([]p
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Family, err)
 		}
-		p, err := ipvs.NewProxier(cfg, k, c.cfg.FullSyncPeriod, nil)
+		p, err := ipvs.NewProxier(cfg, k, c.cfg.FullSyncPeriod, c.now)
 		if err != nil {
 			return nil, err
 		}

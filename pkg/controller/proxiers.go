@@ -68,7 +68,7 @@ func newIPTablesProviders(ctx context.Context, c *Controller, facts node.Facts) 
 		if err != nil {
 			return nil, err
 		}
-		p, err := iptables.NewProxier(cfg, ipt, c.cfg.FullSyncPeriod, nil)
+		p, err := iptables.NewProxier(cfg, ipt, c.cfg.FullSyncPeriod, c.now)
 		if err != nil {
 			return nil, err
 		}

@@ -54,6 +54,9 @@ func (c *Controller) sync(ctx context.Context) error {
 func (c *Controller) recordSync(ctx context.Context, family v1.IPFamily, res proxy.Result, err error) {
 	logger := klog.FromContext(ctx)
 	fam := string(family)
+	if c.onSynced != nil {
+		c.onSynced(family, res, err)
+	}
 	c.metrics.ObserveSync(fam, res.Full, res.Duration, err)
 	for _, serr := range res.ServiceErrors {
 		logger.Error(serr, "Service port not fully programmed", "family", family)

@@ -106,7 +106,11 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	// needs it (see ChainLimiter): a cold full sync, and partial syncs that add many
 	// services at once (a burst of new Services, or the rest of them when the first
 	// full sync ran before every informer event had been handled).
-	restores := func(yield func([]byte) bool) { yield(plan.Payload) }
+	restores := func(yield func([]byte) bool) {
+		if len(plan.Payload) > 0 { // nothing changed in this family: no restore at all
+			yield(plan.Payload)
+		}
+	}
 	if limiter, ok := p.ipt.(ChainLimiter); ok {
 		restores = SplitPayload(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
