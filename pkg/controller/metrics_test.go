@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
@@ -102,6 +103,10 @@ func TestMetricsMatchKubeProxy(t *testing.T) {
 	}
 	// A failed partial restore in IPv6, then its full retry.
 	c.sliceHandler(ctx).OnUpdate(nil, testSlice("web", "10.180.0.1", "10.180.0.2"))
+	c.serviceHandler(ctx).OnAdd(testService("web6", "fd00:30::10"), false)
+	web6 := testSlice("web6", "fd00:180::1")
+	web6.AddressType = discovery.AddressTypeIPv6
+	c.sliceHandler(ctx).OnAdd(web6, false)
 	kernels[v1.IPv6Protocol].FailNext(1, errInjected)
 	if err := c.sync(ctx); err == nil {
 		t.Fatal("the injected failure did not fail the sync")
