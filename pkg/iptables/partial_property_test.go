@@ -36,9 +36,12 @@ func TestPartialEqualsFull(t *testing.T) {
 			kernel := ruleset.New(ruleset.IPv4)
 
 			prev := tracker.Snapshot()
-			if err := kernel.Apply(Render(prev, cfg, nil).Payload, true); err != nil {
+			initial := Render(prev, cfg, nil)
+			if err := kernel.Apply(initial.Payload, true); err != nil {
 				t.Fatalf("initial full render does not load: %v", err)
 			}
+			// The rule counts the Proxier keeps for sync_proxy_rules_iptables_total.
+			filterRules, natRules := initial.Stats.FilterRules, initial.Stats.NATRules
 			for step := range steps {
 				var ops []string
 				for range 1 + rng.IntN(3) {
@@ -53,6 +56,13 @@ func TestPartialEqualsFull(t *testing.T) {
 				full := Render(next, cfg, nil)
 				if err := fresh.Apply(full.Payload, true); err != nil {
 					t.Fatalf("step %d: full payload rejected: %v", step, err)
+				}
+				// mutation-checked: ignoring the owned chains' rules in ruleCounts fails this.
+				filterRules += plan.Stats.FilterDelta
+				natRules += plan.Stats.NATDelta
+				if filterRules != full.Stats.FilterRules || natRules != full.Stats.NATRules {
+					t.Fatalf("step %d (%s): rule counts after partial renders filter %d nat %d, a full render has %d and %d",
+						step, strings.Join(ops, "; "), filterRules, natRules, full.Stats.FilterRules, full.Stats.NATRules)
 				}
 				got, want := canonicalTables(t, kernel), canonicalTables(t, fresh)
 				if diff := cmp.Diff(want, got); diff != "" {

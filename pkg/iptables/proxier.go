@@ -21,6 +21,11 @@ type Proxier struct {
 	ipt   Interface
 	now   func() time.Time
 	state *proxy.SyncState
+
+	// filterRules and natRules count the rules the kernel holds after the last
+	// successful sync (kube-proxy's sync_proxy_rules_iptables_total): set by a full
+	// sync, moved by each partial one. Only the sync goroutine uses them.
+	filterRules, natRules int
 }
 
 var _ proxy.Provider = &Proxier{}
@@ -81,8 +86,8 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 	if res.Payload != nil {
 		out.Payloads = []proxy.Payload{{Kind: "iptables-restore", Data: res.Payload}}
 	}
-	if res.Full && err == nil {
-		out.RulesTotal = map[string]int{"filter": res.Stats.FilterRules, "nat": res.Stats.NATRules}
+	if err == nil {
+		out.RulesTotal = map[string]int{"filter": p.filterRules, "nat": p.natRules}
 	}
 	return out, err
 }
@@ -132,6 +137,12 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 		return res, fmt.Errorf("applying %s payload (%d bytes): %w", kind, len(plan.Payload), err)
 	}
 	p.state.Succeeded(snap)
+	if res.Full {
+		p.filterRules, p.natRules = res.Stats.FilterRules, res.Stats.NATRules
+	} else {
+		p.filterRules += res.Stats.FilterDelta
+		p.natRules += res.Stats.NATDelta
+	}
 	return res, nil
 }
 

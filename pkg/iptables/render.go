@@ -36,6 +36,10 @@ type Stats struct {
 	// FilterWritten and NATWritten count the rules written (appended, inserted or
 	// deleted) in each table (kube-proxy's sync_proxy_rules_iptables_last).
 	FilterWritten, NATWritten int
+	// FilterDelta and NATDelta are how many rules a partial render adds to (or, when
+	// negative, removes from) each table, so that the caller can keep
+	// sync_proxy_rules_iptables_total up to date between full renders.
+	FilterDelta, NATDelta int
 }
 
 // tableWriter collects one table's block of a payload: declarations first, then rules,
@@ -244,6 +248,10 @@ func RenderPartial(prev, next *endpoints.Snapshot, changed []endpoints.ServicePo
 		}
 		plan.Stats.Services++
 		writeFragmentDiff(before, after, filter, nat)
+		oldFilter, oldNAT := before.ruleCounts()
+		newFilter, newNAT := after.ruleCounts()
+		plan.Stats.FilterDelta += newFilter - oldFilter
+		plan.Stats.NATDelta += newNAT - oldNAT
 	}
 	if filter.empty() && nat.empty() {
 		return plan

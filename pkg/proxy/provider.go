@@ -54,9 +54,9 @@ type Result struct {
 	// RulesWritten counts the iptables rules in this sync's restore payloads, per
 	// table (kube-proxy's sync_proxy_rules_iptables_last{table}).
 	RulesWritten map[string]int
-	// RulesTotal counts the iptables rules owned after a full sync, per table
-	// (kube-proxy's sync_proxy_rules_iptables_total{table}); nil after a partial sync,
-	// which does not know it.
+	// RulesTotal counts the iptables rules the Provider owns after the sync, per
+	// table (kube-proxy's sync_proxy_rules_iptables_total{table}); nil when unknown
+	// (failed syncs, and partial syncs of modes whose rules only full syncs write).
 	RulesTotal map[string]int
 	// Payloads are what was written to the kernel as text, in order (restore inputs,
 	// ipset restore input), for -v=9 logs; they are the sync's own buffers, not copies.
