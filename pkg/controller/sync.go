@@ -77,8 +77,10 @@ func (c *Controller) recordSync(ctx context.Context, family v1.IPFamily, res pro
 		return
 	}
 	c.metrics.SetRules(fam, res.RulesWritten, res.RulesTotal)
-	if n := res.PayloadBytes(); n > 0 {
-		c.metrics.RestoreBytes.WithLabelValues(res.Kind()).Observe(float64(n))
+	for _, p := range res.Payloads {
+		if p.Kind == proxy.PayloadIPTablesRestore {
+			c.metrics.RestoreBytes.WithLabelValues(res.Kind()).Observe(float64(len(p.Data)))
+		}
 	}
 	logger.V(2).Info("Synced", append([]any{"family", family, "sync", res.Kind(), "reason", res.Reason, "elapsed", res.Duration}, res.Details...)...)
 }

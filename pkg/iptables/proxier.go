@@ -84,7 +84,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 			"render", res.RenderTime, "apply", res.ApplyTime},
 	}
 	if res.Payload != nil {
-		out.Payloads = []proxy.Payload{{Kind: "iptables-restore", Data: res.Payload}}
+		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadIPTablesRestore, Data: res.Payload}}
 	}
 	if err == nil {
 		out.RulesTotal = map[string]int{"filter": p.filterRules, "nat": p.natRules}

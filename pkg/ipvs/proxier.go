@@ -315,7 +315,7 @@ func (p *Proxier) syncFull(ctx context.Context, snap *endpoints.Snapshot, res *S
 
 	// Sets first: the companion rules reference them.
 	payload := st.Sets.RestoreFull(p.cfg.Family)
-	res.Payloads = append(res.Payloads, proxy.Payload{Kind: "ipset restore", Data: payload})
+	res.Payloads = append(res.Payloads, proxy.Payload{Kind: proxy.PayloadIPSetRestore, Data: payload})
 	if err := p.k.IPSets.Restore(ctx, payload); err != nil {
 		return fmt.Errorf("restoring ipsets: %w", err)
 	}
@@ -323,7 +323,7 @@ func (p *Proxier) syncFull(ctx context.Context, snap *endpoints.Snapshot, res *S
 		res.Stats.SetChanges += len(members)
 	}
 	rules := RenderRules(p.cfg)
-	res.Payloads = append(res.Payloads, proxy.Payload{Kind: "iptables-restore", Data: rules})
+	res.Payloads = append(res.Payloads, proxy.Payload{Kind: proxy.PayloadIPTablesRestore, Data: rules})
 	res.Rules = countRules(rules)
 	if err := p.k.IPTables.Restore(ctx, rules); err != nil {
 		res.RestoreFailed = true

@@ -71,9 +71,15 @@ type Result struct {
 	Details []any
 }
 
+// Payload kinds.
+const (
+	PayloadIPTablesRestore = "iptables-restore"
+	PayloadIPSetRestore    = "ipset restore"
+)
+
 // Payload is one text written to the kernel.
 type Payload struct {
-	// Kind says where it went: "iptables-restore", "ipset restore", ….
+	// Kind says where it went: PayloadIPTablesRestore, PayloadIPSetRestore, ….
 	Kind string
 	Data []byte
 }
@@ -84,13 +90,4 @@ func (r Result) Kind() string {
 		return "full"
 	}
 	return "partial"
-}
-
-// PayloadBytes returns the total size of the payloads.
-func (r Result) PayloadBytes() int {
-	n := 0
-	for _, p := range r.Payloads {
-		n += len(p.Data)
-	}
-	return n
 }

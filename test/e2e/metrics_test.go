@@ -61,6 +61,16 @@ func parseMetrics(text string) map[string]*promFamily {
 	return families
 }
 
+// seriesValue returns one series' value from a scrape, if present.
+func seriesValue(families map[string]*promFamily, name, key string) (float64, bool) {
+	f := families[name]
+	if f == nil {
+		return 0, false
+	}
+	v, ok := f.series[key]
+	return v, ok
+}
+
 // testMetricsMatchKubeProxy scrapes Switchyard (node-1) and the pinned kube-proxy
 // (node-3) before and after the same endpoint change, which both program. Every
 // kubeproxy_* family Switchyard exports must exist in kube-proxy's scrape with the
@@ -127,7 +137,7 @@ func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
 			if strings.Contains(key, "_bucket{") || strings.HasSuffix(strings.Split(key, "{")[0], "_last") {
 				continue
 			}
-			before, existed := kpBefore[name].series[key]
+			before, existed := seriesValue(kpBefore, name, key)
 			if !existed || before == kpAfter[name].series[key] {
 				continue // kube-proxy's did not move
 			}
@@ -136,7 +146,7 @@ func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
 				t.Errorf("kube-proxy's %s moved (%v -> %v); switchyard has no such series", key, before, kpAfter[name].series[key])
 				continue
 			}
-			syPrev, hadPrev := syBefore[name].series[key]
+			syPrev, hadPrev := seriesValue(syBefore, name, key)
 			if hadPrev && syPrev == syValue {
 				t.Errorf("kube-proxy's %s moved (%v -> %v); switchyard's stayed at %v", key, before, kpAfter[name].series[key], syValue)
 			}
