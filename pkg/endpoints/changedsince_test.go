@@ -73,9 +73,10 @@ func TestPendingChanges(t *testing.T) {
 	mustUpdateService(t, tr, makeService("shop", "web"))
 	mustUpdateService(t, tr, makeService("shop", "web")) // the same Service twice counts once
 	mustUpdateSlice(t, tr, makeSlice("shop", "api", "api-1", []discovery.Endpoint{makeEndpoint("10.244.1.5", "node-a")}))
-	mustUpdateSlice(t, tr, makeSlice("shop", "db", "db-1", nil))
-	if svcs, eps := tr.PendingChanges(); svcs != 1 || eps != 2 {
-		t.Errorf("pending before the snapshot = %d services, %d endpoints; want 1, 2", svcs, eps)
+	mustUpdateSlice(t, tr, makeSlice("shop", "api", "api-1", []discovery.Endpoint{makeEndpoint("10.244.1.6", "node-a")}))
+	tr.OnEndpointSliceDelete(makeSlice("shop", "api", "api-1", nil))
+	if svcs, eps := tr.PendingChanges(); svcs != 1 || eps != 3 {
+		t.Errorf("pending before the snapshot = %d services, %d slice events; want 1, 3", svcs, eps)
 	}
 	tr.Snapshot()
 	if svcs, eps := tr.PendingChanges(); svcs != 0 || eps != 0 {

@@ -33,9 +33,10 @@ type Tracker struct {
 	// dirty holds the Services touched since the last snapshot.
 	dirty map[types.NamespacedName]struct{}
 	// dirtyServices holds the Services whose Service object was touched since the
-	// last snapshot, and dirtySlices those whose EndpointSlices were touched since the last
-	// snapshot (a subset of dirty), for kube-proxy's *_changes_pending metrics.
-	dirtyServices, dirtySlices map[types.NamespacedName]struct{}
+	// last snapshot, and sliceEvents counts the EndpointSlice events since then, for
+	// kube-proxy's *_changes_pending metrics (which count the same things).
+	dirtyServices map[types.NamespacedName]struct{}
+	sliceEvents   int
 	// triggerTimes holds the earliest trigger time per dirty Service.
 	triggerTimes map[types.NamespacedName]time.Time
 	// last is the previous snapshot; the next one starts from it.
@@ -54,7 +55,6 @@ func NewTracker(nodeName string) *Tracker {
 		slices:        map[types.NamespacedName]map[string]*sliceInfo{},
 		sliceOwner:    map[types.NamespacedName]types.NamespacedName{},
 		dirty:         map[types.NamespacedName]struct{}{},
-		dirtySlices:   map[types.NamespacedName]struct{}{},
 		dirtyServices: map[types.NamespacedName]struct{}{},
 		triggerTimes:  map[types.NamespacedName]time.Time{},
 		last: &Snapshot{
@@ -126,6 +126,7 @@ func (t *Tracker) OnEndpointSliceUpdate(slice *discovery.EndpointSlice) error {
 	bySlice[slice.Name] = info
 	t.sliceOwner[sliceKey] = key
 	t.markDirtyLocked(key, trigger)
+	t.sliceEvents++
 	return convErr
 }
 
@@ -134,6 +135,7 @@ func (t *Tracker) OnEndpointSliceDelete(slice *discovery.EndpointSlice) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.removeSliceLocked(types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name})
+	t.sliceEvents++
 }
 
 // removeSliceLocked drops a slice from the Service it is filed under, if any.
@@ -154,7 +156,6 @@ func (t *Tracker) removeSliceLocked(sliceKey types.NamespacedName) {
 
 func (t *Tracker) markDirtyLocked(key types.NamespacedName, trigger time.Time) {
 	t.dirty[key] = struct{}{}
-	t.dirtySlices[key] = struct{}{}
 	if trigger.IsZero() {
 		return
 	}
@@ -170,14 +171,14 @@ func (t *Tracker) Pending() bool {
 	return len(t.dirty) > 0
 }
 
-// PendingChanges returns how many Services have Service changes and how many have
-// EndpointSlice changes not yet taken into a snapshot: kube-proxy's
-// sync_proxy_rules_service_changes_pending and ..._endpoint_changes_pending, which
-// also count Services, not events.
+// PendingChanges returns how many Services have changes and how many EndpointSlice
+// events arrived since the last snapshot, as kube-proxy's
+// sync_proxy_rules_service_changes_pending (Services) and
+// sync_proxy_rules_endpoint_changes_pending (slice events) count them.
 func (t *Tracker) PendingChanges() (services, endpointSlices int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.dirtyServices), len(t.dirtySlices)
+	return len(t.dirtyServices), t.sliceEvents
 }
 
 // Snapshot returns the desired state now, and which service ports changed since the
@@ -210,7 +211,7 @@ func (t *Tracker) Snapshot() *Snapshot {
 	}
 	next.history = append(slices.Clone(keep), changeSet{generation: next.Generation, changed: next.Changed})
 	clear(t.dirty)
-	clear(t.dirtySlices)
+	t.sliceEvents = 0
 	clear(t.dirtyServices)
 	clear(t.triggerTimes)
 	t.last = next
