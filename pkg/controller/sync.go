@@ -92,7 +92,8 @@ func (c *Controller) recordSynced(ctx context.Context, family v1.IPFamily, snap 
 	logger := klog.FromContext(ctx)
 	fam := string(family)
 	now := time.Now()
-	c.metrics.LastSyncTimestamp.WithLabelValues(fam).Set(float64(now.Unix()))
+	// Fractional seconds, as kube-proxy's SetToCurrentTime: two syncs within a second differ.
+	c.metrics.LastSyncTimestamp.WithLabelValues(fam).Set(float64(now.UnixNano()) / 1e9)
 	for svc, trigger := range snap.TriggerTimes {
 		latency := now.Sub(trigger)
 		c.metrics.NetworkProgramming.WithLabelValues(fam).Observe(latency.Seconds())
