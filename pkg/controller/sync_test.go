@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 )
 
@@ -76,5 +79,45 @@ func TestHealthChecksCountDistinctEndpoints(t *testing.T) {
 	// mutation-checked: summing LocalReadyCount over ports (the old code) gives 8.
 	if diff := cmp.Diff(map[types.NamespacedName]int{lb: 2}, ready); diff != "" {
 		t.Errorf("local ready endpoints (-want +got):\n%s", diff)
+	}
+}
+
+// TestExtraSnapshotKeepsConntrackScoped checks the controller end to end: a snapshot
+// taken between two syncs leaves the next sync partial, and since only a TCP service
+// changed, the conntrack table is not read at all. Before the fix the controller
+// treated the generation gap as "unknown" and scanned every UDP service, and the
+// Proxier rewrote everything.
+//
+// mutation-checked: treating a generation gap in cleanConntrack as prev=nil fails it.
+func TestExtraSnapshotKeepsConntrackScoped(t *testing.T) {
+	c, kernel := syncedController(t)
+	flows := &conntracktest.Fake{}
+	c.conntrack = flows
+	ctx := context.Background()
+	dns := testService("dns", "172.30.0.53")
+	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
+	dnsSlice := testSlice("dns", "10.180.0.9")
+	dnsSlice.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
+	c.serviceHandler(ctx).OnAdd(dns, false)
+	c.sliceHandler(ctx).OnAdd(dnsSlice, false)
+	c.serviceHandler(ctx).OnAdd(testService("web", "172.30.0.10"), false)
+	c.sliceHandler(ctx).OnAdd(testSlice("web", "10.180.0.1"), false)
+	if err := c.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scans := flows.Scans() // the first sync checks every UDP service
+
+	c.sliceHandler(ctx).OnUpdate(nil, testSlice("web", "10.180.0.1", "10.180.0.2"))
+	c.tracker.Snapshot() // someone else's snapshot
+	c.sliceHandler(ctx).OnUpdate(nil, testSlice("web", "10.180.0.2"))
+	if err := c.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restores := kernel.Restores()
+	if last := string(restores[len(restores)-1]); strings.Contains(last, ":KUBE-POSTROUTING") {
+		t.Errorf("the sync after an extra snapshot was full:\n%s", last)
+	}
+	if got := flows.Scans() - scans; got != 0 {
+		t.Errorf("a sync that changed only a TCP service read the conntrack table %d times, want 0", got)
 	}
 }
