@@ -18,5 +18,7 @@ go test -tags bench -count=1 -timeout "${BENCH_TIMEOUT:-60m}" -run '^TestSyncBen
 	>"$BENCH_OUT/$BENCH_TAG.log" 2>&1 || status=$?
 grep -E '^(=== RUN|--- |\s+syncbench_test|ok|FAIL|PASS)' "$BENCH_OUT/$BENCH_TAG.log" || true
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-go run ./test/bench/cmd/benchreport "$BENCH_OUT"
+# The report generator is a module of its own (test/bench/report), so that its plotting
+# dependencies stay out of Switchyard's go.mod; -C runs it there, so the path is absolute.
+go -C test/bench/report run . "$(cd "$BENCH_OUT" && pwd)"
 exit "$status"

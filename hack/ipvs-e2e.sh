@@ -13,6 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/vm-deps.sh
-go test -race -count=1 ./pkg/ipvs/... ./pkg/iptables/ruleset/ ./cmd/proxy/
+go test -race -count=1 ./pkg/ipvs/... ./pkg/xtables/ruleset/ ./cmd/proxy/
 # The guest binary is built by the test itself (CGO_ENABLED=0, -tags ipvsguest).
 go test -count=1 -v -timeout 10m -run TestIPVSInVM ./test/ipvs/

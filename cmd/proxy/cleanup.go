@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // cleanupCommand implements `switchyard cleanup`: remove every rule, chain and ipset
@@ -29,17 +30,17 @@ func cleanupCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var backends []iptables.Backend
+	var backends []xtables.Backend
 	switch *backendFlag {
 	case "all", "":
-		backends = []iptables.Backend{iptables.BackendNFT, iptables.BackendLegacy}
+		backends = []xtables.Backend{xtables.BackendNFT, xtables.BackendLegacy}
 	default:
-		b, err := iptables.ParseBackend(*backendFlag)
+		b, err := xtables.ParseBackend(*backendFlag)
 		if err != nil || b == "" {
 			fmt.Fprintf(stderr, "switchyard: --iptables-backend %q: want all, nft or legacy\n", *backendFlag)
 			return 2
 		}
-		backends = []iptables.Backend{b}
+		backends = []xtables.Backend{b}
 	}
 
 	var errs []error
@@ -65,8 +66,8 @@ func cleanupCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // cleanIPTables removes Switchyard's chains from one family and backend, then checks
 // that none is left.
-func cleanIPTables(ctx context.Context, stdout io.Writer, backend iptables.Backend, family v1.IPFamily, dryRun bool) error {
-	ipt, err := iptables.NewExec(family, backend, 5*time.Second)
+func cleanIPTables(ctx context.Context, stdout io.Writer, backend xtables.Backend, family v1.IPFamily, dryRun bool) error {
+	ipt, err := xtables.NewExec(family, backend, 5*time.Second)
 	if err != nil || !ipt.Available() {
 		fmt.Fprintf(stdout, "# %s %s: iptables programs not installed, skipped\n", family, backend)
 		return nil
@@ -138,7 +139,7 @@ func cleanIPSets(ctx context.Context, stdout io.Writer, dryRun bool) error {
 // cleanIPVS removes the virtual servers on kube-ipvs0's addresses and the interface
 // itself; foreign virtual servers stay. Without IPVS in the kernel there is nothing to
 // do.
-func cleanIPVS(ctx context.Context, stdout io.Writer, backend iptables.Backend, dryRun bool) error {
+func cleanIPVS(ctx context.Context, stdout io.Writer, backend xtables.Backend, dryRun bool) error {
 	handle, err := ipvs.NewIPVS()
 	if err != nil {
 		fmt.Fprintf(stdout, "# IPVS: not available in this kernel, skipped\n")
@@ -148,7 +149,7 @@ func cleanIPVS(ctx context.Context, stdout io.Writer, backend iptables.Backend, 
 		fmt.Fprintf(stdout, "# IPVS: would remove the virtual servers on %s's addresses and the interface\n", ipvs.DummyInterface)
 		return nil
 	}
-	ipt, err := iptables.NewExec(v1.IPv4Protocol, backend, 5*time.Second)
+	ipt, err := xtables.NewExec(v1.IPv4Protocol, backend, 5*time.Second)
 	if err != nil {
 		return err
 	}

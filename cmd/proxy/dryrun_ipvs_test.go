@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 var ipvsExamplesArgs = append(slicesClone(examplesArgs), "--mode", "ipvs")

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")

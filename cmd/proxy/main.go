@@ -2,6 +2,8 @@
 //
 //	switchyard dry-run -f manifests/examples/   print the rules for a set of manifests
 //	switchyard run --kubeconfig ...              program this node (see README.md)
+//	switchyard --config=/var/lib/kube-proxy/config.conf   the same, as kube-proxy is run
+//	kube-proxy --config=...                      the same, through a link named kube-proxy
 package main
 
 import (
@@ -10,11 +12,19 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if filepath.Base(os.Args[0]) == "kube-proxy" {
+		// Invoked through the image's kube-proxy link, with kube-proxy's command line:
+		// the DaemonSet of a kubeadm cluster works with only its image changed.
+		args = append([]string{"run"}, args...)
+	}
+	os.Exit(run(args, os.Stdout, os.Stderr))
 }
 
 // usage is printed for `switchyard`, `switchyard help` and unknown commands.
@@ -23,6 +33,7 @@ const usage = `switchyard: a drop-in replacement for kube-proxy
 Usage:
   switchyard dry-run [flags] -f FILE_OR_DIR...   print the rules switchyard would program
   switchyard run [flags]                         program this node's rules (as root, like kube-proxy)
+  switchyard --flag ...                          the same, with kube-proxy's command line (also as kube-proxy)
   switchyard cleanup [--dry-run]                 remove every rule switchyard or kube-proxy created
   switchyard version                             print the version
 
@@ -40,11 +51,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
+		// kube-proxy's command line has no subcommand: `switchyard --config=F ...`.
+		return runDaemon(ctx, args, stdout, stderr)
+	}
 	switch args[0] {
 	case "dry-run":
 		return dryRun(ctx, args[1:], stdout, stderr)
 	case "run":
-		return runDaemon(ctx, args[1:], stderr)
+		return runDaemon(ctx, args[1:], stdout, stderr)
 	case "cleanup":
 		return cleanupCommand(ctx, args[1:], stdout, stderr)
 	case "version":

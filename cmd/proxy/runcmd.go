@@ -1,76 +1,182 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
 
+	"github.com/spf13/pflag"
+	"k8s.io/component-base/featuregate"
+	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard-io/switchyard/pkg/controller"
+	"github.com/switchyard-io/switchyard/pkg/kubeproxyconfig"
 )
 
-// runDaemon implements `switchyard run`: program this node until SIGTERM. Flags use
-// kube-proxy's names and defaults.
-func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+// runUsage heads `switchyard run -h`.
+const runUsage = `Usage:
+  switchyard run [flags]
+  switchyard [flags]          (flags first: kube-proxy's command line)
+  kube-proxy [flags]          (through a link named kube-proxy)
+
+Programs this node's rules until SIGTERM. The flags are kube-proxy v1.37's, with its
+names, defaults and meanings, plus a few of Switchyard's own. With --config FILE (a
+KubeProxyConfiguration), the other flags are ignored except --hostname-override,
+--master, --cleanup, --init-only, --write-config-to, the logging flags and
+Switchyard's own flags; the ignored ones are named in the log.
+
+Flags:
+`
+
+// Hooks the tests replace: logging can be applied once per process, and the daemon
+// and the OOM score touch the node.
+var (
+	applyLogging = func(c *logsapi.LoggingConfiguration, gate featuregate.FeatureGate) error {
+		return logsapi.ValidateAndApply(c, gate)
+	}
+	startDaemon = func(ctx context.Context, cfg controller.Config) error {
+		c, err := controller.New(cfg)
+		if err != nil {
+			return err
+		}
+		return c.Run(ctx)
+	}
+	oomScoreAdjPath = "/proc/self/oom_score_adj"
+	cleanup         = func(ctx context.Context, stdout, stderr io.Writer) int {
+		return cleanupCommand(ctx, nil, stdout, stderr)
+	}
+)
+
+// errConfigChanged ends the daemon when its configuration file changes.
+var errConfigChanged = errors.New("configuration file changed")
+
+// runDaemon implements `switchyard run` and kube-proxy's command line: program this
+// node until SIGTERM. Bad flags and bad configuration are refused, with exit code 1
+// as kube-proxy's, before anything touches the kernel or the API server.
+func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := controller.Defaults()
-	var clusterCIDRs, nodePortAddresses stringList
-	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig file (default: in-cluster configuration)")
-	fs.StringVar(&cfg.NodeName, "hostname-override", "", "this node's name (default: the host name)")
-	fs.StringVar(&cfg.Mode, "proxy-mode", cfg.Mode, "proxy mode: iptables or ipvs")
-	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "same as --proxy-mode")
-	fs.Var(&clusterCIDRs, "cluster-cidr", "pod CIDRs, at most one per family; traffic from outside them to cluster IPs is masqueraded")
-	fs.BoolVar(&cfg.MasqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
-	fs.Var(&nodePortAddresses, "nodeport-addresses", "CIDRs of the node addresses that accept node ports (default: all)")
-	fs.DurationVar(&cfg.MinSyncPeriod, "min-sync-period", cfg.MinSyncPeriod, "minimum interval between syncs")
-	fs.DurationVar(&cfg.SyncPeriod, "sync-period", cfg.SyncPeriod, "maximum interval between syncs")
-	fs.DurationVar(&cfg.FullSyncPeriod, "full-sync-period", cfg.FullSyncPeriod, "interval between full rewrites of the rules (0: only when needed)")
-	fs.StringVar(&cfg.HealthzBindAddress, "healthz-bind-address", cfg.HealthzBindAddress, "address for /healthz and /livez (empty: off)")
-	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", cfg.MetricsBindAddress, "address for /metrics (empty: off)")
-	fs.StringVar(&cfg.IPTablesBackend, "iptables-backend", "auto", "iptables backend: auto, nft or legacy")
-	fs.DurationVar(&cfg.IPTablesLockWait, "iptables-lock-wait", cfg.IPTablesLockWait, "longest wait for the xtables lock")
-	fs.BoolVar(&cfg.LocalhostNodePorts, "iptables-localhost-nodeports", false, "accept IPv4 node ports on 127.0.0.1 (needs route_localnet; see CVE-2020-8558)")
-	fs.DurationVar(&cfg.HealthTimeout, "healthz-timeout", 0, "how long changes may stay unapplied before /healthz fails (default: 2 × --sync-period)")
-	fs.DurationVar(&cfg.NodeWaitTimeout, "node-wait-timeout", 0, "give up if the Node has no addresses after this long (default: wait forever)")
-	var ipvsExcludeCIDRs stringList
-	fs.StringVar(&cfg.IPVS.Scheduler, "ipvs-scheduler", "rr", "with --proxy-mode ipvs: the default scheduler (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh); the switchyard.io/ipvs-scheduler annotation overrides it per service")
-	fs.BoolVar(&cfg.IPVS.StrictARP, "ipvs-strict-arp", false, "with --proxy-mode ipvs: set arp_ignore=1 and arp_announce=2")
-	fs.DurationVar(&cfg.IPVS.TCPTimeout, "ipvs-tcp-timeout", 0, "with --proxy-mode ipvs: idle timeout of established TCP connections (0: the kernel's)")
-	fs.DurationVar(&cfg.IPVS.TCPFinTimeout, "ipvs-tcpfin-timeout", 0, "with --proxy-mode ipvs: timeout of TCP connections after a FIN (0: the kernel's)")
-	fs.DurationVar(&cfg.IPVS.UDPTimeout, "ipvs-udp-timeout", 0, "with --proxy-mode ipvs: timeout of UDP flows (0: the kernel's)")
-	fs.Var(&ipvsExcludeCIDRs, "ipvs-exclude-cidrs", "with --proxy-mode ipvs: CIDRs whose IPVS virtual servers are never cleaned up")
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	fs.Var(klogFlags.Lookup("v").Value, "v", "log verbosity: 0 lifecycle, 2 each sync, 4 each object, 9 payloads")
+	opts := kubeproxyconfig.NewOptions()
+	opts.AddFlags(fs)
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
+	fs.Usage = func() { fmt.Fprint(stderr, runUsage, fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	var err error
-	if cfg.ClusterCIDRs, err = parsePrefixes("cluster-cidr", clusterCIDRs); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+		return 1
 	}
-	if _, err = parsePrefixes("nodeport-addresses", nodePortAddresses); err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+	if *printVersion {
+		fmt.Fprintln(stdout, "switchyard", version)
+		return 0
 	}
-	cfg.NodePortAddresses = nodePortAddresses
-	if cfg.IPVS.ExcludeCIDRs, err = parsePrefixes("ipvs-exclude-cidrs", ipvsExcludeCIDRs); err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchyard: run takes no arguments, got %q\n", fs.Args())
+		return 1
 	}
-	c, err := controller.New(cfg)
+	resolved, err := opts.Complete(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+		fmt.Fprintf(stderr, "switchyard: %s\n", oneLine(err))
+		return 1
 	}
-	ctx = klog.NewContext(ctx, klog.Background())
-	if err := c.Run(ctx); err != nil {
-		klog.FromContext(ctx).Error(err, "switchyard stopped")
+	if err := applyLogging(&resolved.KubeProxy.Logging, resolved.FeatureGate); err != nil {
+		fmt.Fprintf(stderr, "switchyard: logging: %s\n", oneLine(err))
+		return 1
+	}
+	logger := klog.Background()
+	ctx = klog.NewContext(ctx, logger)
+	logResolved(logger, opts, resolved)
+
+	switch {
+	case opts.WriteConfigTo != "":
+		if err := writeConfig(opts.WriteConfigTo, resolved); err != nil {
+			fmt.Fprintf(stderr, "switchyard: %s\n", oneLine(err))
+			return 1
+		}
+		logger.Info("Wrote configuration", "file", opts.WriteConfigTo)
+		return 0
+	case opts.Cleanup:
+		return cleanup(ctx, stdout, stderr)
+	}
+	return runWithConfig(ctx, opts, resolved)
+}
+
+// runWithConfig runs the daemon, and ends it when the configuration file changes.
+func runWithConfig(ctx context.Context, opts *kubeproxyconfig.Options, resolved *kubeproxyconfig.Resolved) int {
+	logger := klog.FromContext(ctx)
+	cfg := resolved.Controller
+	if !cfg.InitOnly && cfg.OOMScoreAdj != nil {
+		// As kube-proxy: a failure (no privilege to lower it) is not fatal.
+		if err := os.WriteFile(oomScoreAdjPath, []byte(strconv.Itoa(int(*cfg.OOMScoreAdj))), 0o644); err != nil {
+			logger.V(2).Info("Failed to apply OOM score", "err", err)
+		}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if opts.ConfigFile != "" {
+		changed, err := kubeproxyconfig.WatchFile(ctx, opts.ConfigFile, resolved.ConfigData)
+		if err != nil {
+			logger.Error(err, "Cannot watch the configuration file")
+			return 1
+		}
+		go func() {
+			select {
+			case err := <-changed:
+				logger.Info("Configuration file changed; exiting so that the DaemonSet restarts Switchyard with it", "file", opts.ConfigFile, "reason", err.Error())
+				cancel(fmt.Errorf("%w: %w", errConfigChanged, err))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	err := startDaemon(ctx, cfg)
+	if cause := context.Cause(ctx); errors.Is(cause, errConfigChanged) {
+		logger.Error(cause, "Switchyard stopped")
+		return 1
+	}
+	if err != nil {
+		logger.Error(err, "Switchyard stopped")
 		return 1
 	}
 	return 0
+}
+
+// logResolved logs, once at start, what the configuration dropped, ignores or does
+// differently from kube-proxy.
+func logResolved(logger klog.Logger, opts *kubeproxyconfig.Options, resolved *kubeproxyconfig.Resolved) {
+	if opts.ConfigFile != "" {
+		logger.Info("Using configuration file", "file", opts.ConfigFile)
+	}
+	if len(resolved.IgnoredFlags) > 0 {
+		logger.Info("Flags ignored because --config is set (as kube-proxy ignores them)", "flags", resolved.IgnoredFlags)
+	}
+	for _, w := range resolved.Warnings {
+		klog.Warning(w)
+	}
+	for _, n := range resolved.Notices {
+		logger.Info(n)
+	}
+}
+
+// writeConfig writes the effective configuration as KubeProxyConfiguration YAML.
+func writeConfig(path string, resolved *kubeproxyconfig.Resolved) error {
+	var buf bytes.Buffer
+	if err := kubeproxyconfig.Encode(&buf, resolved.KubeProxy); err != nil {
+		return fmt.Errorf("--write-config-to %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("--write-config-to: %w", err)
+	}
+	return nil
+}
+
+// oneLine joins a multi-line error (errors.Join) into one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

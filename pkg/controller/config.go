@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"k8s.io/client-go/rest"
+
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Config is the daemon's configuration; flags fill it with kube-proxy's names.
@@ -128,6 +130,25 @@ type ClientConfig struct {
 	// ContentType is the encoding of requests (--kube-api-content-type; protobuf by
 	// default); AcceptContentTypes is the Accept header (clientConnection only).
 	ContentType, AcceptContentTypes string
+	// Master overrides the kubeconfig's API server address (--master).
+	Master string
+}
+
+// apply sets the client settings that are set on restConfig (zero values keep
+// client-go's).
+func (c *ClientConfig) apply(restConfig *rest.Config) {
+	if c.QPS != 0 {
+		restConfig.QPS = c.QPS
+	}
+	if c.Burst != 0 {
+		restConfig.Burst = int(c.Burst)
+	}
+	if c.ContentType != "" {
+		restConfig.ContentType = c.ContentType
+	}
+	if c.AcceptContentTypes != "" {
+		restConfig.AcceptContentTypes = c.AcceptContentTypes
+	}
 }
 
 // Defaults returns kube-proxy's defaults where they apply.
@@ -166,7 +187,7 @@ func (c *Config) Validate() error {
 	if c.MinSyncPeriod > c.SyncPeriod {
 		errs = append(errs, fmt.Errorf("--min-sync-period %s exceeds --sync-period %s", c.MinSyncPeriod, c.SyncPeriod))
 	}
-	if _, err := iptables.ParseBackend(c.IPTablesBackend); err != nil {
+	if _, err := xtables.ParseBackend(c.IPTablesBackend); err != nil {
 		errs = append(errs, err)
 	}
 	seen := map[bool]bool{}

@@ -17,17 +17,18 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/health"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/metrics"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/runner"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // serviceSelector leaves out Services that belong to another proxy or are headless, as
@@ -49,7 +50,7 @@ type Controller struct {
 	events      record.EventRecorder
 	broadcaster record.EventBroadcaster
 	// newIPTables opens the kernel interface of one family; tests replace it.
-	newIPTables func(ctx context.Context, family v1.IPFamily) (iptables.Interface, error)
+	newIPTables func(ctx context.Context, family v1.IPFamily) (xtables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
 	// now is the Providers' clock (periodic full syncs); tests replace it.
@@ -82,11 +83,13 @@ func New(cfg Config) (*Controller, error) {
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = cfg.Kubeconfig
-	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	overrides := &clientcmd.ConfigOverrides{ClusterInfo: clientcmdapi.Cluster{Server: cfg.Client.Master}}
+	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	restConfig.UserAgent = "switchyard"
+	cfg.Client.apply(restConfig)
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)
@@ -133,10 +136,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	defer servers.shutdown()
 
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(dropManagedFields))
-	svcFactory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(dropManagedFields),
+	// Resync every --config-sync-period, as kube-proxy's informers do.
+	resync := c.cfg.ConfigSyncPeriod
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(dropManagedFields))
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(dropManagedFields),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }))
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(dropManagedFields),
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(dropManagedFields),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", c.nodeName).String()
 		}))

@@ -17,9 +17,9 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // IP plan: node "node1" at 192.168.0.2, service CIDR 172.30.0.0/16, pods 10.180.0.0/16.
@@ -62,7 +62,7 @@ type harness struct {
 	t      *testing.T
 	c      *Controller
 	client *fake.Clientset
-	fakes  *iptablestest.Fake
+	fakes  *xtablestest.Fake
 	flows  *conntracktest.Fake
 	cancel context.CancelFunc
 	done   chan error
@@ -75,9 +75,9 @@ func startController(t *testing.T, objects ...any) *harness {
 	cfg.HealthzBindAddress, cfg.MetricsBindAddress = "", ""
 	cfg.CanaryInterval = 50 * time.Millisecond
 	client := fake.NewClientset()
-	h := &harness{t: t, client: client, fakes: iptablestest.NewFake(ruleset.IPv4), flows: &conntracktest.Fake{}, done: make(chan error, 1)}
+	h := &harness{t: t, client: client, fakes: xtablestest.NewFake(ruleset.IPv4), flows: &conntracktest.Fake{}, done: make(chan error, 1)}
 	h.c = newController(cfg, "node1", client)
-	h.c.newIPTables = func(context.Context, v1.IPFamily) (iptables.Interface, error) { return h.fakes, nil }
+	h.c.newIPTables = func(context.Context, v1.IPFamily) (xtables.Interface, error) { return h.fakes, nil }
 	// Never touch the host's conntrack table from a unit test.
 	h.c.conntrack = h.flows
 	for _, obj := range objects {
@@ -165,7 +165,8 @@ func TestControllerRecoversFromFailedRestore(t *testing.T) {
 	h.waitForRules("the web service", func(nat string) bool { return strings.Contains(nat, "10.180.0.1:8080") })
 
 	// The next two restores fail; the change must still land, through a full sync.
-	h.fakes.FailNext(2, errInjected)
+	h.fakes.FailNext("Restore", errInjected)
+	h.fakes.FailNext("Restore", errInjected)
 	slice := testSlice("web", "10.180.0.3")
 	if _, err := h.client.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -184,8 +185,8 @@ func TestControllerResyncsWhenCanaryDisappears(t *testing.T) {
 	h.waitForRules("the web service", func(nat string) bool { return strings.Contains(nat, "10.180.0.1:8080") })
 
 	// Someone flushes the tables (a firewall reload): canaries and rules are gone.
-	for _, table := range []string{"nat", "filter", "mangle"} {
-		if err := h.fakes.DeleteChain(context.Background(), table, iptables.ChainCanary); err != nil {
+	for _, table := range []xtables.Table{"nat", "filter", "mangle"} {
+		if err := h.fakes.DeleteChain(context.Background(), table, xtables.ChainCanary); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -193,7 +194,7 @@ func TestControllerResyncsWhenCanaryDisappears(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitForRules("the rules to be rewritten", func(nat string) bool {
-		return strings.Contains(nat, "-A KUBE-SERVICES") && strings.Contains(nat, "10.180.0.1:8080") && strings.Contains(nat, ":"+iptables.ChainCanary)
+		return strings.Contains(nat, "-A KUBE-SERVICES") && strings.Contains(nat, "10.180.0.1:8080") && strings.Contains(nat, ":"+string(xtables.ChainCanary))
 	})
 }
 

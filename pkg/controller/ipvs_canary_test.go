@@ -10,10 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstest "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // TestIPVSModeRestoresFlushedTables checks that IPVS mode has a canary too: after a
@@ -32,7 +32,7 @@ func TestIPVSModeRestoresFlushedTables(t *testing.T) {
 	cfg.HealthzBindAddress, cfg.MetricsBindAddress = "", ""
 	client := fake.NewClientset()
 	c := newController(cfg, "node1", client)
-	ipt := iptablestest.NewFake(ruleset.IPv4)
+	ipt := xtablestest.NewFake(ruleset.IPv4)
 	kernel := ipvs.Kernel{IPVS: ipvstest.NewIPVS(), Links: ipvstest.NewLinks(), IPSets: ipvstest.NewIPSets(), IPTables: ipt, Sysctl: ipvstest.NewSysctl()}
 	c.ipvs.openKernel = func(context.Context, v1.IPFamily) (ipvs.Kernel, error) { return kernel, nil }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -68,7 +68,7 @@ func TestIPVSModeRestoresFlushedTables(t *testing.T) {
 	waitFor("the first sync")
 
 	// A firewall reload: nat and filter replaced by tables without our chains.
-	if err := ipt.RestoreWithFlags(ctx, []byte("*nat\nCOMMIT\n*filter\nCOMMIT\n"), iptablestest.RestoreFlags{}); err != nil {
+	if err := ipt.RestoreWithFlags(ctx, []byte("*nat\nCOMMIT\n*filter\nCOMMIT\n"), xtablestest.RestoreFlags{}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, tables := programmed(); ok {

@@ -11,10 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstest "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // TestIPVSMode runs the daemon in IPVS mode over a fake API server and the strict fake
@@ -34,7 +34,7 @@ func TestIPVSMode(t *testing.T) {
 	c := newController(cfg, "node1", client)
 	kernelIPVS := ipvstest.NewIPVS()
 	kernel := ipvs.Kernel{IPVS: kernelIPVS, Links: ipvstest.NewLinks(), IPSets: ipvstest.NewIPSets(),
-		IPTables: iptablestest.NewFake(ruleset.IPv4), Sysctl: ipvstest.NewSysctl()}
+		IPTables: xtablestest.NewFake(ruleset.IPv4), Sysctl: ipvstest.NewSysctl()}
 	c.ipvs.openKernel = func(context.Context, v1.IPFamily) (ipvs.Kernel, error) { return kernel, nil }
 
 	ctx, cancel := context.WithCancel(context.Background())

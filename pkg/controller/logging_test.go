@@ -12,10 +12,10 @@ import (
 	"k8s.io/klog/v2/textlogger"
 
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // loggedContext returns a context whose logger writes at verbosity v into the
@@ -29,13 +29,13 @@ func loggedContext(v int) (context.Context, *bytes.Buffer) {
 // syncedController returns a controller in iptables mode over a fake kernel with its
 // providers built for testNode, without running the informers: tests call its
 // handlers and sync directly.
-func syncedController(t *testing.T) (*Controller, *iptablestest.Fake) {
+func syncedController(t *testing.T) (*Controller, *xtablestest.Fake) {
 	t.Helper()
 	cfg := Defaults()
 	cfg.HealthzBindAddress, cfg.MetricsBindAddress = "", ""
 	c := newController(cfg, "node1", fake.NewClientset())
-	kernel := iptablestest.NewFake(ruleset.IPv4)
-	c.newIPTables = func(context.Context, v1.IPFamily) (iptables.Interface, error) { return kernel, nil }
+	kernel := xtablestest.NewFake(ruleset.IPv4)
+	c.newIPTables = func(context.Context, v1.IPFamily) (xtables.Interface, error) { return kernel, nil }
 	c.conntrack = &conntracktest.Fake{}
 	t.Cleanup(c.services.Close)
 	facts, err := node.FromNode(testNode())

@@ -15,12 +15,12 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstest "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // kubeProxyMetrics are the kube-proxy v1.37.2 metrics Switchyard exports, with
@@ -56,14 +56,14 @@ func dualStackNode() *v1.Node {
 
 // metricsController returns a controller over fake kernels for the given node, in
 // the given mode, with its providers built.
-func metricsController(t *testing.T, mode string, n *v1.Node) (*Controller, map[v1.IPFamily]*iptablestest.Fake, *ipvstest.IPVS) {
+func metricsController(t *testing.T, mode string, n *v1.Node) (*Controller, map[v1.IPFamily]*xtablestest.Fake, *ipvstest.IPVS) {
 	t.Helper()
 	cfg := Defaults()
 	cfg.Mode = mode
 	cfg.HealthzBindAddress, cfg.MetricsBindAddress = "", ""
 	c := newController(cfg, "node1", fake.NewClientset())
-	kernels := map[v1.IPFamily]*iptablestest.Fake{v1.IPv4Protocol: iptablestest.NewFake(ruleset.IPv4), v1.IPv6Protocol: iptablestest.NewFake(ruleset.IPv6)}
-	c.newIPTables = func(_ context.Context, family v1.IPFamily) (iptables.Interface, error) { return kernels[family], nil }
+	kernels := map[v1.IPFamily]*xtablestest.Fake{v1.IPv4Protocol: xtablestest.NewFake(ruleset.IPv4), v1.IPv6Protocol: xtablestest.NewFake(ruleset.IPv6)}
+	c.newIPTables = func(_ context.Context, family v1.IPFamily) (xtables.Interface, error) { return kernels[family], nil }
 	vs := ipvstest.NewIPVS()
 	c.ipvs.openKernel = func(_ context.Context, family v1.IPFamily) (ipvs.Kernel, error) {
 		return ipvs.Kernel{IPVS: vs, Links: ipvstest.NewLinks(), IPSets: ipvstest.NewIPSets(), IPTables: kernels[family], Sysctl: ipvstest.NewSysctl()}, nil
@@ -107,7 +107,7 @@ func TestMetricsMatchKubeProxy(t *testing.T) {
 	web6 := testSlice("web6", "fd00:180::1")
 	web6.AddressType = discovery.AddressTypeIPv6
 	c.sliceHandler(ctx).OnAdd(web6, false)
-	kernels[v1.IPv6Protocol].FailNext(1, errInjected)
+	kernels[v1.IPv6Protocol].FailNext("Restore", errInjected)
 	if err := c.sync(ctx); err == nil {
 		t.Fatal("the injected failure did not fail the sync")
 	}

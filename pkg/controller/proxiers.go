@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // newProviders builds one proxy.Provider per IP family the node has addresses in, for
@@ -103,15 +104,15 @@ func (c *Controller) currentProviders() ([]proxy.Provider, node.Facts) {
 
 // openIPTables opens the real iptables of one family, on the configured backend or the
 // one the host already uses.
-func (c *Controller) openIPTables(ctx context.Context, family v1.IPFamily) (iptables.Interface, error) {
+func (c *Controller) openIPTables(ctx context.Context, family v1.IPFamily) (xtables.Interface, error) {
 	logger := klog.FromContext(ctx)
-	backend, err := iptables.ParseBackend(c.cfg.IPTablesBackend)
+	backend, err := xtables.ParseBackend(c.cfg.IPTablesBackend)
 	if err != nil {
 		return nil, err
 	}
 	reason := "--iptables-backend"
 	if backend == "" {
-		report, err := iptables.DetectBackend(ctx)
+		report, err := xtables.DetectBackend(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("choosing the iptables backend: %w", err)
 		}
@@ -119,5 +120,5 @@ func (c *Controller) openIPTables(ctx context.Context, family v1.IPFamily) (ipta
 	}
 	logger.Info("Using iptables backend", "family", family, "backend", backend, "reason", reason)
 	c.metrics.Backend.WithLabelValues(string(backend), reason).Set(1)
-	return iptables.NewExec(family, backend, c.cfg.IPTablesLockWait)
+	return xtables.NewExec(family, backend, c.cfg.IPTablesLockWait)
 }

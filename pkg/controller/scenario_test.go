@@ -18,7 +18,7 @@ package controller
 //	delete-service NAME / delete-slice NAME
 //	extra-snapshot                                  take a snapshot nobody syncs
 //	fail-restore [N]                                the next N iptables-restores fail
-//	fail-netlink [N]                                the next N IPVS netlink operations fail
+//	fail-netlink OP                                 the next IPVS netlink operation OP fails (AddRealServer, …)
 //	flush-table TABLE                               replace TABLE by an empty one (a firewall reload)
 //	canary                                          run one canary check
 //	advance DURATION                                move the clock
@@ -51,13 +51,13 @@ import (
 	"k8s.io/utils/ptr"
 
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstest "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the scenario files' expected output")
@@ -161,7 +161,7 @@ type scenarioWorld struct {
 	ctx      context.Context
 	c        *Controller
 	clock    time.Time
-	ipt      *iptablestest.Fake
+	ipt      *xtablestest.Fake
 	ipvs     *ipvstest.IPVS
 	log      *opLog
 	restores int // iptables restores already printed
@@ -222,11 +222,11 @@ func newScenarioWorld(t *testing.T, mode string) *scenarioWorld {
 	cfg.FullSyncPeriod = time.Hour
 	w := &scenarioWorld{
 		ctx: context.Background(), clock: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
-		ipt: iptablestest.NewFake(ruleset.IPv4), ipvs: ipvstest.NewIPVS(), log: &opLog{},
+		ipt: xtablestest.NewFake(ruleset.IPv4), ipvs: ipvstest.NewIPVS(), log: &opLog{},
 	}
 	w.c = newController(cfg, "node1", fake.NewClientset())
 	w.c.now = func() time.Time { return w.clock }
-	w.c.newIPTables = func(context.Context, v1.IPFamily) (iptables.Interface, error) { return w.ipt, nil }
+	w.c.newIPTables = func(context.Context, v1.IPFamily) (xtables.Interface, error) { return w.ipt, nil }
 	w.c.ipvs.openKernel = func(context.Context, v1.IPFamily) (ipvs.Kernel, error) {
 		return ipvs.Kernel{IPVS: w.ipvs, Links: recordingLinks{ipvstest.NewLinks(), w.log},
 			IPSets: recordingIPSets{ipvstest.NewIPSets(), w.log}, IPTables: w.ipt, Sysctl: ipvstest.NewSysctl()}, nil
@@ -280,11 +280,13 @@ func (w *scenarioWorld) run(t *testing.T, command string) string {
 	case "extra-snapshot":
 		return fmt.Sprintf("generation %d", w.c.tracker.Snapshot().Generation)
 	case "fail-restore":
-		w.ipt.FailNext(count(), errInjected)
+		for range count() {
+			w.ipt.FailNext("Restore", errInjected)
+		}
 	case "fail-netlink":
-		w.ipvs.FailNext(count(), errorString("injected netlink failure"))
+		w.ipvs.FailNext(args[1], errorString("injected netlink failure"))
 	case "flush-table":
-		if err := w.ipt.RestoreWithFlags(w.ctx, []byte("*"+args[1]+"\nCOMMIT\n"), iptablestest.RestoreFlags{}); err != nil {
+		if err := w.ipt.RestoreWithFlags(w.ctx, []byte("*"+args[1]+"\nCOMMIT\n"), xtablestest.RestoreFlags{}); err != nil {
 			t.Fatal(err)
 		}
 		w.restores = len(w.ipt.Restores())

@@ -7,65 +7,135 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/klog/v2"
 )
 
-// httpServers are the daemon's health and metrics endpoints.
-type httpServers []*http.Server
+// bindRetryInterval is how often a server that could not bind tries again, as
+// kube-proxy retries without --bind-address-hard-fail.
+const bindRetryInterval = 5 * time.Second
 
-// startServers listens on the health and metrics addresses. A port that cannot be
-// opened is an error at start: a proxy without health checks would be killed by its
-// liveness probe later anyway, with a less clear message.
-func (c *Controller) startServers(ctx context.Context) (httpServers, error) {
+// httpServers are the daemon's health and metrics endpoints.
+type httpServers struct {
+	mu      sync.Mutex
+	servers []*http.Server
+	// closed is set by shutdown; a retry that binds afterwards closes its listener.
+	closed bool
+	// stop ends the bind retries.
+	stop context.CancelFunc
+}
+
+// startServers listens on the health and metrics addresses. With
+// --bind-address-hard-fail an address that cannot be bound is an error at start;
+// without it, as in kube-proxy, the failure is logged and the bind retried every few
+// seconds while the proxy runs.
+func (c *Controller) startServers(ctx context.Context) (*httpServers, error) {
 	logger := klog.FromContext(ctx)
-	var servers httpServers
+	retryCtx, stop := context.WithCancel(ctx)
+	s := &httpServers{stop: stop}
 	serve := func(addr string, handler http.Handler) error {
 		if addr == "" {
 			return nil
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("listening on %s: %w", addr, err)
-		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-		servers = append(servers, srv)
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error(err, "HTTP server stopped", "address", addr)
+			if c.cfg.BindAddressHardFail {
+				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
-		}()
-		logger.Info("Serving", "address", ln.Addr().String())
+			logger.Error(err, "Cannot listen; retrying (set --bind-address-hard-fail to make this fatal)", "address", addr)
+			go s.retry(retryCtx, logger, addr, handler)
+			return nil
+		}
+		s.serve(logger, ln, handler)
 		return nil
 	}
-
-	healthMux := http.NewServeMux()
-	healthMux.Handle("/healthz", c.health.HealthzHandler())
-	healthMux.Handle("/livez", c.health.LivezHandler())
-	if err := serve(c.cfg.HealthzBindAddress, healthMux); err != nil {
+	if err := serve(c.cfg.HealthzBindAddress, c.healthMux()); err != nil {
+		s.shutdown()
 		return nil, err
 	}
-
-	metricsMux := http.NewServeMux()
-	metricsMux.Handle("/metrics", promhttp.HandlerFor(c.metrics.Registry, promhttp.HandlerOpts{}))
-	metricsMux.Handle("/healthz", c.health.HealthzHandler())
-	metricsMux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, c.cfg.Mode) })
-	// Profiles explain slow syncs; the metrics address is loopback by default.
-	metricsMux.HandleFunc("/debug/pprof/", pprof.Index)
-	metricsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	if err := serve(c.cfg.MetricsBindAddress, metricsMux); err != nil {
-		servers.shutdown()
+	if err := serve(c.cfg.MetricsBindAddress, c.metricsMux()); err != nil {
+		s.shutdown()
 		return nil, err
 	}
-	return servers, nil
+	return s, nil
 }
 
-func (s httpServers) shutdown() {
+// healthMux serves /healthz and /livez.
+func (c *Controller) healthMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", c.health.HealthzHandler())
+	mux.Handle("/livez", c.health.LivezHandler())
+	return mux
+}
+
+// metricsMux serves /metrics, /healthz, /proxyMode and, only with --profiling, as in
+// kube-proxy, /debug/pprof/.
+func (c *Controller) metricsMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(c.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", c.health.HealthzHandler())
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, c.cfg.Mode) })
+	if c.cfg.EnableProfiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// serve starts an HTTP server on ln.
+func (s *httpServers) serve(logger klog.Logger, ln net.Listener, handler http.Handler) {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return
+	}
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error(err, "HTTP server stopped", "address", ln.Addr().String())
+		}
+	}()
+	logger.Info("Serving", "address", ln.Addr().String())
+}
+
+// retry binds addr every bindRetryInterval until it succeeds or ctx ends.
+func (s *httpServers) retry(ctx context.Context, logger klog.Logger, addr string, handler http.Handler) {
+	ticker := time.NewTicker(bindRetryInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			logger.V(2).Info("Still cannot listen", "address", addr, "err", err)
+			continue
+		}
+		s.serve(logger, ln, handler)
+		return
+	}
+}
+
+func (s *httpServers) shutdown() {
+	s.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, srv := range s {
+	s.mu.Lock()
+	s.closed = true
+	servers := s.servers
+	s.mu.Unlock()
+	for _, srv := range servers {
 		_ = srv.Shutdown(ctx)
 	}
 }

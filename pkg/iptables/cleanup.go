@@ -5,18 +5,22 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
+
+const canary = string(xtables.ChainCanary)
 
 // ownedFixedChains are the chains Switchyard (and kube-proxy, in iptables and in IPVS
 // mode) create besides the per-service ones, per table, so that cleanup after a mode
 // switch removes both sets. kubelet's KUBE-FIREWALL and KUBE-KUBELET-CANARY are not
 // ours and are never removed.
 var ownedFixedChains = map[string][]string{
-	"filter": {ChainServices, ChainExternalServices, ChainForward, ChainNodePorts, ChainProxyFirewall, ChainCanary,
+	"filter": {ChainServices, ChainExternalServices, ChainForward, ChainNodePorts, ChainProxyFirewall, canary,
 		"KUBE-NODE-PORT", "KUBE-SOURCE-RANGES-FIREWALL", "KUBE-IPVS-FILTER", "KUBE-IPVS-OUT-FILTER"},
-	"nat": {ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq, ChainCanary,
+	"nat": {ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq, canary,
 		"KUBE-NODE-PORT", "KUBE-LOAD-BALANCER"},
-	"mangle": {ChainCanary},
+	"mangle": {canary},
 }
 
 // IsOwnedChain reports whether a chain in a table is one Switchyard creates.

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // TestPlanCleanup programs a node with the Proxier, adds a foreign chain and rules that
@@ -15,7 +16,7 @@ import (
 // state, and that a second plan is empty.
 func TestPlanCleanup(t *testing.T) {
 	ctx := context.Background()
-	fake := iptablestest.NewFake(ruleset.IPv4)
+	fake := xtablestest.NewFake(ruleset.IPv4)
 	p, err := NewProxier(testConfig(), fake, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +29,11 @@ func TestPlanCleanup(t *testing.T) {
 	if err := fake.Restore(ctx, []byte(foreign)); err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range []struct{ table, chain, target string }{{"filter", "FORWARD", "DOCKER-USER"}, {"filter", "INPUT", "KUBE-FIREWALL"}, {"nat", "PREROUTING", "CNI-HOSTPORT"}} {
+	for _, h := range []struct {
+		table  xtables.Table
+		chain  xtables.Chain
+		target string
+	}{{"filter", "FORWARD", "DOCKER-USER"}, {"filter", "INPUT", "KUBE-FIREWALL"}, {"nat", "PREROUTING", "CNI-HOSTPORT"}} {
 		if err := fake.EnsureRule(ctx, h.table, h.chain, "-j", h.target); err != nil {
 			t.Fatal(err)
 		}

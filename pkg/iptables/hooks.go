@@ -1,20 +1,8 @@
 package iptables
 
-// Hook is a jump from a built-in chain into one of Switchyard's chains. Hooks are not
-// part of the restore payload: a restore cannot insert a rule only if it is missing, so
-// the applier ensures each one separately (check, then insert at the top).
-type Hook struct {
-	// Table is "filter" or "nat".
-	Table string
-	// Chain is the built-in chain the jump lives in.
-	Chain string
-	// Target is Switchyard's chain it jumps to.
-	Target string
-	// Args are the rule's matches and jump, as iptables arguments.
-	Args []string
-}
+import "github.com/switchyard-io/switchyard/pkg/xtables"
 
-func hook(table, chain, target, comment string, newOnly bool) Hook {
+func hook(table xtables.Table, chain xtables.Chain, target, comment string, newOnly bool) xtables.Hook {
 	var args []string
 	if newOnly {
 		args = append(args, "-m", "conntrack", "--ctstate", "NEW")
@@ -23,13 +11,13 @@ func hook(table, chain, target, comment string, newOnly bool) Hook {
 		args = append(args, "-m", "comment", "--comment", comment)
 	}
 	args = append(args, "-j", target)
-	return Hook{Table: table, Chain: chain, Target: target, Args: args}
+	return xtables.Hook{Table: table, Chain: chain, Target: xtables.Chain(target), Args: args}
 }
 
 // Hooks returns kube-proxy's jumps from the built-in chains, in the order kube-proxy
 // ensures them (each is inserted at position 1).
-func Hooks(cfg *Config) []Hook {
-	hooks := []Hook{
+func Hooks(cfg *Config) []xtables.Hook {
+	hooks := []xtables.Hook{
 		hook("filter", "INPUT", ChainExternalServices, "kubernetes externally-visible service portals", true),
 		hook("filter", "FORWARD", ChainExternalServices, "kubernetes externally-visible service portals", true),
 		hook("filter", "INPUT", ChainNodePorts, "kubernetes health check service ports", false),

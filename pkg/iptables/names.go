@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Chains that every sync owns, with kube-proxy's names.
@@ -20,20 +21,17 @@ const (
 	// ports (filter).
 	ChainNodePorts = "KUBE-NODEPORTS"
 	// ChainPostrouting masquerades marked packets (nat).
-	ChainPostrouting = "KUBE-POSTROUTING"
+	ChainPostrouting = string(xtables.ChainKubePostrouting)
 	// ChainMarkMasq marks packets for masquerade (nat).
-	ChainMarkMasq = "KUBE-MARK-MASQ"
+	ChainMarkMasq = string(xtables.ChainKubeMarkMasq)
 	// ChainForward accepts forwarded service traffic (filter).
-	ChainForward = "KUBE-FORWARD"
+	ChainForward = string(xtables.ChainKubeForward)
 	// ChainProxyFirewall drops load-balancer traffic from outside the source ranges
 	// (filter).
 	ChainProxyFirewall = "KUBE-PROXY-FIREWALL"
 	// ChainKubeletFirewall is kubelet's chain; kube-proxy writes the martian-localnet
 	// drop rule into it when localhost node ports are enabled (filter).
 	ChainKubeletFirewall = "KUBE-FIREWALL"
-	// ChainCanary is created in the mangle, nat and filter tables; when it disappears,
-	// someone flushed the tables and a full sync is due.
-	ChainCanary = "KUBE-PROXY-CANARY"
 )
 
 // Prefixes of per-service chains. A chain with one of these names that no service needs
@@ -45,9 +43,6 @@ const (
 	PrefixFirewall       = "KUBE-FW-"
 	PrefixEndpoint       = "KUBE-SEP-"
 )
-
-// MasqueradeMark is kube-proxy's default --iptables-masquerade-bit 14.
-const MasqueradeMark = "0x4000"
 
 // IsServiceChain reports whether a nat chain name is one of the per-service chains that
 // Switchyard (or kube-proxy before it) creates.

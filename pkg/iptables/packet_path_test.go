@@ -14,9 +14,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
-	"github.com/switchyard-io/switchyard/pkg/iptables/tracer"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables/tracer"
 )
 
 // Sources used by the packet-path tests (see the IP plan in builders_test.go).
@@ -37,7 +37,7 @@ func programmed(t *testing.T, cfg *Config, objects ...any) *ruleset.Ruleset {
 	if cfg.Family == v1.IPv6Protocol {
 		family = ruleset.IPv6
 	}
-	fake := iptablestest.NewFake(family)
+	fake := xtablestest.NewFake(family)
 	p, err := NewProxier(cfg, fake, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)

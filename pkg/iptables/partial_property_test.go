@@ -13,7 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // TestPartialEqualsFull is the property that makes partial syncs safe: for random

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Proxier programs one IP family's iptables from snapshots: iptables mode's
@@ -18,7 +19,7 @@ import (
 // RequestFullSync and CheckKernel may be called from any.
 type Proxier struct {
 	cfg   *Config
-	ipt   Interface
+	ipt   xtables.Interface
 	now   func() time.Time
 	state *proxy.SyncState
 
@@ -32,7 +33,7 @@ var _ proxy.Provider = &Proxier{}
 
 // NewProxier returns a Proxier for cfg's family. A full sync runs at least every
 // fullSyncPeriod (0 disables the periodic full sync); now is the clock.
-func NewProxier(cfg *Config, ipt Interface, fullSyncPeriod time.Duration, now func() time.Time) (*Proxier, error) {
+func NewProxier(cfg *Config, ipt xtables.Interface, fullSyncPeriod time.Duration, now func() time.Time) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("iptables proxier: %w", err)
 	}
@@ -61,7 +62,7 @@ type SyncResult struct {
 	// PayloadBytes is the size of the restore input.
 	PayloadBytes int
 	// Restores is the number of iptables-restore runs the payload took (see
-	// ChainLimiter).
+	// xtables.ChainLimiter).
 	Restores int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
@@ -108,7 +109,7 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	res.Stats, res.Payload, res.PayloadBytes = plan.Stats, plan.Payload, len(plan.Payload)
 
 	// A payload that declares many chains goes in several restores where the backend
-	// needs it (see ChainLimiter): a cold full sync, and partial syncs that add many
+	// needs it (see xtables.ChainLimiter): a cold full sync, and partial syncs that add many
 	// services at once (a burst of new Services, or the rest of them when the first
 	// full sync ran before every informer event had been handled).
 	restores := func(yield func([]byte) bool) {
@@ -116,7 +117,7 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 			yield(plan.Payload)
 		}
 	}
-	if limiter, ok := p.ipt.(ChainLimiter); ok {
+	if limiter, ok := p.ipt.(xtables.ChainLimiter); ok {
 		restores = SplitPayload(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
 	applyStart := p.now()
@@ -166,24 +167,12 @@ func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.
 // chains, plus the canary chains. Hooks live outside the restore payload because a
 // restore cannot add a rule only when it is missing.
 func (p *Proxier) ensureHooks(ctx context.Context) error {
-	var errs []error
-	for _, h := range Hooks(p.cfg) {
-		if err := p.ipt.EnsureChain(ctx, h.Table, h.Target); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := p.ipt.EnsureRule(ctx, h.Table, h.Chain, h.Args...); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := EnsureCanaries(ctx, p.ipt); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("ensuring hook rules: %w", err)
-	}
-	return nil
+	return errors.Join(xtables.EnsureHooks(ctx, p.ipt, Hooks(p.cfg)), xtables.EnsureCanary(ctx, p.ipt))
 }
 
-// CheckKernel implements proxy.Provider with the canary chains (see CanaryPresent).
-func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) { return CanaryPresent(ctx, p.ipt) }
+// CheckKernel implements proxy.Provider with the canary chains: when one is gone,
+// something flushed the tables (a firewall reload, a careless script) and every rule
+// must be rewritten.
+func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
+	return xtables.CanaryPresent(ctx, p.ipt)
+}

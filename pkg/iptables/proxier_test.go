@@ -11,8 +11,8 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	iptablestest "github.com/switchyard-io/switchyard/pkg/iptables/testing"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 // feed gives objects to a tracker, failing the test on conversion errors.
@@ -43,7 +43,7 @@ func feed(t *testing.T, tracker *endpoints.Tracker, objects ...any) {
 // made this sync full with reason "snapshot does not follow the applied one".
 func TestProxierExtraSnapshotStaysPartial(t *testing.T) {
 	ctx := context.Background()
-	fake := iptablestest.NewFake(ruleset.IPv4)
+	fake := xtablestest.NewFake(ruleset.IPv4)
 	p, err := NewProxier(testConfig(), fake, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestProxierExtraSnapshotStaysPartial(t *testing.T) {
 	}
 
 	// A fresh Proxier's full sync of the same snapshot into an empty kernel.
-	fresh := iptablestest.NewFake(ruleset.IPv4)
+	fresh := xtablestest.NewFake(ruleset.IPv4)
 	freshProxier, err := NewProxier(testConfig(), fresh, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)

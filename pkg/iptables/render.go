@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Plan is the outcome of a render: the restore payload and what it does.
@@ -133,15 +134,10 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
 	}
-	mark := MasqueradeMark
-	nat.rule("-A", ChainPostrouting, "-m mark ! --mark "+mark+"/"+mark+" -j RETURN")
-	// Clear the mark so that a packet re-entering the stack (e.g. through a tunnel)
-	// is not masqueraded twice.
-	nat.rule("-A", ChainPostrouting, "-j MARK --xor-mark "+mark)
-	// --random-fully avoids the conntrack source-port race behind DNS 5 s delays
-	// (kubernetes#56903).
-	nat.rule("-A", ChainPostrouting, `-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`)
-	nat.rule("-A", ChainMarkMasq, "-j MARK --or-mark "+mark)
+	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), true)
+	for _, r := range masq.NAT {
+		nat.rule("-A", string(r.Chain), r.Spec)
+	}
 
 	b := &fragmentBuilder{filter: filter, nat: nat, active: map[string]struct{}{}}
 	for _, name := range snap.SortedServices() {
@@ -164,9 +160,9 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 		nat.delete(c)
 	}
 
-	filter.rule("-A", ChainForward, "-m conntrack --ctstate INVALID -j DROP")
-	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding rules" -m mark --mark `+mark+"/"+mark+" -j ACCEPT")
-	filter.rule("-A", ChainForward, `-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`)
+	for _, r := range masq.Filter {
+		filter.rule("-A", string(r.Chain), r.Spec)
+	}
 
 	for _, spec := range nodePortsJumps(cfg) {
 		nat.rule("-A", ChainServices, spec)

@@ -3,29 +3,14 @@ package iptables
 import (
 	"bytes"
 	"iter"
+	"slices"
+	"strings"
 )
 
-// ChainLimiter is implemented by an Interface whose restores slow down superlinearly
-// with the number of chains one restore declares. iptables-nft-restore --noflush is
-// one: declaring N chains in one transaction took 0.2 s for 4,000, 4.6 s for 16,000 and
-// 32 s for 32,000 (2 cores, iptables 1.8.9, kernel 6.18), while eight restores of 4,000
-// each took 0.2 s apiece. perf puts ~90% of that time in strcmp called from one loop in
-// xtables-nft-multi that walks a name-sorted linked list: every chain a restore
-// declares or jumps to is inserted by a linear walk, so T chains cost ~T²/2
-// comparisons. A cold full sync at 10k services × 10 endpoints declares about 110k
-// chains and would take most of an hour in one restore; kube-proxy's first sync has
-// exactly this problem.
-type ChainLimiter interface {
-	// MaxChainsPerRestore is the number of chain declarations above which a payload
-	// is split into several restores (see SplitPayload); 0 means never split.
-	MaxChainsPerRestore() int
-}
-
-// SplitPayload cuts a payload (Render's or RenderPartial's output) into restores that
-// each declare at most maxChains chains (a single service port with more endpoints
-// gets a restore of its own), in an order where every state between two restores is a
-// valid ruleset that routes every service consistently. existingNATChains are the nat chains in the
-// kernel before the sync.
+// SplitPayload cuts a payload (Render's or RenderPartial's output) into restores, in
+// an order where every state between two restores is a valid ruleset that routes
+// every service consistently. existingNATChains are the nat chains in the kernel
+// before the sync.
 //
 //  1. The nat chains that per-service chains jump to and that jump to none themselves
 //     (KUBE-MARK-MASQ), each written whole.
@@ -35,9 +20,20 @@ type ChainLimiter interface {
 //     per-service chain it reaches), whole, several service ports to a restore. A
 //     service port's chains are replaced together, atomically; new ones stay
 //     unreferenced.
-//  4. Last, the filter block and the rest of the nat block: KUBE-SERVICES,
-//     KUBE-NODEPORTS, the stale chains' flushes and deletions, and (in a partial
-//     payload) the -I/-D edits of the shared chains.
+//  4. The filter block and the rest of the nat block: KUBE-SERVICES, KUBE-NODEPORTS,
+//     KUBE-POSTROUTING and (in a partial payload) the -I/-D edits of the shared
+//     chains. After it nothing live jumps to a chain the payload deletes.
+//  5. The deleted chains (stale ones in a full payload, those of removed services or
+//     endpoints in a partial one), flushed and deleted in batches, referrers before
+//     the chains they jump to: KUBE-FW-, then KUBE-EXT-, KUBE-SVC-/KUBE-SVL-, and
+//     KUBE-SEP- last, the order in which kube-proxy's chains (and Switchyard's) jump
+//     to one another. The kernel's copies of these chains may still hold those jumps.
+//
+// The bound: every restore declares at most maxChains nat chains, with two
+// exceptions. A single service port with more chains than that (a service with
+// more than maxChains-1 endpoints) gets a restore of its own, since its chains must
+// change together. Restore 4 declares the fixed shared chains, whatever their number
+// (3 in nat and 5 or 6 in filter with Render's layout), and nothing else.
 //
 // The order is what makes the split fast, not only the size of each restore:
 // iptables-nft-restore --noflush finds a jump's target chain by walking a list that
@@ -49,11 +45,14 @@ type ChainLimiter interface {
 // cold sync's restores took 15 s in batches of 4,000 chains and 6.6 s in batches of
 // 1,000 (the full restore of the same ruleset without --noflush: ~10 s).
 //
-// Only the last restore makes new services reachable, and stale chains are deleted
-// only once nothing jumps to them. The split gives up atomicity across services, not
-// within one: a failure part-way leaves some services on new rules and some on old
-// ones, each consistent, and the caller's next sync is full again. It returns the
-// payload unsplit when it declares no more than maxChains chains, or maxChains <= 0.
+// Only restore 4 makes new services reachable, and chains are deleted only once
+// nothing jumps to them. The split gives up atomicity across services, not within
+// one: a failure part-way leaves some services on new rules and some on old ones,
+// each consistent (and maybe stale chains not yet deleted, which nothing uses), and
+// the caller's next sync is full again. It returns the payload unsplit when it
+// declares no more than maxChains chains, or maxChains <= 0, or in a shape Render and
+// RenderPartial never produce (a per-service chain jumping to a shared or deleted
+// chain, or rules written to a deleted chain).
 func SplitPayload(payload []byte, maxChains int, existingNATChains []string) iter.Seq[[]byte] {
 	whole := func(yield func([]byte) bool) { yield(payload) }
 	if maxChains <= 0 || countNATDeclarations(payload) <= maxChains {
@@ -97,13 +96,23 @@ func SplitPayload(payload []byte, maxChains int, existingNATChains []string) ite
 			other = append(other, line)
 		}
 	}
-	// Chains that are deleted stay in the last restore.
+	// Chains that are deleted go in the batches after the last restore; their -X
+	// lines are written there.
 	deleted := map[string]bool{}
+	kept := other[:0:0]
 	for _, line := range other {
 		if name, ok := bytes.CutPrefix(line, []byte("-X ")); ok {
-			deleted[string(bytes.TrimSpace(name))] = true
+			if c, declared := chains[string(bytes.TrimSpace(name))]; declared {
+				if len(c.rules) > 0 {
+					return whole
+				}
+				deleted[c.name] = true
+				continue
+			}
 		}
+		kept = append(kept, line)
 	}
+	other = kept
 	split := func(c *chain) bool { return IsServiceChain(c.name) && !deleted[c.name] }
 	// A per-service chain that jumps to a chain of the last restore could not be
 	// written before it: keep the payload whole (Render never produces one).
@@ -146,12 +155,14 @@ func SplitPayload(payload []byte, maxChains int, existingNATChains []string) ite
 	for _, name := range existingNATChains {
 		exists[name] = true
 	}
-	var first, last, entries []*chain
+	var first, last, entries, stale []*chain
 	members := map[*chain][]*chain{}
 	var roots []*chain
 	for _, name := range order {
 		c := chains[name]
 		switch {
+		case deleted[name]:
+			stale = append(stale, c)
 		case split(c):
 			root := find(c)
 			if len(members[root]) == 0 {
@@ -237,8 +248,39 @@ func SplitPayload(payload []byte, maxChains int, existingNATChains []string) ite
 		}
 		out.WriteString("COMMIT\n")
 		out.Write(after)
-		yield(out.Bytes())
+		if !yield(out.Bytes()) {
+			return
+		}
+		slices.SortStableFunc(stale, func(a, b *chain) int { return deletionRank(a.name) - deletionRank(b.name) })
+		for len(stale) > 0 {
+			batch := stale[:min(maxChains, len(stale))]
+			stale = stale[len(batch):]
+			out.Reset()
+			out.WriteString("*nat\n")
+			for _, c := range batch {
+				out.WriteString(":" + c.name + " - [0:0]\n")
+			}
+			for _, c := range batch {
+				out.WriteString("-X " + c.name + "\n")
+			}
+			out.WriteString("COMMIT\n")
+			if !yield(out.Bytes()) {
+				return
+			}
+		}
 	}
+}
+
+// deletionRank orders deleted chains so that a chain is deleted no earlier than every
+// chain that may jump to it: KUBE-FW- jumps to KUBE-EXT-, KUBE-EXT- to KUBE-SVC- and
+// KUBE-SVL-, and those to KUBE-SEP-.
+func deletionRank(name string) int {
+	for rank, prefix := range []string{PrefixFirewall, PrefixExternal, PrefixServiceCluster, PrefixServiceLocal, PrefixEndpoint} {
+		if strings.HasPrefix(name, prefix) {
+			return rank
+		}
+	}
+	return 5
 }
 
 // countNATDeclarations counts ":CHAIN" lines in the payload's nat block.

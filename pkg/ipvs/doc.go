@@ -10,7 +10,7 @@
 //
 // The kernel is reached through narrow interfaces, one per subsystem (Interface for
 // IPVS, Links for the dummy interface, IPSets, Sysctl; iptables goes through
-// pkg/iptables.Interface), with Linux implementations over github.com/moby/ipvs,
+// pkg/xtables.Interface), with Linux implementations over github.com/moby/ipvs,
 // github.com/vishvananda/netlink, the ipset program and /proc/sys, and strict fakes in
 // pkg/ipvs/testing.
 //

@@ -15,8 +15,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Kernel bundles the kernel interfaces a Proxier drives.
@@ -24,7 +24,7 @@ type Kernel struct {
 	IPVS     Interface
 	Links    Links
 	IPSets   IPSets
-	IPTables iptables.Interface
+	IPTables xtables.Interface
 	Sysctl   Sysctl
 }
 
@@ -87,7 +87,7 @@ func (p *Proxier) Family() v1.IPFamily { return p.cfg.Family }
 // creates: a firewall reload that flushes the tables also removes the masquerade and
 // KUBE-IPVS-FILTER rules, which only a full sync writes.
 func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
-	return iptables.CanaryPresent(ctx, p.k.IPTables)
+	return xtables.CanaryPresent(ctx, p.k.IPTables)
 }
 
 // Config returns the proxier's Config.
@@ -137,7 +137,7 @@ type SyncResult struct {
 	// Payloads are the ipset and iptables restore inputs a full sync wrote.
 	Payloads []proxy.Payload
 	// Rules counts the companion iptables rules a full sync wrote.
-	Rules iptables.Stats
+	Rules RuleCounts
 	// RestoreFailed is true when the companion iptables-restore failed.
 	RestoreFailed bool
 }
@@ -272,18 +272,12 @@ func (p *Proxier) ensureNode(ctx context.Context) error {
 	if err := p.k.Links.EnsureDummy(DummyInterface); err != nil {
 		errs = append(errs, err)
 	}
-	for _, h := range Hooks() {
-		if err := p.k.IPTables.EnsureChain(ctx, h.Table, h.Target); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := p.k.IPTables.EnsureRule(ctx, h.Table, h.Chain, h.Args...); err != nil {
-			errs = append(errs, err)
-		}
+	if err := xtables.EnsureHooks(ctx, p.k.IPTables, Hooks()); err != nil {
+		errs = append(errs, err)
 	}
 	// The canary chains, as in iptables mode and kube-proxy's IPVS mode: see
 	// CheckKernel.
-	if err := iptables.EnsureCanaries(ctx, p.k.IPTables); err != nil {
+	if err := xtables.EnsureCanary(ctx, p.k.IPTables); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -811,13 +805,13 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	var flush strings.Builder
 	flush.WriteString("*filter\n")
 	for _, c := range []string{ChainForward, ChainNodePort, ChainProxyFirewall, ChainSourceRangesFirewall, ChainIPVSFilter, ChainIPVSOutFilter} {
-		if ok, _ := p.k.IPTables.ChainExists(ctx, "filter", c); ok {
+		if ok, _ := p.k.IPTables.ChainExists(ctx, xtables.TableFilter, xtables.Chain(c)); ok {
 			flush.WriteString(":" + c + " - [0:0]\n")
 		}
 	}
 	flush.WriteString("COMMIT\n*nat\n")
 	for _, c := range []string{ChainServices, ChainPostrouting, ChainNodePort, ChainLoadBalancer, ChainMarkMasq} {
-		if ok, _ := p.k.IPTables.ChainExists(ctx, "nat", c); ok {
+		if ok, _ := p.k.IPTables.ChainExists(ctx, xtables.TableNAT, xtables.Chain(c)); ok {
 			flush.WriteString(":" + c + " - [0:0]\n")
 		}
 	}
@@ -826,12 +820,12 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, c := range []string{ChainForward, ChainNodePort, ChainProxyFirewall, ChainSourceRangesFirewall, ChainIPVSFilter, ChainIPVSOutFilter} {
-		if err := p.k.IPTables.DeleteChain(ctx, "filter", c); err != nil {
+		if err := p.k.IPTables.DeleteChain(ctx, xtables.TableFilter, xtables.Chain(c)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, c := range []string{ChainServices, ChainPostrouting, ChainNodePort, ChainLoadBalancer, ChainMarkMasq} {
-		if err := p.k.IPTables.DeleteChain(ctx, "nat", c); err != nil {
+		if err := p.k.IPTables.DeleteChain(ctx, xtables.TableNAT, xtables.Chain(c)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -843,8 +837,8 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	if err := p.k.Links.DeleteLink(DummyInterface); err != nil {
 		errs = append(errs, err)
 	}
-	for _, table := range []string{"mangle", "nat", "filter"} {
-		if err := p.k.IPTables.DeleteChain(ctx, table, iptables.ChainCanary); err != nil {
+	for _, table := range xtables.CanaryTables() {
+		if err := p.k.IPTables.DeleteChain(ctx, table, xtables.ChainCanary); err != nil {
 			errs = append(errs, err)
 		}
 	}

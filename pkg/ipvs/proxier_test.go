@@ -17,11 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
-	ipttesting "github.com/switchyard-io/switchyard/pkg/iptables/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstesting "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+	xtablestest "github.com/switchyard-io/switchyard/pkg/xtables/testing"
 )
 
 var nodeIP = netip.MustParseAddr("192.168.0.10")
@@ -36,7 +36,7 @@ type bed struct {
 	ipvs   *ipvstesting.IPVS
 	links  *ipvstesting.Links
 	sets   *ipvstesting.IPSets
-	ipt    *ipttesting.Fake
+	ipt    *xtablestest.Fake
 	sysctl *ipvstesting.Sysctl
 	clock  *fakeClock
 }
@@ -44,7 +44,7 @@ type bed struct {
 func newBed() *bed {
 	return &bed{
 		ipvs: ipvstesting.NewIPVS(), links: ipvstesting.NewLinks(nodeIP), sets: ipvstesting.NewIPSets(),
-		ipt: ipttesting.NewFake(ruleset.IPv4), sysctl: ipvstesting.NewSysctl(), clock: newClock(),
+		ipt: xtablestest.NewFake(ruleset.IPv4), sysctl: ipvstesting.NewSysctl(), clock: newClock(),
 	}
 }
 
@@ -410,7 +410,7 @@ func TestFailureForcesFullSync(t *testing.T) {
 	web := port("web", "10.96.0.10")
 	w.set(web, ep("10.244.2.1"))
 	mustSync(t, p, w.snapshot(), true)
-	b.ipvs.FailNext(1, errors.New("netlink: boom"))
+	b.ipvs.FailNext("AddRealServer", errors.New("netlink: boom"))
 	w.set(web, ep("10.244.2.1"), ep("10.244.2.2"))
 	if _, err := p.SyncDetailed(context.Background(), w.snapshot()); err == nil || !strings.Contains(err.Error(), "ns/web:p: netlink: boom") {
 		t.Fatalf("err = %v, want the failure named by service", err)

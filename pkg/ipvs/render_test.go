@@ -10,8 +10,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables/ruleset"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 var cmpAddrs = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{})

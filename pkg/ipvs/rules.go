@@ -6,7 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 // Chains of the companion iptables rules, with kube-proxy's IPVS-mode names.
@@ -15,7 +15,7 @@ const (
 	// traffic to ChainNodePort.
 	ChainServices = "KUBE-SERVICES"
 	// ChainPostrouting (nat) masquerades marked and hairpin traffic.
-	ChainPostrouting = "KUBE-POSTROUTING"
+	ChainPostrouting = string(xtables.ChainKubePostrouting)
 	// ChainNodePort (nat and filter) marks node-port traffic for masquerade, and
 	// accepts health-check node ports.
 	ChainNodePort = "KUBE-NODE-PORT"
@@ -23,9 +23,9 @@ const (
 	// policy is Local.
 	ChainLoadBalancer = "KUBE-LOAD-BALANCER"
 	// ChainMarkMasq (nat) sets the masquerade mark.
-	ChainMarkMasq = "KUBE-MARK-MASQ"
+	ChainMarkMasq = string(xtables.ChainKubeMarkMasq)
 	// ChainForward (filter) accepts forwarded service traffic.
-	ChainForward = "KUBE-FORWARD"
+	ChainForward = string(xtables.ChainKubeForward)
 	// ChainProxyFirewall (filter) sends load-balancer traffic with source ranges to
 	// ChainSourceRangesFirewall.
 	ChainProxyFirewall = "KUBE-PROXY-FIREWALL"
@@ -40,12 +40,12 @@ const (
 
 // Hooks returns the jumps from the built-in chains into the companion chains, in the
 // order kube-proxy's IPVS mode ensures them.
-func Hooks() []iptables.Hook {
-	hook := func(table, chain, target, comment string) iptables.Hook {
-		return iptables.Hook{Table: table, Chain: chain, Target: target,
+func Hooks() []xtables.Hook {
+	hook := func(table xtables.Table, chain xtables.Chain, target, comment string) xtables.Hook {
+		return xtables.Hook{Table: table, Chain: chain, Target: xtables.Chain(target),
 			Args: []string{"-m", "comment", "--comment", comment, "-j", target}}
 	}
-	return []iptables.Hook{
+	return []xtables.Hook{
 		hook("nat", "OUTPUT", ChainServices, "kubernetes service portals"),
 		hook("nat", "PREROUTING", ChainServices, "kubernetes service portals"),
 		hook("nat", "POSTROUTING", ChainPostrouting, "kubernetes postrouting rules"),
@@ -77,7 +77,7 @@ func RenderRules(cfg *Config) []byte {
 		}
 		return ""
 	}
-	mark := iptables.MasqueradeMark
+	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), false)
 	loopback := "127.0.0.0/8"
 	if cfg.Family == v1.IPv6Protocol {
 		loopback = "::1/128"
@@ -130,11 +130,9 @@ func RenderRules(cfg *Config) []byte {
 	rule(&nat, "-A %s -j %s", ChainLoadBalancer, ChainMarkMasq)
 	rule(&nat, "-A %s -m set --match-set %s dst,dst -j ACCEPT", ChainServices, set(SetClusterIP))
 	rule(&nat, "-A %s -m set --match-set %s dst,dst -j ACCEPT", ChainServices, set(SetLoadBalancer))
-	rule(&nat, "-A %s -m mark ! --mark %s/%s -j RETURN", ChainPostrouting, mark, mark)
-	// Clear the mark so a packet that re-enters the stack is not masqueraded twice.
-	rule(&nat, "-A %s -j MARK --xor-mark %s", ChainPostrouting, mark)
-	rule(&nat, `-A %s -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`, ChainPostrouting)
-	rule(&nat, "-A %s -j MARK --or-mark %s", ChainMarkMasq, mark)
+	for _, r := range masq.NAT {
+		rule(&nat, "-A %s %s", r.Chain, r.Spec)
+	}
 	nat.WriteString("COMMIT\n")
 
 	filter.WriteString("*filter\n")
@@ -145,8 +143,9 @@ func RenderRules(cfg *Config) []byte {
 	rule(&filter, "-A %s %s -m set --match-set %s dst,dst,src -j RETURN", ChainSourceRangesFirewall, comment(SetLoadBalancerSourceCIDR), set(SetLoadBalancerSourceCIDR))
 	rule(&filter, "-A %s %s -m set --match-set %s dst,dst,src -j RETURN", ChainSourceRangesFirewall, comment(SetLoadBalancerSourceIP), set(SetLoadBalancerSourceIP))
 	rule(&filter, "-A %s -j DROP", ChainSourceRangesFirewall)
-	rule(&filter, `-A %s -m comment --comment "kubernetes forwarding rules" -m mark --mark %s/%s -j ACCEPT`, ChainForward, mark, mark)
-	rule(&filter, `-A %s -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`, ChainForward)
+	for _, r := range masq.Filter {
+		rule(&filter, "-A %s %s", r.Chain, r.Spec)
+	}
 	rule(&filter, "-A %s %s -m set --match-set %s dst -j ACCEPT", ChainNodePort, comment(SetHealthCheckNodePort), set(SetHealthCheckNodePort))
 	// kubernetes#72236: the VIPs are local addresses, so without this any host service
 	// listening on 0.0.0.0 would answer on every cluster IP.
@@ -185,17 +184,21 @@ func Sysctls(cfg *Config) [][2]string {
 	return out
 }
 
+// RuleCounts counts iptables rules per table.
+type RuleCounts struct {
+	FilterRules, NATRules int
+}
+
 // countRules counts the rules a restore payload writes in the filter and nat tables
 // (kube-proxy's sync_proxy_rules_iptables_last{table}).
-func countRules(payload []byte) iptables.Stats {
-	var st iptables.Stats
+func countRules(payload []byte) RuleCounts {
+	var st RuleCounts
 	table := ""
 	for line := range bytes.Lines(payload) {
 		switch {
 		case bytes.HasPrefix(line, []byte("*")):
 			table = string(bytes.TrimSpace(line[1:]))
 		case bytes.HasPrefix(line, []byte("-A ")), bytes.HasPrefix(line, []byte("-I ")), bytes.HasPrefix(line, []byte("-D ")):
-			st.Rules++
 			switch table {
 			case "filter":
 				st.FilterRules++

@@ -5,7 +5,8 @@
 // The long benchmark is TestSyncBench in syncbench_test.go, behind the build tag
 // "bench" so that `go test ./test/...` never runs it; hack/bench-sync.sh (make
 // bench-sync) and hack/bench-full.sh (make bench-full) run it as root. It writes
-// results.json under bench/results/<date>/, and cmd/benchreport turns that into a
+// results.json under bench/results/<date>/, and benchreport (test/bench/report, a module
+// of its own so that its plotting dependencies stay out of go.mod) turns that into a
 // Markdown table and PNG charts.
 //
 // Everything is measured from outside the proxy: the clock starts when an API write

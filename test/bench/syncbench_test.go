@@ -230,7 +230,11 @@ func (b *run) start(name string, node *testbed.Node) *proxy {
 		p.process = node.Start(b.t, "switchyard", "env", "GOMAXPROCS=2", b.s.binary, "run",
 			"--kubeconfig", b.cluster.RestrictedKubeconfig, "--hostname-override", node.Name,
 			"--cluster-cidr", testbed.ClusterCIDR, "--iptables-backend", backend,
-			"--healthz-bind-address", node.IP+":10256", "--metrics-bind-address", node.IP+":10249", "-v", "2")
+			"--healthz-bind-address", node.IP+":10256", "--metrics-bind-address", node.IP+":10249", "-v", "2",
+			// pprof is served only with --profiling, as in kube-proxy; the conntrack
+			// settings are left alone, since some are global to the host.
+			"--profiling", "--conntrack-max-per-core=0", "--conntrack-min=0",
+			"--conntrack-tcp-timeout-established=0s", "--conntrack-tcp-timeout-close-wait=0s")
 	case "kube-proxy":
 		config := filepath.Join(b.cluster.Dir, node.Name+"-bench-kube-proxy.yaml")
 		text := fmt.Sprintf(kubeProxyConfig, b.cluster.KubeProxyKubeconfig, node.Name, node.IP, testbed.ClusterCIDR, node.IP, node.IP)

@@ -106,8 +106,11 @@ func testIPTables(t *testing.T, backend string) {
 	if !t.Run("RBAC manifests", s.testRBAC) {
 		t.FailNow()
 	}
-	s.sy1 = c.AddSwitchyard(t, s.node1, testbed.SwitchyardOptions{})
-	s.sy2 = c.AddSwitchyard(t, s.node2, testbed.SwitchyardOptions{})
+	// node-1 and node-2 run Switchyard as kubeadm runs kube-proxy (a kube-proxy
+	// link, --config written by kube-proxy itself, --hostname-override); node-4
+	// and node-5 use Switchyard's flags.
+	s.sy1 = c.AddSwitchyard(t, s.node1, testbed.SwitchyardOptions{AsKubeProxy: true})
+	s.sy2 = c.AddSwitchyard(t, s.node2, testbed.SwitchyardOptions{AsKubeProxy: true})
 	s.kp3 = c.AddKubeProxy(t, s.node3, "iptables")
 
 	t.Run("rules are in the chosen backend", func(t *testing.T) { s.testBackend(t, backend) })
@@ -133,6 +136,8 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("the ServiceAccount is allowed all it does", s.testNoDenials)
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)
+	// Last: it ends node-2's Switchyard.
+	t.Run("a changed config file ends the process", s.testConfigChangeExits)
 }
 
 // createServices creates the shared Services and publishes their endpoints.

@@ -33,9 +33,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
 const (
@@ -291,7 +291,7 @@ func newProxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 		t.Fatal(err)
 	}
 	t.Cleanup(handle.Close)
-	ipt, err := iptables.NewExec(v1.IPv4Protocol, iptables.BackendNFT, 5*time.Second)
+	ipt, err := xtables.NewExec(v1.IPv4Protocol, xtables.BackendNFT, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,16 @@ type SwitchyardOptions struct {
 	NoWait bool
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
+	// AsKubeProxy starts Switchyard exactly as kubeadm starts kube-proxy: through a
+	// link named kube-proxy, with only --config=FILE --hostname-override=NODE, where
+	// FILE is written by the pinned kube-proxy's --write-config-to with the
+	// testbed's settings. The one extra flag is Switchyard's --iptables-backend,
+	// which no KubeProxyConfiguration field carries: a real node has kubelet's
+	// chains in its backend for "auto" to find, a testbed node has none.
+	AsKubeProxy bool
+	// LocalhostNodePorts is written as iptables.localhostNodePorts with
+	// AsKubeProxy (kube-proxy would write true); false by default, as the flag.
+	LocalhostNodePorts bool
 }
 
 // Switchyard is `switchyard run` on a node, as a real process.
@@ -90,6 +100,8 @@ type Switchyard struct {
 	Args []string
 	// Process is the running switchyard; Restart replaces it.
 	Process *Process
+	// ConfigPath is its KubeProxyConfiguration file when started AsKubeProxy.
+	ConfigPath string
 
 	cluster  *Cluster
 	restarts int
@@ -97,7 +109,8 @@ type Switchyard struct {
 
 // AddSwitchyard runs `switchyard run` in node's namespace with the node's
 // name, the cluster CIDRs of both families, healthz and metrics on the node
-// IP (kube-proxy's ports), the cluster's iptables backend and -v=2, and,
+// IP (kube-proxy's ports), the cluster's iptables backend, conntrack left
+// alone and -v=2 (with opts.AsKubeProxy: the same through a config file), and,
 // unless opts.NoWait, waits (bounded) until /healthz answers 200, which
 // Switchyard does only after every IP family has been synced once.
 func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions) *Switchyard {
@@ -121,16 +134,29 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 		MetricsURL: fmt.Sprintf("http://%s:%d/metrics", node.IP, SwitchyardMetricsPort),
 		cluster:    c,
 	}
-	proxy.Args = append([]string{binary, "run",
+	// The testbed shares the host's kernel: the conntrack settings are all zero
+	// ("leave alone"), since some of them (nf_conntrack_max, the hashsize module
+	// parameter) are global to the host.
+	settings := []string{
 		"--kubeconfig", opts.Kubeconfig,
-		"--hostname-override", node.Name,
 		"--cluster-cidr", ClusterCIDR,
 		"--healthz-bind-address", fmt.Sprintf("%s:%d", node.IP, SwitchyardHealthzPort),
 		"--metrics-bind-address", fmt.Sprintf("%s:%d", node.IP, SwitchyardMetricsPort),
-		"--iptables-backend", opts.IPTablesBackend,
-		"--min-sync-period", opts.MinSyncPeriod.String(),
+		"--conntrack-max-per-core=0", "--conntrack-min=0",
+		"--conntrack-tcp-timeout-established=0s", "--conntrack-tcp-timeout-close-wait=0s",
 		"--v=2",
-	}, opts.ExtraArgs...)
+	}
+	if opts.AsKubeProxy {
+		args, err := c.kubeadmStyleArgs(node, binary, opts, settings)
+		if err != nil {
+			t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
+		}
+		proxy.Args = append(args, opts.ExtraArgs...)
+		proxy.ConfigPath = args[1][len("--config="):]
+	} else {
+		proxy.Args = append(append([]string{binary, "run", "--hostname-override", node.Name}, settings...),
+			append([]string{"--iptables-backend", opts.IPTablesBackend, "--min-sync-period", opts.MinSyncPeriod.String()}, opts.ExtraArgs...)...)
+	}
 	if err := proxy.start(); err != nil {
 		t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
 	}
@@ -140,6 +166,31 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 		}
 	}
 	return proxy
+}
+
+// kubeadmStyleArgs writes the node's KubeProxyConfiguration with the pinned
+// kube-proxy's --write-config-to, links kube-proxy to the switchyard binary, and
+// returns kubeadm's command line for it.
+func (c *Cluster) kubeadmStyleArgs(node *Node, binary string, opts SwitchyardOptions, settings []string) ([]string, error) {
+	configPath := filepath.Join(c.Dir, node.Name+"-switchyard-config.conf")
+	write := append([]string{"--write-config-to=" + configPath, "--bind-address=" + node.IP,
+		"--iptables-min-sync-period=" + opts.MinSyncPeriod.String(),
+		fmt.Sprintf("--iptables-localhost-nodeports=%t", opts.LocalhostNodePorts)}, settings...)
+	// kube-proxy --write-config-to exits before it touches the kernel or the API
+	// server, so it runs outside the node's namespace.
+	if output, err := exec.Command(c.tools["kube-proxy"], write...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("kube-proxy --write-config-to: %w\n%s", err, output)
+	}
+	linkDir := filepath.Join(c.Dir, node.Name+"-bin")
+	if err := os.MkdirAll(linkDir, 0o755); err != nil {
+		return nil, err
+	}
+	link := filepath.Join(linkDir, "kube-proxy")
+	if err := os.Symlink(binary, link); err != nil && !os.IsExist(err) {
+		return nil, err
+	}
+	return []string{link, "--config=" + configPath, "--hostname-override=" + node.Name,
+		"--iptables-backend=" + opts.IPTablesBackend}, nil
 }
 
 func (s *Switchyard) start() error {

@@ -9,13 +9,18 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/fault"
 )
 
-// Fake is an in-memory conntrack table. It is safe for concurrent use.
+// Fake is an in-memory conntrack table. It is safe for concurrent use, and its zero
+// value is an empty table. FailNext("DeleteFlows", err) makes the next DeleteFlows
+// fail with err, deleting nothing.
 type Fake struct {
-	mu    sync.Mutex
-	flows []conntrack.Flow
-	scans int
+	mu     sync.Mutex
+	flows  []conntrack.Flow
+	scans  int
+	once   sync.Once
+	faults *fault.Injector
 }
 
 // Scans returns how many times the table was read (DeleteFlows calls): a sync whose
@@ -24,6 +29,17 @@ func (f *Fake) Scans() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.scans
+}
+
+// FailNext makes the next call of op (only "DeleteFlows") fail with err.
+func (f *Fake) FailNext(op string, err error) { f.injector().FailNext(op, err) }
+
+// Take is called by each operation; see fault.Injector.Take.
+func (f *Fake) Take(op string) error { return f.injector().Take(op) }
+
+func (f *Fake) injector() *fault.Injector {
+	f.once.Do(func() { f.faults = fault.New("DeleteFlows") })
+	return f.faults
 }
 
 var _ conntrack.Interface = &Fake{}
@@ -45,6 +61,9 @@ func (f *Fake) Flows() []conntrack.Flow {
 // DeleteFlows implements conntrack.Interface.
 func (f *Fake) DeleteFlows(ctx context.Context, family v1.IPFamily, match func(conntrack.Flow) bool) (int, error) {
 	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := f.Take("DeleteFlows"); err != nil {
 		return 0, err
 	}
 	f.mu.Lock()

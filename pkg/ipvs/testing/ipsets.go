@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/switchyard-io/switchyard/pkg/fault"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 )
 
@@ -24,8 +25,11 @@ type fakeSet struct {
 // IPSets is a strict fake of ipvs.IPSets. Restore parses `ipset restore` input line by
 // line like the program: create, add, del, flush, swap, destroy, with -exist; it
 // checks members against the set's type and family, and stops at the first failing
-// line, leaving the earlier lines applied.
+// line, leaving the earlier lines applied. FailNext(method, err) makes the next call
+// of one of its ipvs.IPSets methods fail with err before it changes anything.
 type IPSets struct {
+	*fault.Injector
+
 	mu   sync.Mutex
 	sets map[string]*fakeSet
 	ops  int
@@ -34,7 +38,9 @@ type IPSets struct {
 var _ ipvs.IPSets = &IPSets{}
 
 // NewIPSets returns a fake with no sets.
-func NewIPSets() *IPSets { return &IPSets{sets: map[string]*fakeSet{}} }
+func NewIPSets() *IPSets {
+	return &IPSets{Injector: fault.New("Restore", "Entries", "Destroy"), sets: map[string]*fakeSet{}}
+}
 
 // Ops returns how many create/add/del/swap/destroy/flush commands were applied.
 func (f *IPSets) Ops() int {
@@ -53,6 +59,9 @@ func (f *IPSets) Names() []string {
 // Restore implements ipvs.IPSets.
 func (f *IPSets) Restore(ctx context.Context, payload []byte) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := f.Take("Restore"); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -241,6 +250,9 @@ func normalize(set *fakeSet, member string) (string, error) {
 
 // Entries implements ipvs.IPSets.
 func (f *IPSets) Entries(ctx context.Context, name string) ([]string, error) {
+	if err := f.Take("Entries"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	set, ok := f.sets[name]
@@ -252,6 +264,9 @@ func (f *IPSets) Entries(ctx context.Context, name string) ([]string, error) {
 
 // Destroy implements ipvs.IPSets.
 func (f *IPSets) Destroy(ctx context.Context, name string) error {
+	if err := f.Take("Destroy"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.sets[name]; ok {

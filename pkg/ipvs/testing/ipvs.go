@@ -12,6 +12,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/switchyard-io/switchyard/pkg/fault"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 )
 
@@ -20,22 +21,24 @@ type fakeServer struct {
 	real map[netip.AddrPort]*ipvs.RealServerStatus
 }
 
-// IPVS is a strict fake of ipvs.Interface.
+// IPVS is a strict fake of ipvs.Interface. FailNext(method, err) makes the next
+// call of any of its ipvs.Interface methods fail with err, changing nothing.
 type IPVS struct {
+	*fault.Injector
+
 	mu      sync.Mutex
 	servers map[ipvs.Key]*fakeServer
 	// schedulers are the scheduler modules "loaded"; others fail like a missing module.
 	schedulers []string
 	timeouts   ipvs.Timeouts
 	ops        []string
-	failNext   []error
 }
 
 var _ ipvs.Interface = &IPVS{}
 
 // NewIPVS returns an empty fake with every scheduler in ipvs.Schedulers available.
 func NewIPVS() *IPVS {
-	return &IPVS{servers: map[ipvs.Key]*fakeServer{}, schedulers: slices.Clone(ipvs.Schedulers)}
+	return &IPVS{Injector: fault.New(ipvsOperations...), servers: map[ipvs.Key]*fakeServer{}, schedulers: slices.Clone(ipvs.Schedulers)}
 }
 
 // SetSchedulers limits the schedulers the fake accepts, like a kernel with only some
@@ -46,14 +49,9 @@ func (f *IPVS) SetSchedulers(names ...string) {
 	f.schedulers = slices.Clone(names)
 }
 
-// FailNext makes the next calls that change the table fail with err, one per call.
-func (f *IPVS) FailNext(n int, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for range n {
-		f.failNext = append(f.failNext, err)
-	}
-}
+// ipvsOperations are the methods of IPVS that FailNext can make fail.
+var ipvsOperations = []string{"VirtualServers", "AddVirtualServer", "UpdateVirtualServer", "DeleteVirtualServer",
+	"RealServers", "AddRealServer", "UpdateRealServer", "DeleteRealServer", "SetTimeouts"}
 
 // Ops returns the changing operations done since the last ResetOps, like
 // "add-rs TCP/10.96.0.1:80 10.244.1.5:8080 w1".
@@ -93,14 +91,9 @@ func (f *IPVS) SetConnections(k ipvs.Key, addr netip.AddrPort, active, inactive 
 	return nil
 }
 
-func (f *IPVS) change(op string) error {
-	if len(f.failNext) > 0 {
-		err := f.failNext[0]
-		f.failNext = f.failNext[1:]
-		return err
-	}
+// change records a changing operation for Ops.
+func (f *IPVS) change(op string) {
 	f.ops = append(f.ops, op)
-	return nil
 }
 
 func checkKey(k ipvs.Key) error {
@@ -117,6 +110,9 @@ func checkKey(k ipvs.Key) error {
 
 // VirtualServers implements ipvs.Interface.
 func (f *IPVS) VirtualServers() ([]ipvs.VirtualServer, error) {
+	if err := f.Take("VirtualServers"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]ipvs.VirtualServer, 0, len(f.servers))
@@ -143,6 +139,9 @@ func (f *IPVS) checkServer(vs ipvs.VirtualServer) error {
 
 // AddVirtualServer implements ipvs.Interface.
 func (f *IPVS) AddVirtualServer(vs ipvs.VirtualServer) error {
+	if err := f.Take("AddVirtualServer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.checkServer(vs); err != nil {
@@ -151,15 +150,16 @@ func (f *IPVS) AddVirtualServer(vs ipvs.VirtualServer) error {
 	if _, ok := f.servers[vs.Key]; ok {
 		return fmt.Errorf("adding virtual server %s: %w", vs.Key, syscall.EEXIST)
 	}
-	if err := f.change("add-vs " + vs.String()); err != nil {
-		return err
-	}
+	f.change("add-vs " + vs.String())
 	f.servers[vs.Key] = &fakeServer{vs: vs, real: map[netip.AddrPort]*ipvs.RealServerStatus{}}
 	return nil
 }
 
 // UpdateVirtualServer implements ipvs.Interface.
 func (f *IPVS) UpdateVirtualServer(vs ipvs.VirtualServer) error {
+	if err := f.Take("UpdateVirtualServer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.checkServer(vs); err != nil {
@@ -169,29 +169,31 @@ func (f *IPVS) UpdateVirtualServer(vs ipvs.VirtualServer) error {
 	if !ok {
 		return fmt.Errorf("updating virtual server %s: %w", vs.Key, syscall.ESRCH)
 	}
-	if err := f.change("update-vs " + vs.String()); err != nil {
-		return err
-	}
+	f.change("update-vs " + vs.String())
 	s.vs = vs
 	return nil
 }
 
 // DeleteVirtualServer implements ipvs.Interface.
 func (f *IPVS) DeleteVirtualServer(k ipvs.Key) error {
+	if err := f.Take("DeleteVirtualServer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.servers[k]; !ok {
 		return fmt.Errorf("deleting virtual server %s: %w", k, syscall.ESRCH)
 	}
-	if err := f.change("del-vs " + k.String()); err != nil {
-		return err
-	}
+	f.change("del-vs " + k.String())
 	delete(f.servers, k)
 	return nil
 }
 
 // RealServers implements ipvs.Interface.
 func (f *IPVS) RealServers(k ipvs.Key) ([]ipvs.RealServerStatus, error) {
+	if err := f.Take("RealServers"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.servers[k]
@@ -224,6 +226,9 @@ func (f *IPVS) realServer(k ipvs.Key, rs ipvs.RealServer) (*fakeServer, error) {
 
 // AddRealServer implements ipvs.Interface.
 func (f *IPVS) AddRealServer(k ipvs.Key, rs ipvs.RealServer) error {
+	if err := f.Take("AddRealServer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, err := f.realServer(k, rs)
@@ -233,15 +238,16 @@ func (f *IPVS) AddRealServer(k ipvs.Key, rs ipvs.RealServer) error {
 	if _, ok := s.real[rs.Addr]; ok {
 		return fmt.Errorf("adding real server %s to %s: %w", rs.Addr, k, syscall.EEXIST)
 	}
-	if err := f.change(fmt.Sprintf("add-rs %s %s w%d", k, rs.Addr, rs.Weight)); err != nil {
-		return err
-	}
+	f.change(fmt.Sprintf("add-rs %s %s w%d", k, rs.Addr, rs.Weight))
 	s.real[rs.Addr] = &ipvs.RealServerStatus{RealServer: rs}
 	return nil
 }
 
 // UpdateRealServer implements ipvs.Interface.
 func (f *IPVS) UpdateRealServer(k ipvs.Key, rs ipvs.RealServer) error {
+	if err := f.Take("UpdateRealServer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, err := f.realServer(k, rs)
@@ -252,15 +258,16 @@ func (f *IPVS) UpdateRealServer(k ipvs.Key, rs ipvs.RealServer) error {
 	if !ok {
 		return fmt.Errorf("updating real server %s of %s: %w", rs.Addr, k, syscall.ENOENT)
 	}
-	if err := f.change(fmt.Sprintf("update-rs %s %s w%d", k, rs.Addr, rs.Weight)); err != nil {
-		return err
-	}
+	f.change(fmt.Sprintf("update-rs %s %s w%d", k, rs.Addr, rs.Weight))
 	r.Weight = rs.Weight
 	return nil
 }
 
 // DeleteRealServer implements ipvs.Interface.
 func (f *IPVS) DeleteRealServer(k ipvs.Key, addr netip.AddrPort) error {
+	if err := f.Take("DeleteRealServer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.servers[k]
@@ -270,23 +277,22 @@ func (f *IPVS) DeleteRealServer(k ipvs.Key, addr netip.AddrPort) error {
 	if _, ok := s.real[addr]; !ok {
 		return fmt.Errorf("deleting real server %s of %s: %w", addr, k, syscall.ENOENT)
 	}
-	if err := f.change(fmt.Sprintf("del-rs %s %s", k, addr)); err != nil {
-		return err
-	}
+	f.change(fmt.Sprintf("del-rs %s %s", k, addr))
 	delete(s.real, addr)
 	return nil
 }
 
 // SetTimeouts implements ipvs.Interface.
 func (f *IPVS) SetTimeouts(t ipvs.Timeouts) error {
+	if err := f.Take("SetTimeouts"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if t.TCP < 0 || t.TCPFin < 0 || t.UDP < 0 {
 		return fmt.Errorf("negative timeout: %w", syscall.EINVAL)
 	}
-	if err := f.change("set-timeouts"); err != nil {
-		return err
-	}
+	f.change("set-timeouts")
 	if t.TCP != 0 {
 		f.timeouts.TCP = t.TCP
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/switchyard-io/switchyard/pkg/fault"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 )
 
@@ -16,8 +17,11 @@ type fakeLink struct {
 }
 
 // Links is a strict fake of ipvs.Links: adding an address twice or removing a missing
-// one fails, as with the kernel.
+// one fails, as with the kernel. FailNext(method, err) makes the next call of one of
+// its ipvs.Links methods fail with err, changing nothing.
 type Links struct {
+	*fault.Injector
+
 	mu    sync.Mutex
 	links map[string]*fakeLink
 	ops   int
@@ -27,7 +31,7 @@ var _ ipvs.Links = &Links{}
 
 // NewLinks returns a fake with one physical link, "eth0", holding the given addresses.
 func NewLinks(eth0 ...netip.Addr) *Links {
-	return &Links{links: map[string]*fakeLink{"eth0": {kind: "device", addrs: slices.Clone(eth0)}}}
+	return &Links{Injector: fault.New("EnsureDummy", "DeleteLink", "Addresses", "AddAddress", "DeleteAddress"), links: map[string]*fakeLink{"eth0": {kind: "device", addrs: slices.Clone(eth0)}}}
 }
 
 // Ops returns how many changing operations were done.
@@ -47,6 +51,9 @@ func (f *Links) Exists(name string) bool {
 
 // EnsureDummy implements ipvs.Links.
 func (f *Links) EnsureDummy(name string) error {
+	if err := f.Take("EnsureDummy"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if l, ok := f.links[name]; ok {
@@ -62,6 +69,9 @@ func (f *Links) EnsureDummy(name string) error {
 
 // DeleteLink implements ipvs.Links.
 func (f *Links) DeleteLink(name string) error {
+	if err := f.Take("DeleteLink"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.links[name]; ok {
@@ -73,6 +83,9 @@ func (f *Links) DeleteLink(name string) error {
 
 // Addresses implements ipvs.Links.
 func (f *Links) Addresses(name string) ([]netip.Addr, error) {
+	if err := f.Take("Addresses"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l, ok := f.links[name]
@@ -86,6 +99,9 @@ func (f *Links) Addresses(name string) ([]netip.Addr, error) {
 
 // AddAddress implements ipvs.Links.
 func (f *Links) AddAddress(name string, ip netip.Addr) error {
+	if err := f.Take("AddAddress"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l, ok := f.links[name]
@@ -105,6 +121,9 @@ func (f *Links) AddAddress(name string, ip netip.Addr) error {
 
 // DeleteAddress implements ipvs.Links.
 func (f *Links) DeleteAddress(name string, ip netip.Addr) error {
+	if err := f.Take("DeleteAddress"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l, ok := f.links[name]
@@ -121,8 +140,11 @@ func (f *Links) DeleteAddress(name string, ip netip.Addr) error {
 }
 
 // Sysctl is a fake ipvs.Sysctl holding the parameters IPVS mode touches, at the
-// kernel's defaults; others do not exist.
+// kernel's defaults; others do not exist. FailNext("Get" or "Set", err) makes the
+// next such call fail with err, changing nothing.
 type Sysctl struct {
+	*fault.Injector
+
 	mu     sync.Mutex
 	values map[string]string
 }
@@ -131,7 +153,7 @@ var _ ipvs.Sysctl = &Sysctl{}
 
 // NewSysctl returns a fake with the kernel's defaults.
 func NewSysctl() *Sysctl {
-	return &Sysctl{values: map[string]string{
+	return &Sysctl{Injector: fault.New("Get", "Set"), values: map[string]string{
 		"net/ipv4/vs/conntrack":                 "0",
 		"net/ipv4/vs/conn_reuse_mode":           "1",
 		"net/ipv4/vs/expire_nodest_conn":        "0",
@@ -145,6 +167,9 @@ func NewSysctl() *Sysctl {
 
 // Get implements ipvs.Sysctl.
 func (f *Sysctl) Get(name string) (string, error) {
+	if err := f.Take("Get"); err != nil {
+		return "", err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, ok := f.values[name]
@@ -156,6 +181,9 @@ func (f *Sysctl) Get(name string) (string, error) {
 
 // Set implements ipvs.Sysctl.
 func (f *Sysctl) Set(name, value string) error {
+	if err := f.Take("Set"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.values[name]; !ok {

@@ -1,0 +1,77 @@
+package controller
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// TestProfilingOnlyWhenEnabled checks that /debug/pprof/ is served on the metrics
+// address only with --profiling, as in kube-proxy.
+// Mutation-checked: registering the pprof handlers unconditionally fails the
+// "profiling off" case.
+func TestProfilingOnlyWhenEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		profiling bool
+		want      int
+	}{
+		{"profiling off", false, http.StatusNotFound},
+		{"profiling on", true, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.EnableProfiling = tc.profiling
+			c := newController(cfg, "node1", fake.NewClientset())
+			rec := httptest.NewRecorder()
+			c.metricsMux().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+			if rec.Code != tc.want {
+				t.Errorf("GET /debug/pprof/: HTTP %d, want %d", rec.Code, tc.want)
+			}
+			rec = httptest.NewRecorder()
+			c.metricsMux().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/proxyMode", nil))
+			if rec.Code != http.StatusOK || rec.Body.String() != "iptables" {
+				t.Errorf("GET /proxyMode: HTTP %d %q, want 200 iptables", rec.Code, rec.Body.String())
+			}
+		})
+	}
+}
+
+// TestBindAddressHardFail checks that an address already in use is fatal only with
+// --bind-address-hard-fail; without it the proxy starts and retries the bind.
+// Mutation-checked: returning the error whatever BindAddressHardFail says fails the
+// "retry" case.
+func TestBindAddressHardFail(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name     string
+		hardFail bool
+		wantErr  bool
+	}{
+		{"retry", false, false},
+		{"hard fail", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.HealthzBindAddress = busy.Addr().String()
+			cfg.MetricsBindAddress = ""
+			cfg.BindAddressHardFail = tc.hardFail
+			c := newController(cfg, "node1", fake.NewClientset())
+			servers, err := c.startServers(context.Background())
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("startServers: %v, want error %v", err, tc.wantErr)
+			}
+			if servers != nil {
+				servers.shutdown()
+			}
+		})
+	}
+}

@@ -1,0 +1,66 @@
+package xtables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Hook is a jump from a built-in chain into one of the proxy's chains. Hooks are not
+// part of a restore payload: a restore cannot insert a rule only if it is missing, so
+// each one is ensured separately (check, then insert at the top).
+type Hook struct {
+	// Table is TableFilter or TableNAT.
+	Table Table
+	// Chain is the built-in chain the jump lives in.
+	Chain Chain
+	// Target is the proxy's chain it jumps to.
+	Target Chain
+	// Args are the rule's matches and jump, as iptables arguments.
+	Args []string
+}
+
+// EnsureHooks creates each hook's target chain and inserts its jump at the top of its
+// built-in chain unless it is already there, in order. It goes on after a failure so
+// that one bad hook does not leave the others missing, and returns every error.
+func EnsureHooks(ctx context.Context, ipt Interface, hooks []Hook) error {
+	var errs []error
+	for _, h := range hooks {
+		if err := ipt.EnsureChain(ctx, h.Table, h.Target); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ipt.EnsureRule(ctx, h.Table, h.Chain, h.Args...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ensuring hook rules: %w", err)
+	}
+	return nil
+}
+
+// EnsureCanary creates ChainCanary in every CanaryTables table.
+func EnsureCanary(ctx context.Context, ipt Interface) error {
+	var errs []error
+	for _, table := range CanaryTables() {
+		if err := ipt.EnsureChain(ctx, table, ChainCanary); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ensuring canary chains: %w", err)
+	}
+	return nil
+}
+
+// CanaryPresent reports whether ChainCanary still exists in every CanaryTables table.
+func CanaryPresent(ctx context.Context, ipt Interface) (bool, error) {
+	for _, table := range CanaryTables() {
+		ok, err := ipt.ChainExists(ctx, table, ChainCanary)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
