@@ -230,7 +230,6 @@ func RenderPartial(prev, next *endpoints.Snapshot, changed []endpoints.ServicePo
 	plan := &Plan{}
 	filter := &tableWriter{stats: &plan.Stats}
 	nat := &tableWriter{stats: &plan.Stats}
-	defer func() { plan.Stats.FilterWritten, plan.Stats.NATWritten = filter.written, nat.written }()
 	for _, name := range changed {
 		var before, after *fragment
 		if port := prev.Services[name]; port != nil {
@@ -249,6 +248,7 @@ func RenderPartial(prev, next *endpoints.Snapshot, changed []endpoints.ServicePo
 		plan.Stats.FilterDelta += newFilter - oldFilter
 		plan.Stats.NATDelta += newNAT - oldNAT
 	}
+	plan.Stats.FilterWritten, plan.Stats.NATWritten = filter.written, nat.written
 	if filter.empty() && nat.empty() {
 		return plan
 	}
