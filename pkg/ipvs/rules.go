@@ -184,3 +184,29 @@ func Sysctls(cfg *Config) [][2]string {
 	}
 	return out
 }
+
+// RuleCounts counts iptables rules per table.
+type RuleCounts struct {
+	FilterRules, NATRules int
+}
+
+// countRules counts the rules a restore payload writes in the filter and nat tables
+// (kube-proxy's sync_proxy_rules_iptables_last{table}).
+func countRules(payload []byte) RuleCounts {
+	var st RuleCounts
+	table := ""
+	for line := range bytes.Lines(payload) {
+		switch {
+		case bytes.HasPrefix(line, []byte("*")):
+			table = string(bytes.TrimSpace(line[1:]))
+		case bytes.HasPrefix(line, []byte("-A ")), bytes.HasPrefix(line, []byte("-I ")), bytes.HasPrefix(line, []byte("-D ")):
+			switch table {
+			case "filter":
+				st.FilterRules++
+			case "nat":
+				st.NATRules++
+			}
+		}
+	}
+	return st
+}

@@ -74,6 +74,7 @@ type suite struct {
 	node5                      *testbed.Node
 	a1, a2, b1, b2, b3, c1, c2 *testbed.Pod
 	sy1, sy2                   *testbed.Switchyard
+	kp3                        *testbed.KubeProxy // kube-proxy v1.37.2 on node-3, the peer of differential tests
 	services                   map[string]*v1.Service
 }
 
@@ -110,7 +111,7 @@ func testIPTables(t *testing.T, backend string) {
 	// and node-5 use Switchyard's flags.
 	s.sy1 = c.AddSwitchyard(t, s.node1, testbed.SwitchyardOptions{AsKubeProxy: true})
 	s.sy2 = c.AddSwitchyard(t, s.node2, testbed.SwitchyardOptions{AsKubeProxy: true})
-	c.AddKubeProxy(t, s.node3, "iptables")
+	s.kp3 = c.AddKubeProxy(t, s.node3, "iptables")
 
 	t.Run("rules are in the chosen backend", func(t *testing.T) { s.testBackend(t, backend) })
 	t.Run("reachability", s.testReachability)
@@ -125,6 +126,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("UDP flows leave a removed endpoint", s.testUDPConntrack)
 	t.Run("delete service removes its rules", s.testDeleteService)
 	t.Run("metrics", s.testMetrics)
+	t.Run("metrics match kube-proxy", s.testMetricsMatchKubeProxy)
 	t.Run("differential against kube-proxy", s.testDifferential)
 	t.Run("flushed tables are rebuilt", s.testFlushRecovery)
 	t.Run("restart under load", s.testRestartUnderLoad)
