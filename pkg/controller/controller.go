@@ -24,10 +24,10 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/health"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/metrics"
 	"github.com/switchyard-io/switchyard/pkg/nfacct"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/runner"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
@@ -57,19 +57,27 @@ type Controller struct {
 	// kernel is where InitNode writes; nodeState what it found (see nodeinit.go).
 	kernel    nodeKernel
 	nodeState NodeState
-	// probeNFAcct opens the kernel's nfacct subsystem; tests replace it. nfacct is
-	// what it found, nil where the kernel has none (see nfacct.go).
+	// probeNFAcct opens the kernel's nfacct subsystem; New sets it, so a Controller
+	// from newController (tests) never touches nfacct. nfacct is what it found, nil
+	// where the kernel has none or it was not probed (see nfacct.go).
 	probeNFAcct func() (nfacct.Interface, error)
 	nfacct      nfacct.Interface
-	// lastSynced is the last snapshot every proxier applied.
+	// now is the Providers' clock (periodic full syncs); tests replace it.
+	now func() time.Time
+	// onSynced, when set, is told each Provider's sync result; scenario tests read it.
+	onSynced func(family v1.IPFamily, res proxy.Result, err error)
+	// lastSynced is the last snapshot every Provider applied.
 	lastSynced *endpoints.Snapshot
 
-	mu sync.Mutex
-	// facts are the node's facts the proxiers were built for.
-	facts    node.Facts
-	proxiers []*iptables.Proxier
-	// ipvs holds the IPVS-mode proxiers (see ipvs.go).
+	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
+
+	mu sync.Mutex
+	// facts are the node's facts the providers were built for.
+	facts node.Facts
+	// providers program the kernel, one per IP family, in the configured mode; nil
+	// until the node is known.
+	providers []proxy.Provider
 }
 
 // New builds a Controller from cfg: it checks the configuration and connects to the
@@ -95,7 +103,11 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)
 	}
-	return newController(cfg, nodeName, client), nil
+	c := newController(cfg, nodeName, client)
+	// Only the daemon probes nfacct: creating its counters changes the network
+	// namespace, which tests built with newController must never do.
+	c.probeNFAcct = probeNFAcct
+	return c, nil
 }
 
 // newController wires a Controller around a client; tests pass a fake one.
@@ -114,7 +126,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 	c.newIPTables = c.openIPTables
 	c.conntrack = conntrack.Netlink{}
 	c.kernel = realNodeKernel()
-	c.probeNFAcct = probeNFAcct
+	c.now = time.Now
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
 }
@@ -135,6 +147,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.nodeState = state
 	c.setUpNFAcct(ctx)
+	c.services.OnServeError(func(err error) {
+		logger.Error(err, "Health-check server stopped; the load balancer will see this node as unhealthy")
+	})
 	defer c.services.Close()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
@@ -193,7 +208,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.buildProxiers(ctx, facts); err != nil {
+	if err := c.buildProviders(ctx, facts); err != nil {
 		return err
 	}
 

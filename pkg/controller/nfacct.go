@@ -23,7 +23,7 @@ func probeNFAcct() (nfacct.Interface, error) {
 // not, the rules are written without -m nfacct and the metrics are absent, as
 // kube-proxy does ("nfacct based metrics won't be available").
 func (c *Controller) setUpNFAcct(ctx context.Context) {
-	if c.isIPVS() || c.probeNFAcct == nil {
+	if c.cfg.Mode != "iptables" || c.probeNFAcct == nil {
 		return
 	}
 	logger := klog.FromContext(ctx)
