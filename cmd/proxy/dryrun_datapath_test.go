@@ -96,3 +96,19 @@ func TestDryRunDatapathBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunIPVSDetectLocal checks the IPVS-mode dry-run takes the same flags: the
+// companion cluster-IP masquerade rule uses the detector, the marks the bit.
+func TestDryRunIPVSDetectLocal(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"dry-run", "--mode", "ipvs", "-f", "../../manifests/examples/", "--detect-local-mode", "InterfaceNamePrefix",
+		"--pod-interface-name-prefix", "cali", "--iptables-masquerade-bit", "3"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"--match-set KUBE-CLUSTER-IP dst,dst ! -i cali+ -j KUBE-MARK-MASQ", "-A KUBE-MARK-MASQ -j MARK --or-mark 0x8"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("IPVS dry-run lacks %q", want)
+		}
+	}
+}
