@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 )
 
 // bindRetryInterval is how often a server that could not bind tries again, as
-// kube-proxy retries without --bind-address-hard-fail.
-const bindRetryInterval = 5 * time.Second
+// kube-proxy retries without --bind-address-hard-fail. A variable so that a test can
+// shorten it.
+var bindRetryInterval = 5 * time.Second
 
 // httpServers are the daemon's health and metrics endpoints.
 type httpServers struct {
@@ -109,22 +111,15 @@ func (s *httpServers) serve(logger klog.Logger, ln net.Listener, handler http.Ha
 
 // retry binds addr every bindRetryInterval until it succeeds or ctx ends.
 func (s *httpServers) retry(ctx context.Context, logger klog.Logger, addr string, handler http.Handler) {
-	ticker := time.NewTicker(bindRetryInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
+	_ = wait.PollUntilContextCancel(ctx, bindRetryInterval, false, func(context.Context) (bool, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			logger.V(2).Info("Still cannot listen", "address", addr, "err", err)
-			continue
+			return false, nil
 		}
 		s.serve(logger, ln, handler)
-		return
-	}
+		return true, nil
+	})
 }
 
 func (s *httpServers) shutdown() {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -73,5 +74,42 @@ func TestBindAddressHardFail(t *testing.T) {
 				servers.shutdown()
 			}
 		})
+	}
+}
+
+// TestBindRetryServesOnceFree checks that without --bind-address-hard-fail a health
+// address that was busy at start is served as soon as it is free.
+// Mutation-checked: closing the new listener instead of serving it in retry fails
+// this test.
+func TestBindRetryServesOnceFree(t *testing.T) {
+	defer func(old time.Duration) { bindRetryInterval = old }(bindRetryInterval)
+	bindRetryInterval = 20 * time.Millisecond
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := busy.Addr().String()
+	cfg := Defaults()
+	cfg.HealthzBindAddress = addr
+	cfg.MetricsBindAddress = ""
+	c := newController(cfg, "node1", fake.NewClientset())
+	servers, err := c.startServers(context.Background())
+	if err != nil {
+		t.Fatalf("startServers: %v", err)
+	}
+	defer servers.shutdown()
+	busy.Close()
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/livez")
+		if err == nil {
+			resp.Body.Close()
+			return // served: any status shows the health handler answers
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /livez on %s after the address was freed: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

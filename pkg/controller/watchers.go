@@ -16,15 +16,21 @@ const reasonCanary = "canary chain missing: the tables were flushed"
 // Provider's check fails, someone flushed the tables (a firewall reload), and its next
 // sync rewrites everything.
 func (c *Controller) watchCanary(ctx context.Context) {
-	ticker := time.NewTicker(c.cfg.CanaryInterval)
+	every(ctx, c.cfg.CanaryInterval, c.checkCanaries)
+}
+
+// every calls fn once per interval, the first time one interval from now, until ctx
+// ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+			fn(ctx)
 		}
-		c.checkCanaries(ctx)
 	}
 }
 
@@ -57,16 +63,7 @@ func (c *Controller) watchTerminating(ctx context.Context) {
 	if interval <= 0 {
 		interval = terminationCheckInterval
 	}
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		c.checkTerminating(ctx)
-	}
+	every(ctx, interval, c.checkTerminating)
 }
 
 // checkTerminating runs one termination check over every Provider that has one, and
