@@ -51,6 +51,8 @@ func startDaemon(t *testing.T) *daemon {
 		_ = cmd.Process.Kill()
 		if t.Failed() || os.Getenv("SWITCHYARD_VM_VERBOSE") != "" {
 			t.Logf("daemon log (last 60 lines):\n%s", tail(daemonLog, 60))
+		} else if problems := warningsAndErrors(daemonLog); problems != "" {
+			t.Logf("the daemon's warnings and errors:\n%s", problems)
 		}
 	})
 	return d
@@ -74,6 +76,21 @@ func tail(path string, n int) string {
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// warningsAndErrors returns the klog warning and error lines of a log.
+func warningsAndErrors(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "W") || strings.HasPrefix(line, "E") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // eventually polls check every 200ms until it returns nil, the daemon exits, or the

@@ -120,6 +120,10 @@ func TestDaemonInVM(t *testing.T) {
 		}
 	}()
 
+	var env []string
+	if v := os.Getenv("SWITCHYARD_VM_VERBOSE"); v != "" {
+		env = append(env, "SWITCHYARD_VM_VERBOSE="+v) // the guest logs the daemon's log too
+	}
 	vmCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	res, err := vm.Run(vmCtx, vm.Config{
@@ -134,6 +138,7 @@ func TestDaemonInVM(t *testing.T) {
 			"/usr/local/bin/ipvs.test": b.guestTest,
 		},
 		Command: []string{"ipvs.test", "-test.run", "^TestGuestDaemon$", "-test.v", "-test.count=1"},
+		Env:     env,
 		Timeout: 4 * time.Minute,
 		Output:  console,
 	})
@@ -145,9 +150,11 @@ func TestDaemonInVM(t *testing.T) {
 	t.Logf("guest: boot %v, run %v, total %v (%s); whole test %v", res.BootTime.Round(10*time.Millisecond),
 		res.RunTime.Round(10*time.Millisecond), res.Total.Round(10*time.Millisecond), res.Accel,
 		time.Since(start).Round(10*time.Millisecond))
-	for _, line := range strings.Split(res.Output, "\n") {
-		if strings.Contains(line, ".go:") || strings.HasPrefix(strings.TrimSpace(line), "---") {
-			t.Log(strings.TrimSpace(line))
+	if len(env) == 0 { // verbose runs have logged the whole console already
+		for _, line := range strings.Split(res.Output, "\n") {
+			if strings.Contains(line, ".go:") || strings.HasPrefix(strings.TrimSpace(line), "---") {
+				t.Log(strings.TrimSpace(line))
+			}
 		}
 	}
 	for _, err := range stepErrs {
