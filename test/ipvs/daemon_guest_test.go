@@ -239,14 +239,16 @@ func TestGuestDaemon(t *testing.T) {
 	d := startDaemon(t)
 
 	// /healthz answers 200 only after the first sync of every family.
+	// mutation-checked: pkg/controller's syncIPVS without afterSync (health never
+	// updated) fails here with HTTP 503 "no successful sync yet"; pkg/kubeproxyconfig
+	// ignoring the file's mode (out.Mode = "iptables") fails here too, as the iptables
+	// proxier cannot load its rules in this guest (no xt_statistic).
 	eventually(t, d, 90*time.Second, "/healthz 200", healthz)
 	t.Logf("daemon healthy %v after start", time.Since(start).Round(10*time.Millisecond))
 
 	// The Service and EndpointSlice the host created before the boot: rr over pod-a and
 	// pod-b, the service IP bound on kube-ipvs0, and the default/kubernetes Service with
 	// the apiserver as its real server.
-	// mutation-checked: removing the kubeadm link (starting switchyard without
-	// --config's mode) fails here: the iptables proxier programs no IPVS.
 	eventually(t, d, 30*time.Second, "web rr over pod-a, pod-b", expectReal(webClusterIP, webPort, "rr", pods["pod-a"]+":8080", pods["pod-b"]+":8080"))
 	eventually(t, d, 30*time.Second, "kubernetes Service programmed", expectReal(kubernetesClusterIP, 443, "rr", kubernetesEndpoint))
 	if ok, err := boundOnDummy(webClusterIP); err != nil || !ok {
@@ -258,6 +260,8 @@ func TestGuestDaemon(t *testing.T) {
 
 	// An endpoint change through the API: pod-a leaves (drained: weight 0 until its
 	// connections are gone), pod-c arrives.
+	// mutation-checked: pkg/ipvs never lowering a removed real server's weight
+	// (`if a.real[addr] != 0` -> `if false`) fails the wait below: pod-a keeps weight 1.
 	announce(t, stepEndpointsBC)
 	eventually(t, d, 60*time.Second, "web rr over pod-b, pod-c", expectReal(webClusterIP, webPort, "rr", pods["pod-b"]+":8080", pods["pod-c"]+":8080"))
 	if got := countPods(t, 10, "", web); !cmp.Equal(got, map[string]int{"pod-b": 5, "pod-c": 5}) {
