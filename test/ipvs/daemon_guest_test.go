@@ -7,6 +7,7 @@ package ipvs
 // host's kube-apiserver. The node's pods and the outside client are topology()'s.
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -222,6 +223,25 @@ func boundOnDummy(ip string) (bool, error) {
 	return false, nil
 }
 
+// apiThroughService fetches the apiserver's /version (readable without credentials)
+// through the kubernetes Service's cluster IP.
+func apiThroughService() error {
+	client := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+		// The testbed's serving certificate is self-signed and names 10.250.0.1.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a throwaway test cluster
+	}}
+	resp, err := client.Get(fmt.Sprintf("https://%s:443/version", kubernetesClusterIP))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "gitVersion") {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+	}
+	return nil
+}
+
 // announce asks the host for the next API change (see stepMarker).
 func announce(t *testing.T, step string) {
 	t.Helper()
@@ -257,6 +277,10 @@ func TestGuestDaemon(t *testing.T) {
 	if got := countPods(t, 10, "", web); !cmp.Equal(got, map[string]int{"pod-a": 5, "pod-b": 5}) {
 		t.Errorf("10 connections to %s through rr: %v, want 5 each on pod-a and pod-b", web, got)
 	}
+	// A process on the node reaches kube-apiserver through default/kubernetes: IPVS
+	// sends 10.96.0.1:443 to 10.250.0.1:6443 out of eth0, and the daemon's masquerade
+	// rule gives it the node's source address, which QEMU's user network answers.
+	eventually(t, d, 20*time.Second, "kube-apiserver through the kubernetes Service", apiThroughService)
 
 	// An endpoint change through the API: pod-a leaves (drained: weight 0 until its
 	// connections are gone), pod-c arrives.
