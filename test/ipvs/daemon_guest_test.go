@@ -242,6 +242,32 @@ func apiThroughService() error {
 	return nil
 }
 
+// masqueradedToNode checks conntrack's entries of connections to the kubernetes
+// Service: their replies must come back to the node's address (masqueraded), not to
+// the VIP the connection started from.
+func masqueradedToNode() error {
+	out, err := exec.Command("conntrack", "-L", "-p", "tcp", "--orig-dst", kubernetesClusterIP, "--orig-port-dst", "443").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("conntrack -L: %v\n%s", err, out)
+	}
+	var replies []string
+	for _, line := range strings.Split(string(out), "\n") {
+		var dsts []string
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "dst="); ok {
+				dsts = append(dsts, v)
+			}
+		}
+		if len(dsts) == 2 { // original tuple, then reply tuple
+			replies = append(replies, dsts[1])
+		}
+	}
+	if len(replies) == 0 || slices.ContainsFunc(replies, func(r string) bool { return r != guestIP }) {
+		return fmt.Errorf("connections to %s:443 are answered to %v, want all to the node's %s (masqueraded):\n%s", kubernetesClusterIP, replies, guestIP, out)
+	}
+	return nil
+}
+
 // announce asks the host for the next API change (see stepMarker).
 func announce(t *testing.T, step string) {
 	t.Helper()
@@ -278,9 +304,16 @@ func TestGuestDaemon(t *testing.T) {
 		t.Errorf("10 connections to %s through rr: %v, want 5 each on pod-a and pod-b", web, got)
 	}
 	// A process on the node reaches kube-apiserver through default/kubernetes: IPVS
-	// sends 10.96.0.1:443 to 10.250.0.1:6443 out of eth0, and the daemon's masquerade
-	// rule gives it the node's source address, which QEMU's user network answers.
+	// sends 10.96.0.1:443 to 10.250.0.1:6443 out of eth0. The connection's source is the
+	// VIP itself (a local address), so the daemon's KUBE-MARK-MASQ rule for sources
+	// outside the cluster CIDR must masquerade it to the node's address; QEMU's user
+	// network answers any source, so conntrack's reply tuple is what shows it.
+	// mutation-checked: pkg/ipvs's cluster-IP rule jumping to RETURN instead of
+	// KUBE-MARK-MASQ fails the conntrack check (reply to 10.96.0.1), not the fetch.
 	eventually(t, d, 20*time.Second, "kube-apiserver through the kubernetes Service", apiThroughService)
+	if err := masqueradedToNode(); err != nil {
+		t.Error(err)
+	}
 
 	// An endpoint change through the API: pod-a leaves (drained: weight 0 until its
 	// connections are gone), pod-c arrives.
