@@ -51,9 +51,10 @@ type StaleUDP struct {
 	allowed map[netip.AddrPort]map[netip.AddrPort]struct{}
 }
 
-// NewStaleUDP builds the filter for a sync from prev (nil at start) to next. Only UDP
-// service ports changed in next are considered when prev is set; at start, all UDP
-// service ports are.
+// NewStaleUDP builds the filter for a sync from prev (the snapshot last applied, nil at
+// start) to next. Only the UDP service ports changed since prev
+// (next.ChangedSince(prev)) are considered, however many snapshots were taken in
+// between; when that is unknown, and at start, all UDP service ports are.
 func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP {
 	f := &StaleUDP{allowed: map[netip.AddrPort]map[netip.AddrPort]struct{}{}}
 	add := func(port *endpoints.ServicePort, eps []*endpoints.Endpoint) {
@@ -88,14 +89,21 @@ func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP
 			}
 		}
 	}
-	if prev == nil {
+	changed, ok := next.ChangedSince(prev)
+	if !ok {
+		// What changed since prev is unknown: check every UDP port, old and new.
+		changed = map[endpoints.ServicePortName]struct{}{}
 		for name := range next.Services {
-			consider(name)
+			changed[name] = struct{}{}
 		}
-	} else {
-		for name := range next.Changed {
-			consider(name)
+		if prev != nil {
+			for name := range prev.Services {
+				changed[name] = struct{}{}
+			}
 		}
+	}
+	for name := range changed {
+		consider(name)
 	}
 	return f
 }

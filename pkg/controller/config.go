@@ -22,7 +22,7 @@ type Config struct {
 	Kubeconfig string
 	// NodeName is this node's name (--hostname-override); empty means the host name.
 	NodeName string
-	// Mode is the proxy mode; only "iptables" is implemented.
+	// Mode is the proxy mode: a name registered in modes (proxiers.go).
 	Mode string
 	// ClusterCIDRs are the pod ranges, at most one per family (--cluster-cidr).
 	ClusterCIDRs []netip.Prefix
@@ -175,8 +175,8 @@ func Defaults() Config {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Mode != "iptables" && c.Mode != "ipvs" {
-		errs = append(errs, fmt.Errorf("--proxy-mode %q: want iptables or ipvs", c.Mode))
+	if _, ok := modes[c.Mode]; !ok {
+		errs = append(errs, fmt.Errorf("--proxy-mode %q: want %s", c.Mode, strings.Join(ModeNames(), " or ")))
 	}
 	if err := c.IPVS.validate(); err != nil {
 		errs = append(errs, err)

@@ -24,9 +24,9 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/health"
-	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/metrics"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/runner"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
@@ -53,15 +53,22 @@ type Controller struct {
 	newIPTables func(ctx context.Context, family v1.IPFamily) (xtables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
-	// lastSynced is the last snapshot every proxier applied.
+	// now is the Providers' clock (periodic full syncs); tests replace it.
+	now func() time.Time
+	// onSynced, when set, is told each Provider's sync result; scenario tests read it.
+	onSynced func(family v1.IPFamily, res proxy.Result, err error)
+	// lastSynced is the last snapshot every Provider applied.
 	lastSynced *endpoints.Snapshot
 
-	mu sync.Mutex
-	// facts are the node's facts the proxiers were built for.
-	facts    node.Facts
-	proxiers []*iptables.Proxier
-	// ipvs holds the IPVS-mode proxiers (see ipvs.go).
+	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
+
+	mu sync.Mutex
+	// facts are the node's facts the providers were built for.
+	facts node.Facts
+	// providers program the kernel, one per IP family, in the configured mode; nil
+	// until the node is known.
+	providers []proxy.Provider
 }
 
 // New builds a Controller from cfg: it checks the configuration and connects to the
@@ -105,6 +112,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 	c.events = c.broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "switchyard", Host: nodeName})
 	c.newIPTables = c.openIPTables
 	c.conntrack = conntrack.Netlink{}
+	c.now = time.Now
 	c.runner = runner.New("sync", c.sync, cfg.MinSyncPeriod, cfg.SyncPeriod)
 	return c
 }
@@ -115,6 +123,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", c.nodeName)
 	ctx = klog.NewContext(ctx, logger)
 	logger.Info("Starting switchyard", "mode", c.cfg.Mode)
+	c.services.OnServeError(func(err error) {
+		logger.Error(err, "Health-check server stopped; the load balancer will see this node as unhealthy")
+	})
 	defer c.services.Close()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
@@ -173,7 +184,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.buildProxiers(ctx, facts); err != nil {
+	if err := c.buildProviders(ctx, facts); err != nil {
 		return err
 	}
 

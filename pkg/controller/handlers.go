@@ -39,6 +39,7 @@ func trackerHandler[T interface {
 		if !ok {
 			return
 		}
+		logger.V(4).Info(kind+" event", "object", klog.KObj(o), "resourceVersion", o.GetResourceVersion())
 		if err := update(o); err != nil {
 			logger.Error(err, kind+" partly invalid", "object", klog.KObj(o))
 			c.metrics.InvalidObjects.WithLabelValues(kind).Inc()
@@ -54,6 +55,7 @@ func trackerHandler[T interface {
 				obj = tomb.Obj
 			}
 			if o, ok := obj.(T); ok {
+				logger.V(4).Info(kind+" deleted", "object", klog.KObj(o))
 				remove(o)
 				c.changed(isEndpoints)
 			}
@@ -68,7 +70,11 @@ func (c *Controller) changed(endpoints bool) {
 	} else {
 		c.metrics.ServiceChanges.Inc()
 	}
-	c.metrics.LastQueuedTimestamp.SetToCurrentTime()
+	c.setPending()
+	providers, _ := c.currentProviders()
+	for _, p := range providers {
+		c.metrics.LastQueuedTimestamp.WithLabelValues(string(p.Family())).SetToCurrentTime()
+	}
 	c.health.QueuedUpdate()
 	c.runner.Request()
 }
@@ -84,19 +90,23 @@ func (c *Controller) nodeHandler(ctx context.Context) cache.ResourceEventHandler
 			return
 		}
 		c.health.SetNodeDeleting(n.DeletionTimestamp != nil)
+		logger.V(4).Info("Node event", "node", klog.KObj(n), "resourceVersion", n.ResourceVersion)
 		facts, err := node.FromNode(n)
+		providers, current := c.currentProviders()
 		if err != nil {
+			// kube-proxy keeps programming with the addresses it has; so do we, but
+			// say so: a node without addresses is a misconfiguration worth seeing.
+			if providers != nil {
+				logger.Info("Node update without usable addresses; keeping the previous configuration", "node", klog.KObj(n), "err", err.Error(), "ips", current.IPs)
+			}
 			return
 		}
-		c.mu.Lock()
-		known := c.proxiers != nil
-		same := facts.Name == c.facts.Name && facts.Zone == c.facts.Zone && slices.Equal(facts.IPs, c.facts.IPs)
-		c.mu.Unlock()
-		if !known || same {
+		same := facts.Name == current.Name && facts.Zone == current.Zone && slices.Equal(facts.IPs, current.IPs)
+		if providers == nil || same {
 			return
 		}
 		logger.Info("Node changed; rebuilding the configuration", "ips", facts.IPs, "zone", facts.Zone)
-		if err := c.buildProxiers(ctx, facts); err != nil {
+		if err := c.buildProviders(ctx, facts); err != nil {
 			logger.Error(err, "Keeping the previous configuration")
 			return
 		}

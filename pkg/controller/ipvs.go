@@ -7,12 +7,10 @@ import (
 	"net/netip"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
-
-	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
+	v1 "k8s.io/api/core/v1"
 )
 
 // IPVSConfig holds the settings of --proxy-mode ipvs, with kube-proxy's flag names.
@@ -46,15 +44,11 @@ func (c *IPVSConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// ipvsMode is the controller's IPVS-mode state.
+// ipvsMode holds the controller's IPVS-mode hooks.
 type ipvsMode struct {
 	// openKernel opens the kernel interfaces of one family; tests replace it.
 	openKernel func(ctx context.Context, family v1.IPFamily) (ipvs.Kernel, error)
-	proxiers   []*ipvs.Proxier
 }
-
-// isIPVS reports whether the daemon runs in IPVS mode.
-func (c *Controller) isIPVS() bool { return c.cfg.Mode == "ipvs" }
 
 // ipvsConfigs returns one IPVS Config per IP family the node has addresses in.
 func ipvsConfigs(cfg *Config, facts node.Facts) []*ipvs.Config {
@@ -84,109 +78,24 @@ func (c *Controller) openIPVSKernel(ctx context.Context, family v1.IPFamily) (ip
 	return ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}, IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}, nil
 }
 
-// buildIPVSProxiers (re)creates one IPVS Proxier per family; each starts with a full
-// sync, which adopts what the kernel already holds.
-func (c *Controller) buildIPVSProxiers(ctx context.Context, facts node.Facts) error {
+// newIPVSProviders is IPVS mode's constructor: one Proxier per family, each starting
+// with a full sync, which adopts what the kernel already holds.
+func newIPVSProviders(ctx context.Context, c *Controller, facts node.Facts) ([]proxy.Provider, error) {
 	open := c.ipvs.openKernel
 	if open == nil {
 		open = c.openIPVSKernel
 	}
-	var proxiers []*ipvs.Proxier
+	var providers []proxy.Provider
 	for _, cfg := range ipvsConfigs(&c.cfg, facts) {
 		k, err := open(ctx, cfg.Family)
 		if err != nil {
-			return fmt.Errorf("%s: %w", cfg.Family, err)
+			return nil, fmt.Errorf("%s: %w", cfg.Family, err)
 		}
-		p, err := ipvs.NewProxier(cfg, k, c.cfg.FullSyncPeriod, nil)
+		p, err := ipvs.NewProxier(cfg, k, c.cfg.FullSyncPeriod, c.now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		proxiers = append(proxiers, p)
+		providers = append(providers, p)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// An empty, non-nil iptables list marks the node as known to the node handler
-	// while the canary watch has nothing to check.
-	c.facts, c.proxiers, c.ipvs.proxiers = facts, []*iptables.Proxier{}, proxiers
-	return nil
-}
-
-// syncIPVS is the runner's function in IPVS mode.
-func (c *Controller) syncIPVS(ctx context.Context) error {
-	logger := klog.FromContext(ctx)
-	c.mu.Lock()
-	proxiers := c.ipvs.proxiers
-	nodeName := c.facts.Name
-	c.mu.Unlock()
-	if len(proxiers) == 0 {
-		return errNoProxiers
-	}
-	start := time.Now()
-	snap := c.tracker.Snapshot()
-	var errs []error
-	for _, p := range proxiers {
-		res, err := p.Sync(ctx, snap)
-		c.metrics.ObserveSync(res.Full, res.Duration, err)
-		for _, serr := range res.ServiceErrors {
-			logger.Error(serr, "Service port not fully programmed", "family", p.Config().Family)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.Config().Family, err))
-			continue
-		}
-		kind := "partial"
-		if res.Full {
-			kind = "full"
-		}
-		logger.V(2).Info("Synced IPVS", "family", p.Config().Family, "sync", kind, "reason", res.Reason,
-			"servicePorts", res.Stats.Services, "virtualServers", res.Stats.VirtualServers,
-			"added", res.Stats.Added, "updated", res.Stats.Updated, "deleted", res.Stats.Deleted,
-			"realAdded", res.Stats.RealAdded, "realUpdated", res.Stats.RealUpdated, "realDeleted", res.Stats.RealDeleted,
-			"addresses", res.Stats.AddressesAdded-res.Stats.AddressesDeleted, "setChanges", res.Stats.SetChanges,
-			"elapsed", res.Duration)
-	}
-	if err := errors.Join(errs...); err != nil {
-		logger.Error(err, "IPVS sync failed; retrying with a full sync")
-		return err
-	}
-	c.afterSync(ctx, start, snap, nodeName)
-	return nil
-}
-
-// watchTerminating finishes graceful termination in IPVS mode: every interval it
-// deletes the drained real servers whose connections have ended (or whose grace period
-// is over). It returns at once in other modes.
-func (c *Controller) watchTerminating(ctx context.Context) {
-	if !c.isIPVS() {
-		return
-	}
-	logger := klog.FromContext(ctx)
-	interval := c.cfg.IPVS.TerminationCheckInterval
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		c.mu.Lock()
-		proxiers := c.ipvs.proxiers
-		c.mu.Unlock()
-		for _, p := range proxiers {
-			res, err := p.CheckTerminating(ctx)
-			if err != nil {
-				logger.Error(err, "Checking draining real servers", "family", p.Config().Family)
-			}
-			for _, d := range res.Deleted {
-				logger.V(2).Info("Deleted drained real server", "realServer", d)
-			}
-			if res.Remaining > 0 {
-				logger.V(4).Info("Real servers still draining", "family", p.Config().Family, "count", res.Remaining)
-			}
-		}
-	}
+	return providers, nil
 }

@@ -4,141 +4,209 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/node"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 )
 
-// sync is the runner's function: one snapshot, then render and apply per family.
+// sync is the runner's function, the same for every mode: one snapshot, then each
+// Provider syncs its family from it.
 func (c *Controller) sync(ctx context.Context) error {
-	if c.isIPVS() {
-		return c.syncIPVS(ctx)
-	}
 	logger := klog.FromContext(ctx)
-	c.mu.Lock()
-	proxiers := c.proxiers
-	nodeName := c.facts.Name
-	c.mu.Unlock()
-	if len(proxiers) == 0 {
+	providers, facts := c.currentProviders()
+	if len(providers) == 0 {
 		return errNoProxiers
 	}
 
 	start := time.Now()
 	snap := c.tracker.Snapshot()
+	c.setPending()
 	var errs []error
-	for _, p := range proxiers {
+	for _, p := range providers {
 		res, err := p.Sync(ctx, snap)
-		elapsed := res.RenderTime + res.ApplyTime
-		c.metrics.ObserveSync(res.Full, elapsed, err)
+		c.recordSync(ctx, p.Family(), res, err)
 		if err != nil {
-			c.metrics.RestoreFailures.Inc()
-			errs = append(errs, fmt.Errorf("%s: %w", p.Config().Family, err))
+			errs = append(errs, fmt.Errorf("%s: %w", p.Family(), err))
 			continue
 		}
-		kind := "partial"
-		if res.Full {
-			kind = "full"
-			c.metrics.RulesTotal.WithLabelValues("filter").Set(float64(res.Stats.FilterRules))
-			c.metrics.RulesTotal.WithLabelValues("nat").Set(float64(res.Stats.NATRules))
-		}
-		c.metrics.RulesLast.WithLabelValues("all").Set(float64(res.Stats.Rules))
-		c.metrics.RestoreBytes.WithLabelValues(kind).Observe(float64(res.PayloadBytes))
-		logger.V(2).Info("Synced", "family", p.Config().Family, "sync", kind, "reason", res.Reason,
-			"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "rules", res.Stats.Rules,
-			"deletedChains", res.Stats.DeletedChains, "bytes", res.PayloadBytes,
-			"render", res.RenderTime, "apply", res.ApplyTime)
+		c.recordSynced(ctx, p.Family(), snap, facts.Name)
 	}
 	if err := errors.Join(errs...); err != nil {
-		// The changes in snap are not lost: a failed proxier renders its next sync in
-		// full from a newer snapshot, which includes them.
+		// The changes in snap are not lost: a failed Provider syncs in full next time,
+		// from a newer snapshot, which includes them.
 		logger.Error(err, "Sync failed; retrying with a full sync")
 		return err
 	}
 
-	c.afterSync(ctx, start, snap, nodeName)
+	c.afterSync(ctx, start, snap, facts)
 	return nil
 }
 
-// afterSync does what follows a sync that every proxier applied, in either mode:
-// health, metrics, network programming latency, stale UDP flows, health-check ports.
-func (c *Controller) afterSync(ctx context.Context, start time.Time, snap *endpoints.Snapshot, nodeName string) {
+// recordSync logs and counts one Provider's sync, successful or not.
+func (c *Controller) recordSync(ctx context.Context, family v1.IPFamily, res proxy.Result, err error) {
 	logger := klog.FromContext(ctx)
+	fam := string(family)
+	if c.onSynced != nil {
+		c.onSynced(family, res, err)
+	}
+	c.metrics.ObserveSync(fam, res.Full, res.Duration, err)
+	for _, serr := range res.ServiceErrors {
+		logger.Error(serr, "Service port not fully programmed", "family", family)
+	}
+	// -v=9: every payload as written to the kernel, one log entry per write.
+	if payloadLogger := logger.V(9); payloadLogger.Enabled() {
+		for _, p := range res.Payloads {
+			payloadLogger.Info("Payload", "family", family, "kind", p.Kind, "payload", string(p.Data))
+		}
+	}
+	if err != nil {
+		if res.RestoreFailed {
+			c.metrics.RestoreFailures.WithLabelValues(fam).Inc()
+			if !res.Full {
+				c.metrics.PartialRestoreFailures.WithLabelValues(fam).Inc()
+			}
+		}
+		return
+	}
+	c.metrics.SetRules(fam, res.RulesWritten, res.RulesTotal)
+	for _, p := range res.Payloads {
+		if p.Kind == proxy.PayloadIPTablesRestore {
+			c.metrics.RestoreBytes.WithLabelValues(res.Kind()).Observe(float64(len(p.Data)))
+		}
+	}
+	logger.V(2).Info("Synced", append([]any{"family", family, "sync", res.Kind(), "reason", res.Reason, "elapsed", res.Duration}, res.Details...)...)
+}
+
+// recordSynced records what follows one family's successful sync: its last-sync time,
+// network programming latency and services without local endpoints, as kube-proxy's
+// per-family proxiers do.
+func (c *Controller) recordSynced(ctx context.Context, family v1.IPFamily, snap *endpoints.Snapshot, nodeName string) {
+	logger := klog.FromContext(ctx)
+	fam := string(family)
 	now := time.Now()
-	c.health.Updated(start)
-	c.metrics.LastSyncTimestamp.Set(float64(now.Unix()))
+	// Fractional seconds, as kube-proxy's SetToCurrentTime: two syncs within a second differ.
+	c.metrics.LastSyncTimestamp.WithLabelValues(fam).Set(float64(now.UnixNano()) / 1e9)
 	for svc, trigger := range snap.TriggerTimes {
 		latency := now.Sub(trigger)
-		c.metrics.NetworkProgramming.Observe(latency.Seconds())
-		logger.V(4).Info("Network programming", "service", klog.KRef(svc.Namespace, svc.Name), "elapsed", latency)
+		c.metrics.NetworkProgramming.WithLabelValues(fam).Observe(latency.Seconds())
+		logger.V(4).Info("Network programming", "family", family, "service", klog.KRef(svc.Namespace, svc.Name), "elapsed", latency)
 	}
-	c.cleanConntrack(ctx, snap)
-	ports, ready := healthChecks(snap, nodeName)
+	internal, external := noLocalEndpoints(snap, family, nodeName)
+	c.metrics.NoLocalEndpoints.WithLabelValues("internal", fam).Set(float64(internal))
+	c.metrics.NoLocalEndpoints.WithLabelValues("external", fam).Set(float64(external))
+}
+
+// setPending sets kube-proxy's *_changes_pending gauges from the tracker.
+func (c *Controller) setPending() {
+	services, slices := c.tracker.PendingChanges()
+	c.metrics.ServiceChangesPending.Set(float64(services))
+	c.metrics.EndpointChangesPending.Set(float64(slices))
+}
+
+// afterSync does what follows a sync that every Provider applied: health, stale UDP
+// flows, health-check ports.
+func (c *Controller) afterSync(ctx context.Context, start time.Time, snap *endpoints.Snapshot, facts node.Facts) {
+	logger := klog.FromContext(ctx)
+	c.health.Updated(start)
+	c.cleanConntrack(ctx, snap, facts)
+	ports, ready := healthChecks(snap, facts.Name)
 	if err := c.services.Sync(ports, ready); err != nil {
 		logger.Error(err, "Some health-check node ports could not be served")
 	}
 }
 
 // healthChecks returns the health-check node port of every externalTrafficPolicy
-// Local LoadBalancer service and its count of ready endpoints on this node.
+// Local LoadBalancer service and its count of ready endpoints on this node. As in
+// kube-proxy, the count is of distinct endpoint IPs over all the service's ports, so
+// a pod serving two ports counts once; on a dual-stack node it is the larger of the
+// two families' counts (kube-proxy's proxiers each report their own family's).
 func healthChecks(snap *endpoints.Snapshot, nodeName string) (map[types.NamespacedName]int32, map[types.NamespacedName]int) {
 	ports := map[types.NamespacedName]int32{}
-	ready := map[types.NamespacedName]int{}
+	localIPs := map[types.NamespacedName]map[netip.Addr]struct{}{}
 	for name, port := range snap.Services {
 		if port.HealthCheckNodePort == 0 {
 			continue
 		}
 		ports[name.NamespacedName] = port.HealthCheckNodePort
-		ready[name.NamespacedName] += endpoints.LocalReadyCount(snap.Endpoints[name], nodeName)
+		ips := localIPs[name.NamespacedName]
+		if ips == nil {
+			ips = map[netip.Addr]struct{}{}
+			localIPs[name.NamespacedName] = ips
+		}
+		for _, ep := range snap.Endpoints[name] {
+			if ep.NodeName == nodeName && ep.Ready {
+				ips[ep.IP] = struct{}{}
+			}
+		}
+	}
+	ready := map[types.NamespacedName]int{}
+	for svc, ips := range localIPs {
+		perFamily := map[v1.IPFamily]int{}
+		for ip := range ips {
+			perFamily[endpoints.FamilyOf(ip)]++
+		}
+		ready[svc] = max(perFamily[v1.IPv4Protocol], perFamily[v1.IPv6Protocol])
 	}
 	return ports, ready
 }
 
-// watchCanary checks the canary chains every CanaryInterval. When one is gone, someone
-// flushed the tables, and the next sync rewrites everything.
-func (c *Controller) watchCanary(ctx context.Context) {
-	logger := klog.FromContext(ctx)
-	ticker := time.NewTicker(c.cfg.CanaryInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
+// noLocalEndpoints counts, for one family, the service ports with a Local traffic
+// policy that have endpoints in the cluster but none usable on this node: kube-proxy's
+// sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"|"external"},
+// which counts the ports whose traffic is dropped for that reason.
+func noLocalEndpoints(snap *endpoints.Snapshot, family v1.IPFamily, nodeName string) (internal, external int) {
+	topo := endpoints.NodeTopology{Name: nodeName}
+	for name, port := range snap.Services {
+		if !port.UsesLocalEndpoints() || !port.ClusterIP(family).IsValid() {
+			continue
 		}
-		c.mu.Lock()
-		proxiers := c.proxiers
-		c.mu.Unlock()
-		for _, p := range proxiers {
-			ok, err := p.CanaryPresent(ctx)
-			if err != nil {
-				logger.Error(err, "Checking the canary chains")
-				continue
+		var eps []*endpoints.Endpoint
+		for _, ep := range snap.Endpoints[name] {
+			if endpoints.FamilyOf(ep.IP) == family {
+				eps = append(eps, ep)
 			}
-			if !ok {
-				logger.Info("Canary chain missing: the tables were flushed; forcing a full sync", "family", p.Config().Family)
-				p.RequestFullSync()
-				c.runner.Request()
-			}
+		}
+		sel := endpoints.Select(eps, port, topo)
+		if len(sel.Local) > 0 || !hasUsable(eps) {
+			continue
+		}
+		if port.InternalPolicyLocal {
+			internal++
+		}
+		if port.ExternalPolicyLocal && port.ExternallyAccessible() {
+			external++
 		}
 	}
+	return internal, external
+}
+
+// hasUsable reports whether any endpoint can take traffic: ready, or serving while
+// terminating.
+func hasUsable(eps []*endpoints.Endpoint) bool {
+	for _, ep := range eps {
+		if ep.Ready || (ep.Serving && ep.Terminating) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanConntrack deletes UDP conntrack entries that still point at endpoints which are
-// gone, now that the rules no longer send new flows there.
-func (c *Controller) cleanConntrack(ctx context.Context, snap *endpoints.Snapshot) {
+// gone, now that the rules no longer send new flows there. Only the service ports that
+// changed since the last snapshot every Provider applied are checked, whatever other
+// snapshots were taken in between.
+func (c *Controller) cleanConntrack(ctx context.Context, snap *endpoints.Snapshot, facts node.Facts) {
 	logger := klog.FromContext(ctx)
 	prev := c.lastSynced
-	if prev != nil && snap.Generation != prev.Generation+1 {
-		prev = nil // changes since prev are not all in snap.Changed: check every UDP port
-	}
 	c.lastSynced = snap
-	c.mu.Lock()
-	facts := c.facts
-	c.mu.Unlock()
 	filter := conntrack.NewStaleUDP(prev, snap, facts.IPs)
 	if filter.Empty() {
 		return

@@ -27,6 +27,65 @@ type Snapshot struct {
 	TriggerTimes map[types.NamespacedName]time.Time
 	// Generation counts snapshots taken from the Tracker, starting at 1.
 	Generation uint64
+
+	// history holds the Changed sets of the last snapshots up to this one (oldest
+	// first, this one last), so that ChangedSince can answer for a base that is not
+	// the immediately previous snapshot: an extra Snapshot call (a debug dump, a
+	// failed sync of another family) must not force a full sync.
+	history []changeSet
+}
+
+// changeSet is one snapshot's Changed set, by generation.
+type changeSet struct {
+	generation uint64
+	changed    map[ServicePortName]struct{}
+}
+
+// historyLength bounds how many generations back ChangedSince can look. Beyond it a
+// caller renders in full; syncs apply every snapshot or nearly every one, so a few
+// generations are enough, and each entry only holds a (usually tiny) changed set.
+const historyLength = 32
+
+// ChangedSince returns the service ports whose ServicePort or endpoints may differ
+// between base and s: the union of the Changed sets of every snapshot after base up
+// to s. ok is false when that is unknown (base is nil, newer than s, or older than
+// the history kept), and then the caller must treat every service port as changed.
+//
+// This is what a partial render and a scoped conntrack cleanup are computed from, so
+// they are always relative to what was really applied, not to whatever snapshot the
+// Tracker happened to return before s.
+func (s *Snapshot) ChangedSince(base *Snapshot) (changed map[ServicePortName]struct{}, ok bool) {
+	switch {
+	case base == nil || base.Generation > s.Generation:
+		return nil, false
+	case base.Generation == s.Generation:
+		return map[ServicePortName]struct{}{}, true
+	case base.Generation+1 == s.Generation:
+		return s.Changed, true
+	}
+	if len(s.history) == 0 || s.history[0].generation > base.Generation+1 {
+		return nil, false
+	}
+	changed = map[ServicePortName]struct{}{}
+	for _, cs := range s.history {
+		if cs.generation > base.Generation {
+			for name := range cs.changed {
+				changed[name] = struct{}{}
+			}
+		}
+	}
+	return changed, true
+}
+
+// SortedChangedSince is ChangedSince in a fixed order, for deterministic renders.
+func (s *Snapshot) SortedChangedSince(base *Snapshot) ([]ServicePortName, bool) {
+	changed, ok := s.ChangedSince(base)
+	if !ok {
+		return nil, false
+	}
+	names := slices.Collect(maps.Keys(changed))
+	slices.SortFunc(names, ServicePortName.Compare)
+	return names, true
 }
 
 // SortedServices returns the service port names in a fixed order, for deterministic

@@ -32,6 +32,11 @@ type Tracker struct {
 	sliceOwner map[types.NamespacedName]types.NamespacedName
 	// dirty holds the Services touched since the last snapshot.
 	dirty map[types.NamespacedName]struct{}
+	// dirtyServices holds the Services whose Service object was touched since the
+	// last snapshot, and sliceEvents counts the EndpointSlice events since then, for
+	// kube-proxy's *_changes_pending metrics (which count the same things).
+	dirtyServices map[types.NamespacedName]struct{}
+	sliceEvents   int
 	// triggerTimes holds the earliest trigger time per dirty Service.
 	triggerTimes map[types.NamespacedName]time.Time
 	// last is the previous snapshot; the next one starts from it.
@@ -45,12 +50,13 @@ type Tracker struct {
 // which copy of a duplicated endpoint address wins.
 func NewTracker(nodeName string) *Tracker {
 	return &Tracker{
-		nodeName:     nodeName,
-		services:     map[types.NamespacedName][]*ServicePort{},
-		slices:       map[types.NamespacedName]map[string]*sliceInfo{},
-		sliceOwner:   map[types.NamespacedName]types.NamespacedName{},
-		dirty:        map[types.NamespacedName]struct{}{},
-		triggerTimes: map[types.NamespacedName]time.Time{},
+		nodeName:      nodeName,
+		services:      map[types.NamespacedName][]*ServicePort{},
+		slices:        map[types.NamespacedName]map[string]*sliceInfo{},
+		sliceOwner:    map[types.NamespacedName]types.NamespacedName{},
+		dirty:         map[types.NamespacedName]struct{}{},
+		dirtyServices: map[types.NamespacedName]struct{}{},
+		triggerTimes:  map[types.NamespacedName]time.Time{},
 		last: &Snapshot{
 			Services:  map[ServicePortName]*ServicePort{},
 			Endpoints: map[ServicePortName][]*Endpoint{},
@@ -72,6 +78,7 @@ func (t *Tracker) OnServiceUpdate(svc *v1.Service) error {
 		t.services[key] = ports
 	}
 	t.dirty[key] = struct{}{}
+	t.dirtyServices[key] = struct{}{}
 	return err
 }
 
@@ -82,6 +89,7 @@ func (t *Tracker) OnServiceDelete(svc *v1.Service) {
 	defer t.mu.Unlock()
 	delete(t.services, key)
 	t.dirty[key] = struct{}{}
+	t.dirtyServices[key] = struct{}{}
 }
 
 // OnEndpointSliceUpdate records an EndpointSlice that was added or changed. It returns
@@ -118,6 +126,7 @@ func (t *Tracker) OnEndpointSliceUpdate(slice *discovery.EndpointSlice) error {
 	bySlice[slice.Name] = info
 	t.sliceOwner[sliceKey] = key
 	t.markDirtyLocked(key, trigger)
+	t.sliceEvents++
 	return convErr
 }
 
@@ -126,6 +135,7 @@ func (t *Tracker) OnEndpointSliceDelete(slice *discovery.EndpointSlice) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.removeSliceLocked(types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name})
+	t.sliceEvents++
 }
 
 // removeSliceLocked drops a slice from the Service it is filed under, if any.
@@ -161,6 +171,16 @@ func (t *Tracker) Pending() bool {
 	return len(t.dirty) > 0
 }
 
+// PendingChanges returns how many Services have changes and how many EndpointSlice
+// events arrived since the last snapshot, as kube-proxy's
+// sync_proxy_rules_service_changes_pending (Services) and
+// sync_proxy_rules_endpoint_changes_pending (slice events) count them.
+func (t *Tracker) PendingChanges() (services, endpointSlices int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.dirtyServices), t.sliceEvents
+}
+
 // Snapshot returns the desired state now, and which service ports changed since the
 // previous call. Its cost is one copy of the top-level maps plus work proportional to
 // the Services that received events.
@@ -185,7 +205,14 @@ func (t *Tracker) Snapshot() *Snapshot {
 			next.TriggerTimes[key] = ts
 		}
 	}
+	keep := prev.history
+	if len(keep) >= historyLength {
+		keep = keep[len(keep)-historyLength+1:]
+	}
+	next.history = append(slices.Clone(keep), changeSet{generation: next.Generation, changed: next.Changed})
 	clear(t.dirty)
+	t.sliceEvents = 0
+	clear(t.dirtyServices)
 	clear(t.triggerTimes)
 	t.last = next
 	return next

@@ -23,8 +23,22 @@ type ServiceHealth struct {
 	bindIP  string
 	proxier *ProxierHealth
 
+	// listen opens a port; tests replace it.
+	listen func(network, address string) (net.Listener, error)
+
 	mu      sync.Mutex
 	servers map[int32]*serviceServer
+	// onServeError is told when a health-check server stops with an error.
+	onServeError func(error)
+}
+
+// OnServeError sets the function told when a health-check server stops with an
+// error other than its shutdown (the caller logs it: a load balancer would then see
+// the node as unhealthy with no other trace).
+func (s *ServiceHealth) OnServeError(f func(error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onServeError = f
 }
 
 type serviceServer struct {
@@ -36,7 +50,7 @@ type serviceServer struct {
 // NewServiceHealth returns a ServiceHealth that listens on bindIP (empty for all
 // addresses) and also reports the proxy's own health.
 func NewServiceHealth(bindIP string, proxier *ProxierHealth) *ServiceHealth {
-	return &ServiceHealth{bindIP: bindIP, proxier: proxier, servers: map[int32]*serviceServer{}}
+	return &ServiceHealth{bindIP: bindIP, proxier: proxier, servers: map[int32]*serviceServer{}, listen: net.Listen}
 }
 
 // ServiceStatus is the JSON body of a service health check, as kube-proxy prints it.
@@ -83,7 +97,7 @@ func (s *ServiceHealth) Sync(ports map[types.NamespacedName]int32, localReady ma
 
 func (s *ServiceHealth) start(port int32, svc types.NamespacedName) (*serviceServer, error) {
 	addr := net.JoinHostPort(s.bindIP, strconv.Itoa(int(port)))
-	ln, err := net.Listen("tcp", addr)
+	ln, err := s.listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("health check for service %s on %s: %w", svc, addr, err)
 	}
@@ -92,7 +106,18 @@ func (s *ServiceHealth) start(port int32, svc types.NamespacedName) (*serviceSer
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.serve(w, port) }),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	go func() { _ = srv.srv.Serve(ln) }()
+	go func() {
+		err := srv.srv.Serve(ln)
+		if err == nil || errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		s.mu.Lock()
+		report := s.onServeError
+		s.mu.Unlock()
+		if report != nil {
+			report(fmt.Errorf("health check for service %s on %s: %w", svc, addr, err))
+		}
+	}()
 	return srv, nil
 }
 

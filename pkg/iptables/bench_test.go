@@ -86,10 +86,7 @@ func BenchmarkRenderPartial(b *testing.B) {
 	b.ResetTimer()
 	var bytes int
 	for b.Loop() {
-		plan, err := RenderPartial(prev, next, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
+		plan := RenderPartial(prev, next, next.SortedChanged(), cfg)
 		bytes = len(plan.Payload)
 	}
 	b.ReportMetric(float64(bytes), "payload-bytes")

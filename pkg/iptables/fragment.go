@@ -19,6 +19,25 @@ type fragment struct {
 	shared []sharedRule
 }
 
+// ruleCounts returns how many rules the fragment puts in the filter and nat tables; a
+// nil fragment puts none.
+func (f *fragment) ruleCounts() (filter, nat int) {
+	if f == nil {
+		return 0, 0
+	}
+	for _, r := range f.shared {
+		if r.table == "filter" {
+			filter++
+		} else {
+			nat++
+		}
+	}
+	for _, c := range f.chains {
+		nat += len(c.rules)
+	}
+	return filter, nat
+}
+
 // ownedChain is a nat chain and its rules (each the text after "-A NAME ").
 type ownedChain struct {
 	name  string

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"context"
+	"math"
 	"net/netip"
 	"slices"
 	"testing"
@@ -278,5 +279,50 @@ func TestPacketPathsIPv6(t *testing.T) {
 	})
 	if c := rs.Chain("nat", ServiceChain(endpoints.ServicePortName{NamespacedName: nsName("ns", "v4only"), Port: "p80", Protocol: v1.ProtocolTCP})); c != nil {
 		t.Errorf("IPv4-only service has an ip6tables chain: %v", c.Name)
+	}
+}
+
+// TestEndpointSelectionProbabilities pins how a service spreads new connections: with
+// n ready endpoints each must be chosen with probability 1/n. kube-proxy gets there
+// with a chain of statistic matches, the i-th (from 0) taken with probability
+// 1/(n-i), so that endpoint i is reached with prod_{j<i}(1 - 1/(n-j)) * 1/(n-i) = 1/n.
+// The tracer multiplies the probabilities of the random branches a packet takes, so
+// summing its outcomes per endpoint computes that product from the programmed rules.
+// The rules print probabilities with 10 decimals, so the products carry rounding
+// errors below 1e-10 for n <= 100; the tolerance is 1e-9.
+//
+// mutation-checked: rendering every statistic match with probability 1/n instead of
+// 1/(n-i) fails this test from n=3 (shares 1/3, 2/9, 4/9; at n=2 both rules agree,
+// and the last of 100 endpoints gets 0.37 instead of 0.01).
+func TestEndpointSelectionProbabilities(t *testing.T) {
+	const tolerance = 1e-9
+	node := tracer.Node{LocalAddrs: []netip.Addr{netip.MustParseAddr(testNodeIP)}}
+	for n := 1; n <= 100; n++ {
+		eps := make([]ep, n)
+		for i := range eps {
+			eps[i] = ep{ip: netip.AddrFrom4([4]byte{10, 180, 0, byte(i + 1)}).String(), node: testNode}
+		}
+		rs := programmed(t, testConfig(), makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, eps...))
+		pkt := tracer.Packet{Src: netip.MustParseAddr(podSrc), Dst: netip.MustParseAddr("172.30.0.10"), Proto: "tcp",
+			SrcPort: 40000, DstPort: 80, InIface: "eth0"}
+		res, err := tracer.Trace(rs, node, pkt, tracer.Options{})
+		if err != nil {
+			t.Fatalf("n=%d: trace: %v", n, err)
+		}
+		share := map[string]float64{}
+		for _, o := range res.Outcomes {
+			if o.Verdict != tracer.Accept || o.Endpoint == "" {
+				t.Fatalf("n=%d: an outcome does not reach an endpoint: %s\n%s", n, o, res)
+			}
+			share[o.Endpoint] += o.Probability
+		}
+		if len(share) != n {
+			t.Fatalf("n=%d: %d endpoints reachable, want %d\n%s", n, len(share), n, res)
+		}
+		for endpoint, p := range share {
+			if math.Abs(p-1/float64(n)) > tolerance {
+				t.Errorf("n=%d: endpoint %s is chosen with probability %.12f, want 1/%d = %.12f", n, endpoint, p, n, 1/float64(n))
+			}
+		}
 	}
 }

@@ -36,19 +36,19 @@ func TestPartialEqualsFull(t *testing.T) {
 			kernel := ruleset.New(ruleset.IPv4)
 
 			prev := tracker.Snapshot()
-			if err := kernel.Apply(Render(prev, cfg, nil).Payload, true); err != nil {
+			initial := Render(prev, cfg, nil)
+			if err := kernel.Apply(initial.Payload, true); err != nil {
 				t.Fatalf("initial full render does not load: %v", err)
 			}
+			// The rule counts the Proxier keeps for sync_proxy_rules_iptables_total.
+			filterRules, natRules := initial.Stats.FilterRules, initial.Stats.NATRules
 			for step := range steps {
 				var ops []string
 				for range 1 + rng.IntN(3) {
 					ops = append(ops, world.mutate(rng, tracker))
 				}
 				next := tracker.Snapshot()
-				plan, err := RenderPartial(prev, next, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				plan := RenderPartial(prev, next, next.SortedChanged(), cfg)
 				if err := kernel.Apply(plan.Payload, true); err != nil {
 					t.Fatalf("step %d (%s): partial payload rejected: %v\n%s", step, strings.Join(ops, "; "), err, plan.Payload)
 				}
@@ -56,6 +56,13 @@ func TestPartialEqualsFull(t *testing.T) {
 				full := Render(next, cfg, nil)
 				if err := fresh.Apply(full.Payload, true); err != nil {
 					t.Fatalf("step %d: full payload rejected: %v", step, err)
+				}
+				// mutation-checked: ignoring the owned chains' rules in ruleCounts fails this.
+				filterRules += plan.Stats.FilterDelta
+				natRules += plan.Stats.NATDelta
+				if filterRules != full.Stats.FilterRules || natRules != full.Stats.NATRules {
+					t.Fatalf("step %d (%s): rule counts after partial renders filter %d nat %d, a full render has %d and %d",
+						step, strings.Join(ops, "; "), filterRules, natRules, full.Stats.FilterRules, full.Stats.NATRules)
 				}
 				got, want := canonicalTables(t, kernel), canonicalTables(t, fresh)
 				if diff := cmp.Diff(want, got); diff != "" {

@@ -4,29 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
-// Proxier programs one IP family's iptables from snapshots. Each Sync decides
-// explicitly between a full and a partial render, renders (pure), and applies with one
-// iptables-restore. It is driven by one goroutine; RequestFullSync may be called from
-// any.
+// Proxier programs one IP family's iptables from snapshots: iptables mode's
+// proxy.Provider. Each Sync asks its SyncState for a full or partial sync, renders
+// (pure), and applies with one iptables-restore. It is driven by one goroutine;
+// RequestFullSync and CheckKernel may be called from any.
 type Proxier struct {
-	cfg            *Config
-	ipt            xtables.Interface
-	fullSyncPeriod time.Duration
-	now            func() time.Time
+	cfg   *Config
+	ipt   xtables.Interface
+	now   func() time.Time
+	state *proxy.SyncState
 
-	// applied is the last snapshot whose rules are known to be in the kernel; nil
-	// when unknown (at start, and after a failed apply).
-	applied  *endpoints.Snapshot
-	lastFull time.Time
-	needFull atomic.Bool
+	// filterRules and natRules count the rules the kernel holds after the last
+	// successful sync (kube-proxy's sync_proxy_rules_iptables_total): set by a full
+	// sync, moved by each partial one. Only the sync goroutine uses them.
+	filterRules, natRules int
 }
+
+var _ proxy.Provider = &Proxier{}
 
 // NewProxier returns a Proxier for cfg's family. A full sync runs at least every
 // fullSyncPeriod (0 disables the periodic full sync); now is the clock.
@@ -37,13 +40,16 @@ func NewProxier(cfg *Config, ipt xtables.Interface, fullSyncPeriod time.Duration
 	if now == nil {
 		now = time.Now
 	}
-	return &Proxier{cfg: cfg, ipt: ipt, fullSyncPeriod: fullSyncPeriod, now: now}, nil
+	return &Proxier{cfg: cfg, ipt: ipt, now: now, state: proxy.NewSyncState(fullSyncPeriod, now)}, nil
 }
 
 // Config returns the proxier's Config.
 func (p *Proxier) Config() *Config { return p.cfg }
 
-// SyncResult describes one sync.
+// Family returns the IP family the proxier programs.
+func (p *Proxier) Family() v1.IPFamily { return p.cfg.Family }
+
+// SyncResult describes one sync in iptables mode's terms.
 type SyncResult struct {
 	// Full is true when the whole ruleset was rewritten.
 	Full bool
@@ -51,6 +57,8 @@ type SyncResult struct {
 	Reason string
 	// Stats counts what the payload wrote.
 	Stats Stats
+	// Payload is the restore input, before splitting.
+	Payload []byte
 	// PayloadBytes is the size of the restore input.
 	PayloadBytes int
 	// Restores is the number of iptables-restore runs the payload took (see
@@ -58,72 +66,61 @@ type SyncResult struct {
 	Restores int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
+	// RestoreFailed is true when an iptables-restore failed.
+	RestoreFailed bool
 }
 
 // RequestFullSync makes the next Sync a full one: after the canary chain disappeared,
 // or when the node's facts changed.
-func (p *Proxier) RequestFullSync() { p.needFull.Store(true) }
+func (p *Proxier) RequestFullSync(reason string) { p.state.RequestFull(reason) }
 
-// fullSyncReason returns why the next sync must be full, or "" for a partial one.
-func (p *Proxier) fullSyncReason(snap *endpoints.Snapshot) string {
-	switch {
-	case p.applied == nil:
-		return "no rules known to be applied (start, or a failed apply)"
-	case p.needFull.Load():
-		return "requested"
-	case snap.Generation != p.applied.Generation+1:
-		return "snapshot does not follow the applied one"
-	case p.fullSyncPeriod > 0 && p.now().Sub(p.lastFull) >= p.fullSyncPeriod:
-		return "periodic"
+// Sync implements proxy.Provider: SyncDetailed, summed up.
+func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Result, error) {
+	res, err := p.SyncDetailed(ctx, snap)
+	out := proxy.Result{
+		Full: res.Full, Reason: res.Reason, Duration: res.RenderTime + res.ApplyTime, RestoreFailed: res.RestoreFailed,
+		RulesWritten: map[string]int{"filter": res.Stats.FilterWritten, "nat": res.Stats.NATWritten},
+		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "rules", res.Stats.Rules,
+			"deletedChains", res.Stats.DeletedChains, "bytes", res.PayloadBytes, "restores", res.Restores,
+			"render", res.RenderTime, "apply", res.ApplyTime},
 	}
-	return ""
+	if res.Payload != nil {
+		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadIPTablesRestore, Data: res.Payload}}
+	}
+	if err == nil {
+		out.RulesTotal = map[string]int{"filter": p.filterRules, "nat": p.natRules}
+	}
+	return out, err
 }
 
-// Sync programs snap. On failure nothing is assumed about the kernel and the next sync
-// is full; the caller keeps the changes pending by retrying with a newer snapshot.
-func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResult, error) {
+// SyncDetailed programs snap and reports it in iptables mode's terms. On failure
+// nothing is assumed about the kernel and the next sync is full; the caller keeps the
+// changes pending by retrying with a newer snapshot.
+func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (SyncResult, error) {
 	var res SyncResult
-	res.Reason = p.fullSyncReason(snap)
-	res.Full = res.Reason != ""
-	prev := p.applied
-	p.applied = nil // until this sync succeeds
-
-	start := p.now()
-	var plan *Plan
-	var existingNAT []string
-	if res.Full {
-		p.needFull.Store(false)
-		if err := p.ensureHooks(ctx); err != nil {
-			p.needFull.Store(true)
-			return res, err
-		}
-		existing, err := p.ipt.ChainNames(ctx, "nat")
-		if err != nil {
-			p.needFull.Store(true)
-			return res, fmt.Errorf("listing nat chains to find stale ones: %w", err)
-		}
-		plan = Render(snap, p.cfg, existing)
-		existingNAT = existing
-	} else {
-		var err error
-		plan, err = RenderPartial(prev, snap, p.cfg)
-		if err != nil {
-			return res, err
-		}
+	d := p.state.Begin(snap)
+	res.Full, res.Reason = d.Full, d.Reason
+	plan, existingNAT, err := p.render(ctx, snap, d)
+	res.RenderTime = p.now().Sub(d.Started)
+	if err != nil {
+		p.state.Failed()
+		return res, err
 	}
-	res.Stats, res.PayloadBytes = plan.Stats, len(plan.Payload)
-	res.RenderTime = p.now().Sub(start)
+	res.Stats, res.Payload, res.PayloadBytes = plan.Stats, plan.Payload, len(plan.Payload)
 
 	// A payload that declares many chains goes in several restores where the backend
 	// needs it (see xtables.ChainLimiter): a cold full sync, and partial syncs that add many
 	// services at once (a burst of new Services, or the rest of them when the first
 	// full sync ran before every informer event had been handled).
-	restores := func(yield func([]byte) bool) { yield(plan.Payload) }
+	restores := func(yield func([]byte) bool) {
+		if len(plan.Payload) > 0 { // nothing changed in this family: no restore at all
+			yield(plan.Payload)
+		}
+	}
 	if limiter, ok := p.ipt.(xtables.ChainLimiter); ok {
 		restores = SplitPayload(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
 	}
 	applyStart := p.now()
-	var err error
 	for payload := range restores {
 		res.Restores++
 		if err = p.ipt.Restore(ctx, payload); err != nil {
@@ -132,18 +129,38 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResul
 	}
 	res.ApplyTime = p.now().Sub(applyStart)
 	if err != nil {
-		p.needFull.Store(true)
+		p.state.Failed()
+		res.RestoreFailed = true
 		kind := "partial"
 		if res.Full {
 			kind = "full"
 		}
 		return res, fmt.Errorf("applying %s payload (%d bytes): %w", kind, len(plan.Payload), err)
 	}
-	p.applied = snap
+	p.state.Succeeded(snap)
 	if res.Full {
-		p.lastFull = applyStart
+		p.filterRules, p.natRules = res.Stats.FilterRules, res.Stats.NATRules
+	} else {
+		p.filterRules += res.Stats.FilterDelta
+		p.natRules += res.Stats.NATDelta
 	}
 	return res, nil
+}
+
+// render computes the plan d asks for. A full one first ensures the hooks and reads the
+// existing nat chains, to delete the stale ones.
+func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.Decision) (*Plan, []string, error) {
+	if !d.Full {
+		return RenderPartial(d.Base, snap, d.Changed, p.cfg), nil, nil
+	}
+	if err := p.ensureHooks(ctx); err != nil {
+		return nil, nil, err
+	}
+	existing, err := p.ipt.ChainNames(ctx, "nat")
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing nat chains to find stale ones: %w", err)
+	}
+	return Render(snap, p.cfg, existing), existing, nil
 }
 
 // ensureHooks creates Switchyard's chains and the jumps to them from the built-in
@@ -153,9 +170,9 @@ func (p *Proxier) ensureHooks(ctx context.Context) error {
 	return errors.Join(xtables.EnsureHooks(ctx, p.ipt, Hooks(p.cfg)), xtables.EnsureCanary(ctx, p.ipt))
 }
 
-// CanaryPresent reports whether the canary chains still exist. When one is gone,
+// CheckKernel implements proxy.Provider with the canary chains: when one is gone,
 // something flushed the tables (a firewall reload, a careless script) and every rule
 // must be rewritten.
-func (p *Proxier) CanaryPresent(ctx context.Context) (bool, error) {
+func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
 	return xtables.CanaryPresent(ctx, p.ipt)
 }

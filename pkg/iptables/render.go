@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"bytes"
-	"fmt"
 	"net/netip"
 	"slices"
 
@@ -35,6 +34,13 @@ type Stats struct {
 	// FilterRules and NATRules count the rules a full render leaves in each table
 	// (kube-proxy's sync_proxy_rules_iptables_total); zero for partial renders.
 	FilterRules, NATRules int
+	// FilterWritten and NATWritten count the rules written (appended, inserted or
+	// deleted) in each table (kube-proxy's sync_proxy_rules_iptables_last).
+	FilterWritten, NATWritten int
+	// FilterDelta and NATDelta are how many rules a partial render adds to (or, when
+	// negative, removes from) each table, so that the caller can keep
+	// sync_proxy_rules_iptables_total up to date between full renders.
+	FilterDelta, NATDelta int
 }
 
 // tableWriter collects one table's block of a payload: declarations first, then rules,
@@ -44,6 +50,7 @@ type tableWriter struct {
 	decls, rules, deletes bytes.Buffer
 	stats                 *Stats
 	appended              int // rules written with -A
+	written               int // rules written with any operation
 }
 
 func (w *tableWriter) declare(chain string) {
@@ -64,6 +71,7 @@ func (w *tableWriter) ruleParts(op, chain string, parts []string) {
 	}
 	w.rules.WriteByte('\n')
 	w.stats.Rules++
+	w.written++
 	w.appended++
 }
 
@@ -75,6 +83,7 @@ func (w *tableWriter) rule(op, chain, spec string) {
 	w.rules.WriteString(spec)
 	w.rules.WriteByte('\n')
 	w.stats.Rules++
+	w.written++
 	if op == "-A" {
 		w.appended++
 	}
@@ -101,6 +110,11 @@ func (w *tableWriter) writeTo(out *bytes.Buffer, table string) {
 	out.WriteString("COMMIT\n")
 }
 
+// defaultMasquerade holds the shared masquerade chains' rules with kube-proxy's
+// defaults: --iptables-masquerade-bit 14, and the INVALID drop
+// (nf_conntrack_tcp_be_liberal unset). Built once: every full render writes them.
+var defaultMasquerade = xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), true)
+
 // Render computes the full payload for a snapshot. It rewrites every chain Switchyard
 // owns: the fixed chains, every service's chains and its dispatch rules. Chains named
 // in existingNATChains (read from the kernel with iptables-save) that look like service
@@ -125,7 +139,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
 	}
-	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), true)
+	masq := defaultMasquerade
 	for _, r := range masq.NAT {
 		nat.rule("-A", string(r.Chain), r.Spec)
 	}
@@ -160,6 +174,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	}
 	plan.Stats.FilterRules = filter.appended
 	plan.Stats.NATRules = nat.appended
+	plan.Stats.FilterWritten, plan.Stats.NATWritten = filter.written, nat.written
 
 	var out bytes.Buffer
 	out.Grow(filter.rules.Len() + nat.decls.Len() + nat.rules.Len() + 4096)
@@ -199,9 +214,9 @@ func nodePortsJumps(cfg *Config) []string {
 }
 
 // RenderPartial computes the payload that turns the tables programmed for prev into
-// those for next, touching only the service ports in next.Changed. next must be the
-// snapshot the Tracker returned right after prev; otherwise RenderPartial refuses, and
-// the caller must render in full.
+// those for next, touching only the service ports in changed, which must hold every
+// service port that differs between them (next.SortedChangedSince(prev); the caller's
+// SyncState computes it against the snapshot really applied).
 //
 // Nothing is rewritten on every sync. kube-proxy rewrites KUBE-SERVICES and the other
 // shared chains each time, which at 10k services is the bulk of its one-second syncs;
@@ -216,14 +231,11 @@ func nodePortsJumps(cfg *Config) []string {
 // The payload is O(changed services' rules). Rule order inside a shared chain may then
 // differ from a full render's, which is harmless: each of a service's shared rules
 // matches a destination (address, port, protocol) that no other service's rule matches.
-func RenderPartial(prev, next *endpoints.Snapshot, cfg *Config) (*Plan, error) {
-	if prev == nil || next.Generation != prev.Generation+1 {
-		return nil, fmt.Errorf("snapshot %d does not follow the last applied one: a full render is needed", next.Generation)
-	}
+func RenderPartial(prev, next *endpoints.Snapshot, changed []endpoints.ServicePortName, cfg *Config) *Plan {
 	plan := &Plan{}
 	filter := &tableWriter{stats: &plan.Stats}
 	nat := &tableWriter{stats: &plan.Stats}
-	for _, name := range next.SortedChanged() {
+	for _, name := range changed {
 		var before, after *fragment
 		if port := prev.Services[name]; port != nil {
 			before = renderService(port, prev.Endpoints[name], cfg)
@@ -236,9 +248,14 @@ func RenderPartial(prev, next *endpoints.Snapshot, cfg *Config) (*Plan, error) {
 		}
 		plan.Stats.Services++
 		writeFragmentDiff(before, after, filter, nat)
+		oldFilter, oldNAT := before.ruleCounts()
+		newFilter, newNAT := after.ruleCounts()
+		plan.Stats.FilterDelta += newFilter - oldFilter
+		plan.Stats.NATDelta += newNAT - oldNAT
 	}
+	plan.Stats.FilterWritten, plan.Stats.NATWritten = filter.written, nat.written
 	if filter.empty() && nat.empty() {
-		return plan, nil
+		return plan
 	}
 	var out bytes.Buffer
 	if !filter.empty() {
@@ -248,7 +265,7 @@ func RenderPartial(prev, next *endpoints.Snapshot, cfg *Config) (*Plan, error) {
 		nat.writeTo(&out, "nat")
 	}
 	plan.Payload = out.Bytes()
-	return plan, nil
+	return plan
 }
 
 // writeFragmentDiff writes the edits from one service port's old fragment to its new

@@ -154,10 +154,7 @@ func TestSplitPartialEqualsWhole(t *testing.T) {
 					world.mutate(rng, tracker)
 				}
 				next := tracker.Snapshot()
-				plan, err := RenderPartial(prev, next, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				plan := RenderPartial(prev, next, next.SortedChanged(), cfg)
 				if err := whole.Apply(plan.Payload, true); err != nil {
 					t.Fatalf("step %d: whole partial payload rejected: %v", step, err)
 				}

@@ -10,12 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
@@ -43,17 +43,13 @@ type appliedServer struct {
 // O(changed) netlink operations). It is driven by one goroutine; CheckTerminating and
 // RequestFullSync may be called from others.
 type Proxier struct {
-	cfg            *Config
-	k              Kernel
-	fullSyncPeriod time.Duration
-	now            func() time.Time
+	cfg *Config
+	k   Kernel
+	now func() time.Time
 
 	mu sync.Mutex
-	// applied is the last snapshot whose state is known to be in the kernel; nil when
-	// unknown (at start, after a failure).
-	applied  *endpoints.Snapshot
-	lastFull time.Time
-	needFull atomic.Bool
+	// state decides full or partial syncs and remembers what was applied.
+	state *proxy.SyncState
 
 	frags    map[endpoints.ServicePortName]*Fragment
 	servers  map[Key]*appliedServer
@@ -76,14 +72,29 @@ func NewProxier(cfg *Config, k Kernel, fullSyncPeriod time.Duration, now func() 
 	if now == nil {
 		now = time.Now
 	}
-	return &Proxier{cfg: cfg, k: k, fullSyncPeriod: fullSyncPeriod, now: now}, nil
+	return &Proxier{cfg: cfg, k: k, now: now, state: proxy.NewSyncState(fullSyncPeriod, now)}, nil
+}
+
+var (
+	_ proxy.Provider           = &Proxier{}
+	_ proxy.TerminationChecker = &Proxier{}
+)
+
+// Family returns the IP family the proxier programs.
+func (p *Proxier) Family() v1.IPFamily { return p.cfg.Family }
+
+// CheckKernel implements proxy.Provider with the canary chains that every full sync
+// creates: a firewall reload that flushes the tables also removes the masquerade and
+// KUBE-IPVS-FILTER rules, which only a full sync writes.
+func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
+	return xtables.CanaryPresent(ctx, p.k.IPTables)
 }
 
 // Config returns the proxier's Config.
 func (p *Proxier) Config() *Config { return p.cfg }
 
 // RequestFullSync makes the next Sync a full one.
-func (p *Proxier) RequestFullSync() { p.needFull.Store(true) }
+func (p *Proxier) RequestFullSync(reason string) { p.state.RequestFull(reason) }
 
 // Stats counts the kernel operations of a sync.
 type Stats struct {
@@ -123,52 +134,58 @@ type SyncResult struct {
 	ServiceErrors []error
 	// Duration is the sync's wall time.
 	Duration time.Duration
+	// Payloads are the ipset and iptables restore inputs a full sync wrote.
+	Payloads []proxy.Payload
+	// Rules counts the companion iptables rules a full sync wrote.
+	Rules RuleCounts
+	// RestoreFailed is true when the companion iptables-restore failed.
+	RestoreFailed bool
 }
 
-func (p *Proxier) fullSyncReason(snap *endpoints.Snapshot) string {
-	switch {
-	case p.applied == nil:
-		return "no state known to be applied (start, or a failed sync)"
-	case p.needFull.Load():
-		return "requested"
-	case snap.Generation != p.applied.Generation+1:
-		return "snapshot does not follow the applied one"
-	case p.fullSyncPeriod > 0 && p.now().Sub(p.lastFull) >= p.fullSyncPeriod:
-		return "periodic"
+// Sync implements proxy.Provider: SyncDetailed, summed up.
+func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Result, error) {
+	res, err := p.SyncDetailed(ctx, snap)
+	st := res.Stats
+	out := proxy.Result{
+		Full: res.Full, Reason: res.Reason, Duration: res.Duration, ServiceErrors: res.ServiceErrors,
+		Payloads: res.Payloads, RestoreFailed: res.RestoreFailed,
+		Details: []any{"servicePorts", st.Services, "virtualServers", st.VirtualServers,
+			"added", st.Added, "updated", st.Updated, "deleted", st.Deleted,
+			"realAdded", st.RealAdded, "realUpdated", st.RealUpdated, "realDeleted", st.RealDeleted,
+			"addresses", st.AddressesAdded - st.AddressesDeleted, "setChanges", st.SetChanges},
 	}
-	return ""
+	if res.Full {
+		out.RulesWritten = map[string]int{"filter": res.Rules.FilterRules, "nat": res.Rules.NATRules}
+		if err == nil {
+			out.RulesTotal = out.RulesWritten
+		}
+	}
+	return out, err
 }
 
-// Sync programs snap. On failure nothing is assumed about the kernel and the next sync
-// is full.
-func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (SyncResult, error) {
+// SyncDetailed programs snap and reports it in IPVS mode's terms. On failure nothing
+// is assumed about the kernel and the next sync is full.
+func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (SyncResult, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	start := p.now()
-	var res SyncResult
-	res.Reason = p.fullSyncReason(snap)
-	res.Full = res.Reason != ""
-	p.applied = nil // until this sync succeeds
+	d := p.state.Begin(snap)
+	res := SyncResult{Full: d.Full, Reason: d.Reason}
 	var err error
 	if res.Full {
-		p.needFull.Store(false)
 		err = p.syncFull(ctx, snap, &res)
 	} else {
-		err = p.syncPartial(ctx, snap, &res)
+		err = p.syncPartial(ctx, snap, d.Changed, &res)
 	}
-	res.Duration = p.now().Sub(start)
+	res.Duration = p.now().Sub(d.Started)
 	if err != nil {
-		p.needFull.Store(true)
+		p.state.Failed()
 		kind := "partial"
 		if res.Full {
 			kind = "full"
 		}
 		return res, fmt.Errorf("%s IPVS sync: %w", kind, err)
 	}
-	p.applied = snap
-	if res.Full {
-		p.lastFull = start
-	}
+	p.state.Succeeded(snap)
 	return res, nil
 }
 
@@ -258,6 +275,11 @@ func (p *Proxier) ensureNode(ctx context.Context) error {
 	if err := xtables.EnsureHooks(ctx, p.k.IPTables, Hooks()); err != nil {
 		errs = append(errs, err)
 	}
+	// The canary chains, as in iptables mode and kube-proxy's IPVS mode: see
+	// CheckKernel.
+	if err := xtables.EnsureCanary(ctx, p.k.IPTables); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -287,13 +309,18 @@ func (p *Proxier) syncFull(ctx context.Context, snap *endpoints.Snapshot, res *S
 
 	// Sets first: the companion rules reference them.
 	payload := st.Sets.RestoreFull(p.cfg.Family)
+	res.Payloads = append(res.Payloads, proxy.Payload{Kind: proxy.PayloadIPSetRestore, Data: payload})
 	if err := p.k.IPSets.Restore(ctx, payload); err != nil {
 		return fmt.Errorf("restoring ipsets: %w", err)
 	}
 	for _, members := range st.Sets {
 		res.Stats.SetChanges += len(members)
 	}
-	if err := p.k.IPTables.Restore(ctx, RenderRules(p.cfg)); err != nil {
+	rules := RenderRules(p.cfg)
+	res.Payloads = append(res.Payloads, proxy.Payload{Kind: proxy.PayloadIPTablesRestore, Data: rules})
+	res.Rules = countRules(rules)
+	if err := p.k.IPTables.Restore(ctx, rules); err != nil {
+		res.RestoreFailed = true
 		return fmt.Errorf("restoring the companion iptables rules: %w", err)
 	}
 
@@ -504,11 +531,11 @@ func (p *Proxier) stopTerminating(k Key, addr netip.AddrPort) {
 }
 
 // syncPartial applies the changes of snap's changed service ports.
-func (p *Proxier) syncPartial(ctx context.Context, snap *endpoints.Snapshot, res *SyncResult) error {
+func (p *Proxier) syncPartial(ctx context.Context, snap *endpoints.Snapshot, changed []endpoints.ServicePortName, res *SyncResult) error {
 	var errs []error
 	delta := setDelta{add: map[string][]string{}, del: map[string][]string{}}
 	addrDelta := map[netip.Addr]int{}
-	for _, name := range snap.SortedChanged() {
+	for _, name := range changed {
 		old := p.frags[name]
 		var next *Fragment
 		if port := snap.Services[name]; port != nil {
@@ -677,13 +704,9 @@ func (p *Proxier) syncServers(name endpoints.ServicePortName, old, next *Fragmen
 	return errors.Join(errs...)
 }
 
-// TerminationResult describes one CheckTerminating pass.
-type TerminationResult struct {
-	// Deleted are the real servers deleted, as "VS -> IP:PORT".
-	Deleted []string
-	// Remaining is the number of real servers still draining.
-	Remaining int
-}
+// TerminationResult describes one CheckTerminating pass: Deleted names the real
+// servers deleted, as "VS -> IP:PORT".
+type TerminationResult = proxy.TerminationResult
 
 // CheckTerminating deletes each draining real server whose connections have all ended
 // (ActiveConns+InactiveConns = 0) or that has drained for longer than the grace
@@ -814,7 +837,13 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	if err := p.k.Links.DeleteLink(DummyInterface); err != nil {
 		errs = append(errs, err)
 	}
-	p.applied, p.frags, p.servers, p.terminating = nil, nil, nil, nil
+	for _, table := range xtables.CanaryTables() {
+		if err := p.k.IPTables.DeleteChain(ctx, table, xtables.ChainCanary); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.state = proxy.NewSyncState(0, p.now)
+	p.frags, p.servers, p.terminating = nil, nil, nil
 	p.addrRefs, p.setRefs = nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cleanup: %w", err)

@@ -129,7 +129,7 @@ func (w *world) snapshot() *endpoints.Snapshot {
 
 func mustSync(t *testing.T, p *ipvs.Proxier, snap *endpoints.Snapshot, wantFull bool) ipvs.SyncResult {
 	t.Helper()
-	res, err := p.Sync(context.Background(), snap)
+	res, err := p.SyncDetailed(context.Background(), snap)
 	if err != nil {
 		t.Fatalf("sync %d: %v", snap.Generation, err)
 	}
@@ -359,7 +359,7 @@ func TestGracefulTerminationTimeline(t *testing.T) {
 	check("t=1m", []string{"TCP/10.96.0.10:80 -> 10.244.2.1:8080"}, []string{"TCP/10.96.0.10:80 -> 10.244.2.2:8080"})
 
 	// A full resync in between keeps the drain time (it does not restart the clock).
-	p.RequestFullSync()
+	p.RequestFullSync("test")
 	mustSync(t, p, w.snapshot(), true)
 
 	// t=10m: the grace period is over: .2 goes despite its connection.
@@ -412,7 +412,7 @@ func TestFailureForcesFullSync(t *testing.T) {
 	mustSync(t, p, w.snapshot(), true)
 	b.ipvs.FailNext("AddRealServer", errors.New("netlink: boom"))
 	w.set(web, ep("10.244.2.1"), ep("10.244.2.2"))
-	if _, err := p.Sync(context.Background(), w.snapshot()); err == nil || !strings.Contains(err.Error(), "ns/web:p: netlink: boom") {
+	if _, err := p.SyncDetailed(context.Background(), w.snapshot()); err == nil || !strings.Contains(err.Error(), "ns/web:p: netlink: boom") {
 		t.Fatalf("err = %v, want the failure named by service", err)
 	}
 	res := mustSync(t, p, w.snapshot(), true)
@@ -442,7 +442,7 @@ func TestMissingSchedulerModuleFailsLoudly(t *testing.T) {
 	p := b.proxier(t, func(c *ipvs.Config) { c.Scheduler = "lblc" })
 	w := newWorld()
 	w.set(port("web", "10.96.0.10"), ep("10.244.2.1"))
-	if _, err := p.Sync(context.Background(), w.snapshot()); err == nil || !strings.Contains(err.Error(), `scheduler "lblc"`) {
+	if _, err := p.SyncDetailed(context.Background(), w.snapshot()); err == nil || !strings.Contains(err.Error(), `scheduler "lblc"`) {
 		t.Errorf("err = %v", err)
 	}
 }

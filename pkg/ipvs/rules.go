@@ -77,6 +77,7 @@ func RenderRules(cfg *Config) []byte {
 		}
 		return ""
 	}
+	// kube-proxy's IPVS mode writes no INVALID drop in KUBE-FORWARD.
 	masq := xtables.NewMasqueradeRules(xtables.MasqueradeMark(xtables.DefaultMasqueradeBit), false)
 	loopback := "127.0.0.0/8"
 	if cfg.Family == v1.IPv6Protocol {
@@ -182,4 +183,30 @@ func Sysctls(cfg *Config) [][2]string {
 		out = append(out, [2]string{"net/ipv4/conf/all/arp_ignore", "1"}, [2]string{"net/ipv4/conf/all/arp_announce", "2"})
 	}
 	return out
+}
+
+// RuleCounts counts iptables rules per table.
+type RuleCounts struct {
+	FilterRules, NATRules int
+}
+
+// countRules counts the rules a restore payload writes in the filter and nat tables
+// (kube-proxy's sync_proxy_rules_iptables_last{table}).
+func countRules(payload []byte) RuleCounts {
+	var st RuleCounts
+	table := ""
+	for line := range bytes.Lines(payload) {
+		switch {
+		case bytes.HasPrefix(line, []byte("*")):
+			table = string(bytes.TrimSpace(line[1:]))
+		case bytes.HasPrefix(line, []byte("-A ")), bytes.HasPrefix(line, []byte("-I ")), bytes.HasPrefix(line, []byte("-D ")):
+			switch table {
+			case "filter":
+				st.FilterRules++
+			case "nat":
+				st.NATRules++
+			}
+		}
+	}
+	return st
 }

@@ -15,13 +15,17 @@ type Metrics struct {
 	// Registry is where the metrics are registered; serve it on /metrics.
 	Registry *prometheus.Registry
 
-	SyncDuration             prometheus.Histogram
-	SyncFullDuration         prometheus.Histogram
-	SyncPartialDuration      prometheus.Histogram
-	NetworkProgramming       prometheus.Histogram
-	LastSyncTimestamp        prometheus.Gauge
-	LastQueuedTimestamp      prometheus.Gauge
-	RestoreFailures          prometheus.Counter
+	// The kube-proxy metrics below carry kube-proxy v1.37's labels: ip_family on
+	// everything a proxier of one family sets, so dual-stack nodes export both
+	// families instead of one overwriting the other.
+	SyncDuration             *prometheus.HistogramVec
+	SyncFullDuration         *prometheus.HistogramVec
+	SyncPartialDuration      *prometheus.HistogramVec
+	NetworkProgramming       *prometheus.HistogramVec
+	LastSyncTimestamp        *prometheus.GaugeVec
+	LastQueuedTimestamp      *prometheus.GaugeVec
+	RestoreFailures          *prometheus.CounterVec
+	PartialRestoreFailures   *prometheus.CounterVec
 	EndpointChanges          prometheus.Counter
 	ServiceChanges           prometheus.Counter
 	EndpointChangesPending   prometheus.Gauge
@@ -55,8 +59,8 @@ var syncBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
 // New creates and registers every metric, plus the Go and process collectors.
 func New() *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
-	hist := func(subsystem, name, help string, buckets []float64) prometheus.Histogram {
-		h := prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: subsystem, Name: name, Help: help, Buckets: buckets})
+	hist := func(subsystem, name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: subsystem, Name: name, Help: help, Buckets: buckets}, labels)
 		m.Registry.MustRegister(h)
 		return h
 	}
@@ -81,26 +85,28 @@ func New() *Metrics {
 		return c
 	}
 
-	m.SyncDuration = hist("kubeproxy", "sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets)
-	m.SyncFullDuration = hist("kubeproxy", "sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets)
-	m.SyncPartialDuration = hist("kubeproxy", "sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets)
-	m.NetworkProgramming = hist("kubeproxy", "network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds", networkProgrammingBuckets())
-	m.LastSyncTimestamp = gauge("kubeproxy", "sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced")
-	m.LastQueuedTimestamp = gauge("kubeproxy", "sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued")
-	m.RestoreFailures = counter("kubeproxy", "sync_proxy_rules_iptables_restore_failures_total", "Cumulative proxy iptables restore failures")
+	const family = "ip_family"
+	m.SyncDuration = hist("kubeproxy", "sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets, family)
+	m.SyncFullDuration = hist("kubeproxy", "sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets, family)
+	m.SyncPartialDuration = hist("kubeproxy", "sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets, family)
+	m.NetworkProgramming = hist("kubeproxy", "network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds", networkProgrammingBuckets(), family)
+	m.LastSyncTimestamp = gaugeVec("kubeproxy", "sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced", family)
+	m.LastQueuedTimestamp = gaugeVec("kubeproxy", "sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued", family)
+	m.RestoreFailures = counterVec("kubeproxy", "sync_proxy_rules_iptables_restore_failures_total", "Cumulative proxy iptables restore failures", family)
+	m.PartialRestoreFailures = counterVec("kubeproxy", "sync_proxy_rules_iptables_partial_restore_failures_total", "Cumulative proxy iptables partial restore failures", family)
 	m.EndpointChanges = counter("kubeproxy", "sync_proxy_rules_endpoint_changes_total", "Cumulative proxy rules EndpointSlice changes")
 	m.ServiceChanges = counter("kubeproxy", "sync_proxy_rules_service_changes_total", "Cumulative proxy rules Service changes")
 	m.EndpointChangesPending = gauge("kubeproxy", "sync_proxy_rules_endpoint_changes_pending", "Pending proxy rules EndpointSlice changes")
 	m.ServiceChangesPending = gauge("kubeproxy", "sync_proxy_rules_service_changes_pending", "Pending proxy rules Service changes")
-	m.RulesTotal = gaugeVec("kubeproxy", "sync_proxy_rules_iptables_total", "Total number of iptables rules owned by the proxy", "table")
-	m.RulesLast = gaugeVec("kubeproxy", "sync_proxy_rules_iptables_last", "Number of iptables rules written by the proxy in the last sync", "table")
-	m.NoLocalEndpoints = gaugeVec("kubeproxy", "sync_proxy_rules_no_local_endpoints_total", "Number of services with a Local traffic policy and no endpoints", "traffic_policy")
+	m.RulesTotal = gaugeVec("kubeproxy", "sync_proxy_rules_iptables_total", "Total number of iptables rules owned by the proxy", "table", family)
+	m.RulesLast = gaugeVec("kubeproxy", "sync_proxy_rules_iptables_last", "Number of iptables rules written by the proxy in the last sync", "table", family)
+	m.NoLocalEndpoints = gaugeVec("kubeproxy", "sync_proxy_rules_no_local_endpoints_total", "Number of services with a Local traffic policy and no endpoints", "traffic_policy", family)
 	m.RestoreBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Subsystem: "switchyard", Name: "restore_payload_bytes", Help: "Size of iptables-restore payloads, by sync kind",
 		Buckets: prometheus.ExponentialBuckets(256, 4, 12),
 	}, []string{"sync"})
 	m.Registry.MustRegister(m.RestoreBytes)
-	m.SyncsTotal = counterVec("switchyard", "syncs_total", "Syncs by kind (full, partial) and result (success, error)", "sync", "result")
+	m.SyncsTotal = counterVec("switchyard", "syncs_total", "Syncs by kind (full, partial) and result (success, error)", "sync", "result", family)
 	m.Backend = gaugeVec("switchyard", "iptables_backend_info", "The iptables backend in use (value 1)", "backend", "reason")
 	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Objects that could not be fully converted, by kind", "kind")
 	m.ConntrackEntriesDeleted = counter("switchyard", "conntrack_entries_deleted_total", "Stale UDP conntrack entries deleted")
@@ -111,8 +117,9 @@ func New() *Metrics {
 	return m
 }
 
-// ObserveSync records one sync's duration under the overall and the per-kind histogram.
-func (m *Metrics) ObserveSync(full bool, d time.Duration, err error) {
+// ObserveSync records one sync of one family: its count by kind and result, and on
+// success its duration under the overall and the per-kind histogram.
+func (m *Metrics) ObserveSync(family string, full bool, d time.Duration, err error) {
 	kind, result := "partial", "success"
 	if full {
 		kind = "full"
@@ -120,14 +127,26 @@ func (m *Metrics) ObserveSync(full bool, d time.Duration, err error) {
 	if err != nil {
 		result = "error"
 	}
-	m.SyncsTotal.WithLabelValues(kind, result).Inc()
+	m.SyncsTotal.WithLabelValues(kind, result, family).Inc()
 	if err != nil {
 		return
 	}
-	m.SyncDuration.Observe(d.Seconds())
+	m.SyncDuration.WithLabelValues(family).Observe(d.Seconds())
 	if full {
-		m.SyncFullDuration.Observe(d.Seconds())
+		m.SyncFullDuration.WithLabelValues(family).Observe(d.Seconds())
 	} else {
-		m.SyncPartialDuration.Observe(d.Seconds())
+		m.SyncPartialDuration.WithLabelValues(family).Observe(d.Seconds())
+	}
+}
+
+// SetRules records the iptables rules one family's sync wrote per table, and after a
+// full sync the rules it owns per table. Tables a sync did not write are set to 0, so
+// a partial sync that only touched nat does not leave filter's last figure behind.
+func (m *Metrics) SetRules(family string, written, total map[string]int) {
+	for _, table := range []string{"filter", "nat"} {
+		m.RulesLast.WithLabelValues(table, family).Set(float64(written[table]))
+		if total != nil {
+			m.RulesTotal.WithLabelValues(table, family).Set(float64(total[table]))
+		}
 	}
 }

@@ -33,10 +33,11 @@ type MasqueradeRules struct {
 // policy might drop.
 //
 // dropInvalid writes kube-proxy's "-m conntrack --ctstate INVALID -j DROP" at the top
-// of KUBE-FORWARD: without it, a packet conntrack could not match (e.g. an
-// out-of-window TCP segment) skips DNAT and reaches the service IP's next hop
-// unchanged (kubernetes#74839). kube-proxy leaves it out when the node sets
-// nf_conntrack_tcp_be_liberal=1, which makes such packets valid instead.
+// of KUBE-FORWARD: a packet conntrack marks INVALID (e.g. an out-of-window TCP
+// segment) skips DNAT, reaches the client's peer with the service IP unchanged and
+// can reset the connection (kubernetes#74839, #117924). kube-proxy's iptables mode
+// leaves it out when the node sets nf_conntrack_tcp_be_liberal=1, which makes such
+// packets valid instead; its IPVS mode never writes it.
 func NewMasqueradeRules(mark string, dropInvalid bool) MasqueradeRules {
 	var r MasqueradeRules
 	r.NAT = []Rule{

@@ -74,6 +74,7 @@ type suite struct {
 	node5                      *testbed.Node
 	a1, a2, b1, b2, b3, c1, c2 *testbed.Pod
 	sy1, sy2                   *testbed.Switchyard
+	kp3                        *testbed.KubeProxy // kube-proxy v1.37.2 on node-3, the peer of differential tests
 	services                   map[string]*v1.Service
 }
 
@@ -110,7 +111,7 @@ func testIPTables(t *testing.T, backend string) {
 	// and node-5 use Switchyard's flags.
 	s.sy1 = c.AddSwitchyard(t, s.node1, testbed.SwitchyardOptions{AsKubeProxy: true})
 	s.sy2 = c.AddSwitchyard(t, s.node2, testbed.SwitchyardOptions{AsKubeProxy: true})
-	c.AddKubeProxy(t, s.node3, "iptables")
+	s.kp3 = c.AddKubeProxy(t, s.node3, "iptables")
 
 	t.Run("rules are in the chosen backend", func(t *testing.T) { s.testBackend(t, backend) })
 	t.Run("reachability", s.testReachability)
@@ -125,6 +126,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("UDP flows leave a removed endpoint", s.testUDPConntrack)
 	t.Run("delete service removes its rules", s.testDeleteService)
 	t.Run("metrics", s.testMetrics)
+	t.Run("metrics match kube-proxy", s.testMetricsMatchKubeProxy)
 	t.Run("differential against kube-proxy", s.testDifferential)
 	t.Run("flushed tables are rebuilt", s.testFlushRecovery)
 	t.Run("restart under load", s.testRestartUnderLoad)
@@ -435,18 +437,47 @@ func (s *suite) testAffinity(t *testing.T) {
 	}
 }
 
-// testBalancing: 300 connections to 3 pods give each at least 50.
+// testBalancing: 1200 connections to the 3 pods of web pass a chi-square
+// goodness-of-fit test against equal shares.
+//
+// The statistic is sum((observed-400)^2/400) over the 3 pods, with 2 degrees of
+// freedom; the test fails above 27.63, where a chi-square(2) variable's survival
+// function exp(-x/2) is 1e-6: a correct proxy fails it once in a million runs.
+// Against kube-proxy's rule broken from 1/(n-i) to 1/n (shares 1/3, 2/9, 4/9 in
+// chain order) the statistic is noncentral chi-square(2) with noncentrality
+// 1200*3*((1/9)^2+(1/9)^2) = 88.9, mean 90.9: the test fails with probability
+// 0.99999 (it misses 1.1e-5 of the time; at 300 connections it would catch the
+// mutation only 33% of the time, and the former check, each pod >= 50 of 300,
+// essentially never). TestEndpointSelectionProbabilities in pkg/iptables pins the
+// exact probabilities; this checks that the kernel, not only the model, spreads
+// connections that way.
+//
+// mutation-checked on the testbed (nft): with the 1/n rule the counts were
+// b1:418 b2:264 b3:518, chi-square 81.86, and the test failed; with 1/(n-i),
+// 397/404/399, chi-square 0.07.
 func (s *suite) testBalancing(t *testing.T) {
-	counts, err := testbed.Distribution(t.Context(), s.node1, "tcp", s.addr("web", 0), 300)
+	const connections, threshold = 1200, 27.63
+	counts, err := testbed.Distribution(t.Context(), s.node1, "tcp", s.addr("web", 0), connections)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, pod := range names(s.b1, s.b2, s.b3) {
-		// Each pod's share is binomial(300, 1/3): mean 100, sd 8.2; 50 is
-		// six standard deviations off.
-		if counts[pod] < 50 {
-			t.Errorf("%s answered %d of 300 (all: %v), want at least 50", pod, counts[pod], counts)
-		}
+	pods := names(s.b1, s.b2, s.b3)
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	if total != connections {
+		t.Fatalf("%d of %d connections answered (%v)", total, connections, counts)
+	}
+	expected := float64(connections) / float64(len(pods))
+	chiSquare := 0.0
+	for _, pod := range pods {
+		d := float64(counts[pod]) - expected
+		chiSquare += d * d / expected
+	}
+	t.Logf("counts %v: chi-square %.2f (2 degrees of freedom, fails above %.2f)", counts, chiSquare, threshold)
+	if chiSquare > threshold {
+		t.Errorf("connections are not spread evenly over %v: %v, chi-square %.2f > %.2f (p < 1e-6)", pods, counts, chiSquare, threshold)
 	}
 }
 

@@ -315,7 +315,7 @@ func newProxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 func sync(t *testing.T, p *ipvs.Proxier, w *world) ipvs.SyncResult {
 	t.Helper()
 	start := time.Now()
-	res, err := p.Sync(context.Background(), w.snapshot())
+	res, err := p.SyncDetailed(context.Background(), w.snapshot())
 	if err != nil {
 		t.Fatalf("sync: %v", err)
 	}
@@ -655,5 +655,103 @@ func TestGuestForeignServiceSurvives(t *testing.T) {
 	out, _ := exec.Command("ipset", "list", "-n").CombinedOutput()
 	if strings.Contains(string(out), "KUBE-") {
 		t.Errorf("cleanup left ipsets:\n%s", out)
+	}
+}
+
+// TestGuestCanaryAfterFlush checks IPVS mode's canary against the real kernel: a
+// firewall reload replaces the nat and filter tables, which removes the masquerade
+// rules and KUBE-IPVS-FILTER (a host service then answers on a VIP, kubernetes#72236).
+// The canary check the controller runs every interval (Provider.CheckKernel, then
+// RequestFullSync and a sync) must notice at its first tick after the flush and bring
+// the rules back, so the VIP refuses the host port again and the service still works.
+// Before the fix IPVS mode had no canary and this waited for the periodic full sync.
+func TestGuestCanaryAfterFlush(t *testing.T) {
+	topology(t)
+	p := newProxier(t)
+	w := newWorld()
+	w.set(svcPort("web", "10.96.0.20"), "pod-a")
+	sync(t, p, w)
+	hostLn, err := net.Listen("tcp", ":2222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostLn.Close()
+	go func() {
+		for {
+			c, err := hostLn.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "host")
+			c.Close()
+		}
+	}()
+	vipRefusesHostPort := func() bool {
+		c, err := dial("", "10.96.0.20:2222", 2*time.Second)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	saved := func() string {
+		out, err := exec.Command("iptables-nft-save").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables-save: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	programmed := func(rules string) bool {
+		return strings.Contains(rules, "-j MASQUERADE") && strings.Contains(rules, "-A KUBE-IPVS-FILTER") &&
+			strings.Contains(rules, "-A INPUT -m comment --comment \"kubernetes ipvs access filter\" -j KUBE-IPVS-FILTER")
+	}
+	if rules := saved(); !programmed(rules) || !vipRefusesHostPort() {
+		t.Fatalf("before the flush the rules are not in place (or the VIP answers on the host port):\n%s", rules)
+	}
+
+	// The firewall reload.
+	reload := exec.Command("iptables-nft-restore")
+	reload.Stdin = strings.NewReader("*nat\nCOMMIT\n*filter\nCOMMIT\n")
+	if out, err := reload.CombinedOutput(); err != nil {
+		t.Fatalf("flushing: %v\n%s", err, out)
+	}
+	if rules := saved(); programmed(rules) {
+		t.Fatalf("the flush left the rules:\n%s", rules)
+	}
+	if got := who(t, "", "10.96.0.20:2222"); got != "host" {
+		t.Fatalf("after the flush the host service should answer on the VIP, got %q", got)
+	}
+
+	// The controller's canary watcher, one tick at a time (pkg/controller watchers.go).
+	const interval = time.Second
+	flushed := time.Now()
+	ticks := 0
+	for ; ticks < 3; ticks++ {
+		time.Sleep(interval)
+		ok, err := p.CheckKernel(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			continue
+		}
+		p.RequestFullSync("canary chain missing")
+		if res := sync(t, p, w); !res.Full || res.Reason != "canary chain missing" {
+			t.Fatalf("the sync after the canary check: full=%v reason %q", res.Full, res.Reason)
+		}
+		break
+	}
+	if ticks != 0 {
+		t.Errorf("the canary noticed the flush at tick %d, want the first", ticks+1)
+	}
+	if rules := saved(); !programmed(rules) {
+		t.Fatalf("the rules are not back after the canary's full sync:\n%s", rules)
+	}
+	t.Logf("rules back %v after the flush (canary interval %v)", time.Since(flushed).Round(10*time.Millisecond), interval)
+	if !vipRefusesHostPort() {
+		t.Errorf("after the canary's full sync the VIP still does not refuse the host port (KUBE-IPVS-FILTER missing)")
+	}
+	if got := who(t, "", "10.96.0.20:80"); got != "pod-a" {
+		t.Errorf("after the canary's full sync the service answered %q, want pod-a", got)
 	}
 }

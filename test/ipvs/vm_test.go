@@ -30,6 +30,7 @@ var guestTests = []string{
 	"TestGuestNoEndpointsRefused",
 	"TestGuestGracefulTermination",
 	"TestGuestForeignServiceSurvives",
+	"TestGuestCanaryAfterFlush",
 }
 
 // extraModules are what the guest tests need beyond vm.DefaultModules: the REJECT

@@ -18,8 +18,17 @@ import (
 type Fake struct {
 	mu     sync.Mutex
 	flows  []conntrack.Flow
+	scans  int
 	once   sync.Once
 	faults *fault.Injector
+}
+
+// Scans returns how many times the table was read (DeleteFlows calls): a sync whose
+// changes touch no UDP service must not read it at all.
+func (f *Fake) Scans() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scans
 }
 
 // FailNext makes the next call of op (only "DeleteFlows") fail with err.
@@ -59,6 +68,7 @@ func (f *Fake) DeleteFlows(ctx context.Context, family v1.IPFamily, match func(c
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.scans++
 	kept := f.flows[:0]
 	deleted := 0
 	for _, fl := range f.flows {

@@ -3,5 +3,6 @@
 // duplicates, references to missing objects and malformed input, so a reconciler bug
 // shows up as an error in a unit test instead of on a node. Each fake is safe for
 // concurrent use and counts the operations it was asked to do, so tests can assert that
-// a change cost what it should.
+// a change cost what it should. Every method of the kernel interfaces fails on demand
+// with FailNext(method, err) (see pkg/fault), changing nothing.
 package testing

@@ -6,4 +6,8 @@
 // matches, DNAT outside nat. A failed restore changes nothing. It records
 // every restore payload so tests can assert what was sent, and trace packets
 // through the result with pkg/xtables/tracer.
+//
+// Its errors are the *xtables.Error values Exec returns for the same faults
+// (a restore's failing line, a missing chain; LockTimeout for injection), and
+// every method fails on demand with FailNext (see pkg/fault).
 package testing

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// promFamily is one metric family of a /metrics scrape.
+type promFamily struct {
+	kind   string
+	labels map[string]bool // label names over every series, "le" and "quantile" left out
+	series map[string]float64
+}
+
+// parseMetrics reads the Prometheus text format well enough to compare two exporters:
+// each family's type, the label names of its series, and each series' value keyed by
+// its full name and label text (histogram buckets, sums and counts are series of the
+// family).
+func parseMetrics(text string) map[string]*promFamily {
+	families := map[string]*promFamily{}
+	family := func(name string) *promFamily {
+		f := families[name]
+		if f == nil {
+			f = &promFamily{labels: map[string]bool{}, series: map[string]float64{}}
+			families[name] = f
+		}
+		return f
+	}
+	for line := range strings.SplitSeq(text, "\n") {
+		if fields := strings.Fields(line); len(fields) == 4 && fields[0] == "#" && fields[1] == "TYPE" {
+			family(fields[2]).kind = fields[3]
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		cut := strings.LastIndexByte(line, ' ')
+		key, valueText := line[:cut], line[cut+1:]
+		value, err := strconv.ParseFloat(valueText, 64)
+		if err != nil {
+			continue
+		}
+		name, labels, _ := strings.Cut(key, "{")
+		base := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if trimmed, ok := strings.CutSuffix(name, suffix); ok && families[trimmed] != nil && families[trimmed].kind == "histogram" {
+				base = trimmed
+			}
+		}
+		f := family(base)
+		f.series[key] = value
+		for pair := range strings.SplitSeq(strings.TrimSuffix(labels, "}"), ",") {
+			if label, _, ok := strings.Cut(pair, "="); ok && label != "le" && label != "quantile" {
+				f.labels[label] = true
+			}
+		}
+	}
+	return families
+}
+
+// seriesValue returns one series' value from a scrape, if present.
+func seriesValue(families map[string]*promFamily, name, key string) (float64, bool) {
+	f := families[name]
+	if f == nil {
+		return 0, false
+	}
+	v, ok := f.series[key]
+	return v, ok
+}
+
+// testMetricsMatchKubeProxy scrapes Switchyard (node-1) and the pinned kube-proxy
+// (node-3) before and after the same endpoint change, which both program. Every
+// kubeproxy_* family Switchyard exports must exist in kube-proxy's scrape with the
+// same type and label names (or be one kube-proxy only shows after a failure), and
+// every kube-proxy series that the change moved must exist in Switchyard and have
+// moved too (buckets, *_last and *_pending aside, see below).
+func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
+	ctx := t.Context()
+	if s.kp3 == nil {
+		t.Fatal("no kube-proxy peer on node-3")
+	}
+	scrape := func() (switchyard, kubeProxy map[string]*promFamily) {
+		t.Helper()
+		sy, err := s.sy1.Metrics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := s.kp3.Metrics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parseMetrics(sy), parseMetrics(kp)
+	}
+	syBefore, kpBefore := scrape()
+	if err := s.cluster.PublishEndpoints(ctx, s.svc("scale"), ready(s.b3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitForPods(ctx, s.node1, "tcp", s.addr("scale", 0), names(s.b3), syncWait); err != nil {
+		t.Fatalf("switchyard: %v", err)
+	}
+	if err := waitForPods(ctx, s.node3, "tcp", s.addr("scale", 0), names(s.b3), syncWait); err != nil {
+		t.Fatalf("kube-proxy: %v", err)
+	}
+	syAfter, kpAfter := scrape()
+
+	// kube-proxy exports these only once the event they count happened.
+	onlyAfterEvents := map[string]bool{
+		"kubeproxy_sync_proxy_rules_iptables_restore_failures_total":         true,
+		"kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total": true,
+	}
+	compared := 0
+	for _, name := range slices.Sorted(maps.Keys(syAfter)) {
+		if !strings.HasPrefix(name, "kubeproxy_") {
+			continue
+		}
+		sy, kp := syAfter[name], kpAfter[name]
+		if kp == nil {
+			if onlyAfterEvents[name] {
+				t.Logf("%s: kube-proxy has no series yet (it counts failures); compared by the unit tests", name)
+				continue
+			}
+			t.Errorf("switchyard exports %s, which kube-proxy does not", name)
+			continue
+		}
+		compared++
+		if sy.kind != kp.kind {
+			t.Errorf("%s: type %s, kube-proxy %s", name, sy.kind, kp.kind)
+		}
+		if len(sy.series) > 0 && len(kp.series) > 0 && !maps.Equal(sy.labels, kp.labels) {
+			t.Errorf("%s: label names %v, kube-proxy %v", name, slices.Sorted(maps.Keys(sy.labels)), slices.Sorted(maps.Keys(kp.labels)))
+		}
+		for _, key := range slices.Sorted(maps.Keys(kpAfter[name].series)) {
+			// Buckets spread differently; *_last is the size of the last write, not a
+			// count; *_pending is 0 at rest in both, but kube-proxy's two family
+			// proxiers race on the one gauge and can leave it at 1 after both synced.
+			if base := strings.Split(key, "{")[0]; strings.HasSuffix(base, "_bucket") || strings.HasSuffix(base, "_last") || strings.HasSuffix(base, "_pending") {
+				continue
+			}
+			before, existed := seriesValue(kpBefore, name, key)
+			if !existed || before == kpAfter[name].series[key] {
+				continue // kube-proxy's did not move
+			}
+			syValue, ok := sy.series[key]
+			if !ok {
+				t.Errorf("kube-proxy's %s moved (%v -> %v); switchyard has no such series", key, before, kpAfter[name].series[key])
+				continue
+			}
+			syPrev, hadPrev := seriesValue(syBefore, name, key)
+			if hadPrev && syPrev == syValue {
+				t.Errorf("kube-proxy's %s moved (%v -> %v); switchyard's stayed at %v", key, before, kpAfter[name].series[key], syValue)
+			}
+		}
+	}
+	if compared < 12 {
+		t.Errorf("compared %d kubeproxy_* families with kube-proxy, want at least 12", compared)
+	}
+	for _, key := range []string{`kubeproxy_sync_proxy_rules_iptables_last{ip_family="IPv4",table="nat"}`} {
+		if v := syAfter["kubeproxy_sync_proxy_rules_iptables_last"].series[key]; v == 0 {
+			t.Errorf("switchyard's %s = 0 after a sync that rewrote a service's chains", key)
+		}
+	}
+	t.Logf("compared %d kubeproxy_* families with kube-proxy", compared)
+}
