@@ -285,7 +285,7 @@ func TestGuestDaemon(t *testing.T) {
 	d := startDaemon(t)
 
 	// /healthz answers 200 only after the first sync of every family.
-	// mutation-checked: pkg/controller's syncIPVS without afterSync (health never
+	// mutation-checked: pkg/controller's sync (sync.go) without afterSync (health never
 	// updated) fails here with HTTP 503 "no successful sync yet"; pkg/kubeproxyconfig
 	// ignoring the file's mode (out.Mode = "iptables") fails here too, as the iptables
 	// proxier cannot load its rules in this guest (no xt_statistic).
