@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Switchyard's IPVS-mode tests against a real kernel: the unit tests of pkg/ipvs and
 # the dry-run golden tests, then test/ipvs, which boots one throwaway QEMU guest per
-# scenario (see test/ipvs/doc.go and docs/ipvs.md). Needs root for the VM tests; with CI
+# scenario, and one more for the daemon against a real kube-apiserver (see
+# test/ipvs/doc.go and docs/ipvs.md). Needs root for the VM tests; with CI
 # set, a missing VM dependency fails instead of skipping.
 #
 #   sudo hack/ipvs-e2e.sh                      # everything
@@ -16,3 +17,7 @@ hack/vm-deps.sh
 go test -race -count=1 ./pkg/ipvs/... ./pkg/xtables/ruleset/ ./cmd/proxy/
 # The guest binary is built by the test itself (CGO_ENABLED=0, -tags ipvsguest).
 go test -count=1 -v -timeout 10m -run TestIPVSInVM ./test/ipvs/
+# The daemon in IPVS mode against the testbed's kube-apiserver: needs the pinned tools
+# (a no-op when cached).
+SWITCHYARD_TOOLS_BIN="$(hack/build-tools.sh | tail -n 1)" \
+	go test -count=1 -v -timeout 10m -run TestDaemonInVM ./test/ipvs/

@@ -8,4 +8,11 @@
 // its name, and an outside client; they drive pkg/ipvs's Proxier directly from
 // snapshots against the real kernel (IPVS, netlink, ipset, iptables-nft, sysctls) and
 // assert which pod answered and what the kernel holds.
+//
+// TestDaemonInVM (daemon_test.go) runs the real switchyard daemon in one guest instead:
+// started as kubeadm starts kube-proxy (a kube-proxy link, --config written by the pinned
+// kube-proxy with mode ipvs, --hostname-override), against the testbed's kube-apiserver,
+// which the guest reaches through QEMU's user-mode network. Its guest half,
+// TestGuestDaemon (daemon_guest_test.go), asserts the IPVS table, the traffic and
+// /healthz as the host changes the Service and its EndpointSlice through the API.
 package ipvs
