@@ -104,3 +104,24 @@ func TestNodeWithoutAddressesIsLogged(t *testing.T) {
 		t.Errorf("the previous configuration was not kept: %d providers, ips %v", len(providers), facts.IPs)
 	}
 }
+
+// TestSyncCutShortByShutdownIsNotAnError checks that a sync whose apply fails because
+// the daemon is shutting down (SIGTERM cancels the context and kills iptables-restore or
+// ipset restore) is logged as an interruption, not as a failed sync to retry.
+// Mutation-checked: dropping the ctx.Err() branch in sync fails this test.
+func TestSyncCutShortByShutdownIsNotAnError(t *testing.T) {
+	c, kernel := syncedController(t)
+	ctx, logs := loggedContext(0)
+	ctx, cancel := context.WithCancel(ctx)
+	c.serviceHandler(ctx).OnAdd(testService("web", "172.30.0.10"), false)
+	c.sliceHandler(ctx).OnAdd(testSlice("web", "10.180.0.1"), false)
+	cancel()
+	kernel.FailNext("Restore", context.Canceled)
+	if err := c.sync(ctx); err == nil {
+		t.Fatal("sync succeeded, want the injected failure")
+	}
+	out := logs.String()
+	if strings.Contains(out, "Sync failed") || !strings.Contains(out, "Sync interrupted by shutdown") {
+		t.Errorf("log after a sync cut short by shutdown:\n%s\nwant \"Sync interrupted by shutdown\" and no \"Sync failed\"", out)
+	}
+}

@@ -40,6 +40,12 @@ func (c *Controller) sync(ctx context.Context) error {
 		c.recordSynced(ctx, p.Family(), snap, facts.Name)
 	}
 	if err := errors.Join(errs...); err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: the sync was cut short (a killed iptables-restore or ipset
+			// restore changes nothing), and the next start syncs in full anyway.
+			logger.Info("Sync interrupted by shutdown", "err", err)
+			return err
+		}
 		// The changes in snap are not lost: a failed Provider syncs in full next time,
 		// from a newer snapshot, which includes them.
 		logger.Error(err, "Sync failed; retrying with a full sync")
