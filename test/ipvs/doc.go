@@ -5,7 +5,7 @@
 // with `go test -c -tags ipvsguest` (CGO_ENABLED=0), boots one guest per guest test and
 // reports each result. The guest tests (guest_test.go) model a node with network
 // namespaces: pods behind a bridge, each running a TCP/UDP echo server that answers with
-// its name, and an outside client; they drive pkg/ipvs's Proxier directly from
+// its name (or, asked "source", with the client address it sees), and an outside client; they drive pkg/ipvs's Proxier directly from
 // snapshots against the real kernel (IPVS, netlink, ipset, iptables-nft, sysctls) and
 // assert which pod answered and what the kernel holds.
 //

@@ -8,7 +8,8 @@ package ipvs
 //   client ns 192.168.100.2-9  an outside client with several source addresses
 //   10.96.0.x                  cluster IPs; 203.0.113.10 an external IP; 198.51.100.20 an LB VIP
 //   10.0.0.99:80               a foreign IPVS service (not Switchyard's)
-// Every pod runs an echo server on :8080 (TCP and UDP) answering with its name.
+// Every pod runs an echo server on :8080 (TCP and UDP) answering with its name; on TCP
+// the line "source" is answered with the client address the pod sees instead.
 
 import (
 	"bufio"
@@ -110,7 +111,9 @@ func topology(t *testing.T) {
 }
 
 // startEcho runs the pod's echo server: on connect it sends its name, then answers
-// every line with its name again; UDP datagrams get the name back.
+// every line with its name again, except the line "source", which gets the peer's
+// address as the pod sees it (to tell masqueraded connections apart); UDP datagrams
+// get the name back.
 func startEcho(t *testing.T, pod string) {
 	t.Helper()
 	var ln net.Listener
@@ -138,6 +141,10 @@ func startEcho(t *testing.T, pod string) {
 				fmt.Fprintf(conn, "%s\n", pod)
 				sc := bufio.NewScanner(conn)
 				for sc.Scan() {
+					if sc.Text() == "source" {
+						fmt.Fprintf(conn, "%s\n", conn.RemoteAddr().(*net.TCPAddr).IP)
+						continue
+					}
 					fmt.Fprintf(conn, "%s\n", pod)
 				}
 			}()
@@ -164,8 +171,13 @@ type conn struct {
 
 // dial connects from the client namespace, from source address src (empty: any).
 func dial(src, dst string, timeout time.Duration) (*conn, error) {
+	return dialFrom(client, src, dst, timeout)
+}
+
+// dialFrom connects from network namespace ns (the client or a pod).
+func dialFrom(ns, src, dst string, timeout time.Duration) (*conn, error) {
 	var c net.Conn
-	err := inNS(client, func() error {
+	err := inNS(ns, func() error {
 		d := net.Dialer{Timeout: timeout}
 		if src != "" {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
@@ -193,6 +205,17 @@ func (c *conn) ask() (string, error) {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetDeadline(time.Time{}) //nolint:errcheck
 	if _, err := fmt.Fprintln(c, "ping"); err != nil {
+		return "", err
+	}
+	line, err := c.r.ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// source asks the pod at the other end which client address it sees.
+func (c *conn) source() (string, error) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{}) //nolint:errcheck
+	if _, err := fmt.Fprintln(c, "source"); err != nil {
 		return "", err
 	}
 	line, err := c.r.ReadString('\n')

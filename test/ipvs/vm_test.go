@@ -31,7 +31,12 @@ var guestTests = []string{
 	"TestGuestGracefulTermination",
 	"TestGuestForeignServiceSurvives",
 	"TestGuestCanaryAfterFlush",
+	"TestGuestDetectLocal",
 }
+
+// slowGuestTests need more than the default two minutes in the guest under TCG:
+// TestGuestDetectLocal starts six proxiers, each with a full sync of 5-13 s.
+var slowGuestTests = map[string]time.Duration{"TestGuestDetectLocal": 4 * time.Minute}
 
 // extraModules are what the guest tests need beyond vm.DefaultModules: the REJECT
 // target of the companion rules.
@@ -96,14 +101,18 @@ func TestIPVSInVM(t *testing.T) {
 			}
 		}
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			timeout := 2 * time.Minute
+			if d, ok := slowGuestTests[name]; ok {
+				timeout = d
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 			defer cancel()
 			res, err := vm.Run(ctx, vm.Config{
 				Kernel:       kernel,
 				ExtraModules: extraModules,
 				Files:        map[string]string{"/usr/local/bin/ipvs.test": bin},
 				Command:      []string{"ipvs.test", "-test.run", "^" + name + "$", "-test.v", "-test.count=1"},
-				Timeout:      2 * time.Minute,
+				Timeout:      timeout,
 				Output:       &logWriter{t: t},
 			})
 			if err != nil {
