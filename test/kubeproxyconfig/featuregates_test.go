@@ -31,18 +31,21 @@ var gateSources = []string{
 // featureDecl matches a gate's declaration, `Name featuregate.Feature = "Name"`.
 var featureDecl = regexp.MustCompile(`(?m)^\s*[A-Z]\w*\s+(?:featuregate\.)?Feature\s*=\s*"(\w+)"`)
 
-// TestFeatureGatesDifferential runs, for every gate the pinned kube-proxy or Switchyard
+// TestFeatureGatesDifferential runs, for every gate the pinned sources declare or Switchyard
 // knows (and a few unknown names) and for both values, `kube-proxy
 // --feature-gates=G=V --write-config-to=F` and the same with switchyard through a
 // kube-proxy link, and checks that both accept (exit 0) or both refuse. kube-proxy
 // accepts a GA or deprecated gate with a warning, refuses a GA gate set against its
 // lock and a gate enabled without the gates it depends on. Every gate is tried with both
 // values (about 1,000 processes, run 4 at a time).
-// Mutation-checked: dropping the GA specs from zz_generated_featuregates.go fails it
-// (e.g. "CPUManagerPolicyOptions=true": kube-proxy accepts, switchyard refuses);
-// dropping the LockToDefault fields fails it ("CPUManagerPolicyOptions=false");
-// not adding kubeProxyFeatureGateDependencies fails it ("AtomicFIFO=false", which
-// six enabled beta gates depend on).
+// Took 22 s on the 2 shared cores (258 names, 516 settings).
+// Mutation-checked: dropping from zz_generated_featuregates.go the 71 gates that are
+// GA at v1.37 (and the dependencies naming them) fails it with 77 settings that
+// kube-proxy accepts and switchyard refuses (e.g. "CPUManagerPolicyOptions=true"; the
+// names still come from the pinned sources); dropping LockToDefault from
+// CPUManagerPolicyOptions fails "CPUManagerPolicyOptions=false"; not adding
+// kubeProxyFeatureGateDependencies fails 16 settings, e.g. "AtomicFIFO=false", which
+// six enabled beta gates depend on.
 func TestFeatureGatesDifferential(t *testing.T) {
 	kubeProxy, switchyard := tools(t)
 	link := kubeProxyLink(t, switchyard)
@@ -123,8 +126,9 @@ func TestFeatureGatesDifferential(t *testing.T) {
 
 // TestFeatureGatesConfigFileDifferential does the same for the featureGates map of a
 // --config file, for a gate of each kind.
-// Mutation-checked: dropping the GA specs from zz_generated_featuregates.go fails
-// "GA at its lock".
+// Mutation-checked: dropping the GA gates from zz_generated_featuregates.go fails
+// "GA at its lock"; dropping CPUManagerPolicyOptions' lock fails "GA against its lock";
+// not adding the dependencies fails "beta that others need".
 func TestFeatureGatesConfigFileDifferential(t *testing.T) {
 	kubeProxy, switchyard := tools(t)
 	link := kubeProxyLink(t, switchyard)
