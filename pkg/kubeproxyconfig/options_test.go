@@ -209,6 +209,12 @@ func TestComplete(t *testing.T) {
 		{name: "unknown gate flag", args: []string{"--feature-gates=NoSuchGate=true"}, wantErr: "--feature-gates: unrecognized feature gate: NoSuchGate"},
 		{name: "unknown gate in file", file: header + "featureGates:\n  NoSuchGate: true\n", wantErr: "featureGates: unrecognized feature gate: NoSuchGate"},
 		{name: "known gate", args: []string{"--feature-gates=AllAlpha=false,ContextualLogging=true"}, wantWarnings: []string{"featureGates AllAlpha: accepted"}},
+		// GA and deprecated gates are accepted as kube-proxy v1.37.2 accepts them; a GA
+		// gate against its lock and a gate without the gates it needs are refused.
+		{name: "GA gate at its lock", args: []string{"--feature-gates=CPUManagerPolicyOptions=true"}, wantWarnings: []string{"featureGates CPUManagerPolicyOptions: accepted"}},
+		{name: "GA gate against its lock", args: []string{"--feature-gates=CPUManagerPolicyOptions=false"}, wantErr: "cannot set feature gate CPUManagerPolicyOptions to false, feature is locked to true"},
+		{name: "deprecated gate", file: header + "featureGates:\n  AllowDNSOnlyNodeCSR: true\n", wantWarnings: []string{"featureGates AllowDNSOnlyNodeCSR: accepted"}},
+		{name: "gate others depend on", args: []string{"--feature-gates=AtomicFIFO=false"}, wantErr: "is enabled, but depends on features that are disabled: [AtomicFIFO]"},
 		{name: "json logging", args: []string{"--logging-format=json"}, check: func(t *testing.T, r *Resolved) {
 			if r.KubeProxy.Logging.Format != "json" {
 				t.Errorf("logging format %q", r.KubeProxy.Logging.Format)
