@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // promFamily is one metric family of a /metrics scrape.
@@ -104,14 +106,42 @@ func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
 	if err := waitForPods(ctx, s.node3, "tcp", s.addr("scale", 0), names(s.b3), syncWait); err != nil {
 		t.Fatalf("kube-proxy: %v", err)
 	}
-	syAfter, kpAfter := scrape()
+	// Reachability over IPv4 shows the IPv4 sync is done, not the IPv6 one of the
+	// same snapshot (each proxy syncs its families one after the other): compare again
+	// until every series kube-proxy moved has moved in Switchyard too, or 15 s pass.
+	var syAfter, kpAfter map[string]*promFamily
+	var problems, stayed []string
+	var compared int
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		syAfter, kpAfter = scrape()
+		problems, stayed, compared = compareMetrics(syBefore, syAfter, kpBefore, kpAfter)
+		if len(stayed) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range append(problems, stayed...) {
+		t.Error(p)
+	}
+	if compared < 12 {
+		t.Errorf("compared %d kubeproxy_* families with kube-proxy, want at least 12", compared)
+	}
+	for _, key := range []string{`kubeproxy_sync_proxy_rules_iptables_last{ip_family="IPv4",table="nat"}`} {
+		if v := syAfter["kubeproxy_sync_proxy_rules_iptables_last"].series[key]; v == 0 {
+			t.Errorf("switchyard's %s = 0 after a sync that rewrote a service's chains", key)
+		}
+	}
+	t.Logf("compared %d kubeproxy_* families with kube-proxy", compared)
+}
 
+// compareMetrics compares a Switchyard and a kube-proxy scrape taken after the same
+// change: problems are differences of presence, type or label names; stayed lists the
+// kube-proxy series the change moved that did not move (or do not exist) in Switchyard.
+func compareMetrics(syBefore, syAfter, kpBefore, kpAfter map[string]*promFamily) (problems, stayed []string, compared int) {
 	// kube-proxy exports these only once the event they count happened.
 	onlyAfterEvents := map[string]bool{
 		"kubeproxy_sync_proxy_rules_iptables_restore_failures_total":         true,
 		"kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total": true,
 	}
-	compared := 0
 	for _, name := range slices.Sorted(maps.Keys(syAfter)) {
 		if !strings.HasPrefix(name, "kubeproxy_") {
 			continue
@@ -119,18 +149,17 @@ func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
 		sy, kp := syAfter[name], kpAfter[name]
 		if kp == nil {
 			if onlyAfterEvents[name] {
-				t.Logf("%s: kube-proxy has no series yet (it counts failures); compared by the unit tests", name)
 				continue
 			}
-			t.Errorf("switchyard exports %s, which kube-proxy does not", name)
+			problems = append(problems, fmt.Sprintf("switchyard exports %s, which kube-proxy does not", name))
 			continue
 		}
 		compared++
 		if sy.kind != kp.kind {
-			t.Errorf("%s: type %s, kube-proxy %s", name, sy.kind, kp.kind)
+			problems = append(problems, fmt.Sprintf("%s: type %s, kube-proxy %s", name, sy.kind, kp.kind))
 		}
 		if len(sy.series) > 0 && len(kp.series) > 0 && !maps.Equal(sy.labels, kp.labels) {
-			t.Errorf("%s: label names %v, kube-proxy %v", name, slices.Sorted(maps.Keys(sy.labels)), slices.Sorted(maps.Keys(kp.labels)))
+			problems = append(problems, fmt.Sprintf("%s: label names %v, kube-proxy %v", name, slices.Sorted(maps.Keys(sy.labels)), slices.Sorted(maps.Keys(kp.labels))))
 		}
 		for _, key := range slices.Sorted(maps.Keys(kpAfter[name].series)) {
 			// Buckets spread differently; *_last is the size of the last write, not a
@@ -145,22 +174,14 @@ func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
 			}
 			syValue, ok := sy.series[key]
 			if !ok {
-				t.Errorf("kube-proxy's %s moved (%v -> %v); switchyard has no such series", key, before, kpAfter[name].series[key])
+				stayed = append(stayed, fmt.Sprintf("kube-proxy's %s moved (%v -> %v); switchyard has no such series", key, before, kpAfter[name].series[key]))
 				continue
 			}
 			syPrev, hadPrev := seriesValue(syBefore, name, key)
 			if hadPrev && syPrev == syValue {
-				t.Errorf("kube-proxy's %s moved (%v -> %v); switchyard's stayed at %v", key, before, kpAfter[name].series[key], syValue)
+				stayed = append(stayed, fmt.Sprintf("kube-proxy's %s moved (%v -> %v); switchyard's stayed at %v", key, before, kpAfter[name].series[key], syValue))
 			}
 		}
 	}
-	if compared < 12 {
-		t.Errorf("compared %d kubeproxy_* families with kube-proxy, want at least 12", compared)
-	}
-	for _, key := range []string{`kubeproxy_sync_proxy_rules_iptables_last{ip_family="IPv4",table="nat"}`} {
-		if v := syAfter["kubeproxy_sync_proxy_rules_iptables_last"].series[key]; v == 0 {
-			t.Errorf("switchyard's %s = 0 after a sync that rewrote a service's chains", key)
-		}
-	}
-	t.Logf("compared %d kubeproxy_* families with kube-proxy", compared)
+	return problems, stayed, compared
 }

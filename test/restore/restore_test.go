@@ -82,6 +82,25 @@ func dryRun(t *testing.T, bin, family string) []byte {
 	return out
 }
 
+// ensureHooks adds the hook jumps dry-run prints as comments the way the daemon's
+// EnsureHooks does: the target chain is created first when the payload does not
+// declare it (kubelet's KUBE-FIREWALL, which kube-proxy ensures too), then the jump is
+// inserted.
+func ensureHooks(t *testing.T, ns, iptables string, payload []byte) {
+	t.Helper()
+	for _, m := range hookLine.FindAllStringSubmatch(string(payload), -1) {
+		args := shellSplit(t, m[3])
+		target := args[len(args)-1]
+		if !regexp.MustCompile(`(?m)^:` + regexp.QuoteMeta(target) + ` `).Match(payload) {
+			create := exec.Command("ip", "netns", "exec", ns, iptables, "-t", m[1], "-N", target)
+			if out, err := create.CombinedOutput(); err != nil && !strings.Contains(string(out), "exists") {
+				t.Fatalf("%v: %v\n%s", create.Args, err, out)
+			}
+		}
+		inNetns(t, ns, nil, append([]string{iptables, "-t", m[1], "-I", m[2]}, args...)...)
+	}
+}
+
 // hookLine matches the hook jumps that dry-run prints as comments.
 var hookLine = regexp.MustCompile(`(?m)^#   -t (\S+) -I (\S+) (.*)$`)
 
@@ -112,10 +131,7 @@ func TestDryRunOutputLoadsIntoTheKernel(t *testing.T) {
 				inNetns(t, ns, payload, restore, "-w", "5", "--noflush")
 
 				// The hook jumps the daemon ensures, exactly as dry-run prints them.
-				for _, m := range hookLine.FindAllStringSubmatch(string(payload), -1) {
-					args := append([]string{prefix[:len(prefix)-1] + "-" + backend, "-t", m[1], "-I", m[2]}, shellSplit(t, m[3])...)
-					inNetns(t, ns, nil, args...)
-				}
+				ensureHooks(t, ns, prefix[:len(prefix)-1]+"-"+backend, payload)
 
 				saved := inNetns(t, ns, nil, prefix+backend+"-save")
 				for _, m := range chainDecl.FindAllStringSubmatch(string(payload), -1) {
