@@ -1,11 +1,11 @@
 package endpoints
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -151,18 +151,17 @@ func mergeEndpoints(slices []*sliceInfo, key slicePortKey, nodeName string) []*E
 // sort, and matching it lets Switchyard adopt kube-proxy's chains without rewriting
 // them.
 func sortedByText(merged map[netip.AddrPort]*Endpoint) []*Endpoint {
-	type keyed struct {
-		text string
-		ep   *Endpoint
-	}
-	sorted := make([]keyed, 0, len(merged))
+	out := make([]*Endpoint, 0, len(merged))
 	for _, ep := range merged {
-		sorted = append(sorted, keyed{ep.String(), ep})
+		out = append(out, ep)
 	}
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].text < sorted[j].text })
-	out := make([]*Endpoint, len(sorted))
-	for i, k := range sorted {
-		out[i] = k.ep
-	}
+	// The texts are compared in stack buffers rather than kept as one string per
+	// endpoint: this runs for every changed service in every snapshot. The longest
+	// text, "[ipv6%zone]:65535", fits in 64 bytes for any zone of reasonable length;
+	// AppendTo grows the buffer (on the heap) for a longer one.
+	slices.SortFunc(out, func(a, b *Endpoint) int {
+		var aText, bText [64]byte
+		return bytes.Compare(a.AddrPort().AppendTo(aText[:0]), b.AddrPort().AppendTo(bText[:0]))
+	})
 	return out
 }

@@ -65,6 +65,9 @@ type fragmentBuilder struct {
 	active map[string]struct{}
 	// f collects the fragment, in collect mode.
 	f fragment
+	// local caches the detector's arguments (see detector), once localSet.
+	local    detectorArgs
+	localSet bool
 }
 
 func (b *fragmentBuilder) direct() bool { return b.nat != nil }
@@ -103,14 +106,52 @@ func (b *fragmentBuilder) rule(parts ...string) {
 	c.rules = append(c.rules, strings.Join(parts, " "))
 }
 
-// concat joins argument lists.
-func concat(parts ...[]string) []string {
-	var out []string
-	for _, p := range parts {
-		out = append(out, p...)
+// ruleOf adds a rule whose arguments come in several lists to the current owned chain
+// (the local-traffic detector's arguments stand in the middle of rules written for
+// every service port), without building the joined list.
+func (b *fragmentBuilder) ruleOf(lists ...[]string) {
+	if b.direct() {
+		b.nat.ruleLists("-A", b.current, lists)
+		return
 	}
-	return out
+	n := 0
+	for _, parts := range lists {
+		for _, p := range parts {
+			n += len(p) + 1
+		}
+	}
+	var spec strings.Builder
+	spec.Grow(n)
+	for _, parts := range lists {
+		for _, p := range parts {
+			if spec.Len() > 0 {
+				spec.WriteByte(' ')
+			}
+			spec.WriteString(p)
+		}
+	}
+	c := &b.f.chains[len(b.f.chains)-1]
+	c.rules = append(c.rules, spec.String())
 }
+
+// detector returns the local-traffic detector's match arguments, computed once per
+// builder: they are the same for every service port a render writes.
+func (b *fragmentBuilder) detector(cfg *Config) *detectorArgs {
+	if !b.localSet {
+		b.local = detectorArgs{ifLocal: cfg.Local.IfLocal(), ifNotLocal: cfg.Local.IfNotLocal()}
+		b.localSet = true
+	}
+	return &b.local
+}
+
+// detectorArgs are a local-traffic detector's iptables arguments; both are empty when
+// it detects nothing.
+type detectorArgs struct {
+	ifLocal, ifNotLocal []string
+}
+
+// detects reports whether pod traffic can be told apart.
+func (d *detectorArgs) detects() bool { return len(d.ifLocal) > 0 }
 
 // quote wraps a comment that contains spaces in double quotes, as kube-proxy does.
 func quote(s string) string { return `"` + s + `"` }
@@ -245,9 +286,9 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 		switch {
 		case cfg.MasqueradeAll:
 			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", ChainMarkMasq)
-		case cfg.DetectsLocal():
-			b.rule(concat([]string{"-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr},
-				cfg.Local.IfNotLocal(), []string{"-j", ChainMarkMasq})...)
+		case b.detector(cfg).detects():
+			b.ruleOf([]string{"-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr},
+				b.detector(cfg).ifNotLocal, []string{"-j", ChainMarkMasq})
 		}
 	}
 
@@ -259,9 +300,9 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 			// Local policy keeps the client's source address. Pods and the node itself
 			// are short-circuited to the cluster-wide endpoints, since their traffic
 			// would otherwise be dropped on a node without local endpoints.
-			if cfg.DetectsLocal() {
-				b.rule(concat([]string{"-m", "comment", "--comment", quote("pod traffic for " + nameStr + " external destinations")},
-					cfg.Local.IfLocal(), []string{"-j", clusterChain})...)
+			if b.detector(cfg).detects() {
+				b.ruleOf([]string{"-m", "comment", "--comment", quote("pod traffic for " + nameStr + " external destinations")},
+					b.detector(cfg).ifLocal, []string{"-j", clusterChain})
 			}
 			b.rule("-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", ChainMarkMasq)
 			b.rule("-m", "comment", "--comment", quote("route LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", clusterChain)

@@ -63,12 +63,20 @@ func (w *tableWriter) declare(chain string) {
 
 // ruleParts writes a rule given as separate arguments, without joining them first.
 func (w *tableWriter) ruleParts(op, chain string, parts []string) {
+	w.ruleLists(op, chain, [][]string{parts})
+}
+
+// ruleLists writes one rule whose arguments come in several lists, without joining
+// the lists first.
+func (w *tableWriter) ruleLists(op, chain string, lists [][]string) {
 	w.rules.WriteString(op)
 	w.rules.WriteByte(' ')
 	w.rules.WriteString(chain)
-	for _, p := range parts {
-		w.rules.WriteByte(' ')
-		w.rules.WriteString(p)
+	for _, parts := range lists {
+		for _, p := range parts {
+			w.rules.WriteByte(' ')
+			w.rules.WriteString(p)
+		}
 	}
 	w.rules.WriteByte('\n')
 	w.stats.Rules++

@@ -46,6 +46,25 @@ type LocalDetector struct {
 	// Interface is the bridge name or the interface-name prefix for the interface
 	// modes.
 	Interface string
+	// args caches IfLocal's arguments and notArgs IfNotLocal's, set by the
+	// constructors: the renderers ask for them once per service port. A detector
+	// written as a literal computes them on each call.
+	args, notArgs []string
+}
+
+// withArgs returns d with its match arguments computed once.
+func (d LocalDetector) withArgs() LocalDetector {
+	d.args, d.notArgs = nil, nil
+	d.args = d.IfLocal()
+	d.notArgs = d.IfNotLocal()
+	return d
+}
+
+// DetectByInterface detects pods by input interface, in mode BridgeInterface (name is
+// the bridge) or InterfaceNamePrefix (name is the prefix); an empty name detects
+// nothing.
+func DetectByInterface(mode LocalMode, name string) LocalDetector {
+	return LocalDetector{Mode: mode, Interface: name}.withArgs()
 }
 
 // DetectByCIDR detects pods by source address, in mode ClusterCIDR or NodeCIDR; an
@@ -54,7 +73,7 @@ func DetectByCIDR(mode LocalMode, cidr netip.Prefix) LocalDetector {
 	if !cidr.IsValid() {
 		return LocalDetector{}
 	}
-	return LocalDetector{Mode: mode, CIDR: cidr.Masked()}
+	return LocalDetector{Mode: mode, CIDR: cidr.Masked()}.withArgs()
 }
 
 // Implemented reports whether the detector matches anything; when it does not, the
@@ -64,6 +83,9 @@ func (d LocalDetector) Implemented() bool { return len(d.IfLocal()) > 0 }
 // IfLocal returns the iptables arguments that match traffic from a local pod, with
 // kube-proxy's exact text: "-s CIDR", "-i BRIDGE" or "-i PREFIX+".
 func (d LocalDetector) IfLocal() []string {
+	if d.args != nil {
+		return d.args
+	}
 	switch d.Mode {
 	case LocalModeClusterCIDR, LocalModeNodeCIDR:
 		if d.CIDR.IsValid() {
@@ -84,6 +106,9 @@ func (d LocalDetector) IfLocal() []string {
 // IfNotLocal returns the iptables arguments that match traffic that is not from a
 // local pod: IfLocal negated with a leading "!".
 func (d LocalDetector) IfNotLocal() []string {
+	if d.notArgs != nil {
+		return d.notArgs
+	}
 	local := d.IfLocal()
 	if local == nil {
 		return nil

@@ -138,9 +138,9 @@ func detectorFor(family v1.IPFamily, facts Facts, opts Options) LocalDetector {
 	case LocalModeNodeCIDR:
 		return DetectByCIDR(LocalModeNodeCIDR, firstOf(facts.PodCIDRs))
 	case LocalModeBridgeInterface:
-		return LocalDetector{Mode: LocalModeBridgeInterface, Interface: opts.BridgeInterface}
+		return DetectByInterface(LocalModeBridgeInterface, opts.BridgeInterface)
 	case LocalModeInterfaceNamePrefix:
-		return LocalDetector{Mode: LocalModeInterfaceNamePrefix, Interface: opts.InterfaceNamePrefix}
+		return DetectByInterface(LocalModeInterfaceNamePrefix, opts.InterfaceNamePrefix)
 	}
 	return LocalDetector{}
 }
