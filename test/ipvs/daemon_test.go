@@ -42,20 +42,7 @@ import (
 var guestPods = map[string]string{"pod-a": "10.244.1.11", "pod-b": "10.244.1.12", "pod-c": "10.244.1.13"}
 
 func TestDaemonInVM(t *testing.T) {
-	if os.Geteuid() != 0 {
-		missing(t, "not root")
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		missing(t, "qemu-system-x86_64 not found")
-	}
-	dir, err := vm.DefaultKernelDir()
-	if err != nil {
-		missing(t, "%v", err)
-	}
-	kernel, err := vm.LoadKernel(dir)
-	if err != nil {
-		missing(t, "%v", err)
-	}
+	kernel := requireKernel(t)
 	start := time.Now()
 	ctx := t.Context()
 

@@ -110,6 +110,27 @@ func topology(t *testing.T) {
 	sh(t, "ip", "-n", client, "route", "add", "default", "via", nodeIPText)
 }
 
+// hostService runs a TCP server on the node (not in a pod) that answers "host", until
+// the test ends: a service a virtual IP must not expose (kubernetes#72236).
+func hostService(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "host")
+			c.Close()
+		}
+	}()
+}
+
 // startEcho runs the pod's echo server: on connect it sends its name, then answers
 // every line with its name again, except the line "source", which gets the peer's
 // address as the pod sees it (to tell masqueraded connections apart); UDP datagrams
@@ -521,21 +542,7 @@ func TestGuestNodePortExternalIPSourceRanges(t *testing.T) {
 		t.Logf("outside the source ranges: %v after %v (dropped)", err, time.Since(start))
 	}
 	// kubernetes#72236: a host service on 0.0.0.0 must not answer on a VIP.
-	hostLn, err := net.Listen("tcp", ":2222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostLn.Close()
-	go func() {
-		for {
-			c, err := hostLn.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "host")
-			c.Close()
-		}
-	}()
+	hostService(t, ":2222")
 	if got := who(t, "", nodeIPText+":2222"); got != "host" {
 		t.Fatalf("the host service is not reachable on the node IP: %q", got)
 	}
@@ -694,21 +701,7 @@ func TestGuestCanaryAfterFlush(t *testing.T) {
 	w := newWorld()
 	w.set(svcPort("web", "10.96.0.20"), "pod-a")
 	sync(t, p, w)
-	hostLn, err := net.Listen("tcp", ":2222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostLn.Close()
-	go func() {
-		for {
-			c, err := hostLn.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "host")
-			c.Close()
-		}
-	}()
+	hostService(t, ":2222")
 	vipRefusesHostPort := func() bool {
 		c, err := dial("", "10.96.0.20:2222", 2*time.Second)
 		if err == nil {

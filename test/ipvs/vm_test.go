@@ -50,6 +50,27 @@ func missing(t *testing.T, format string, args ...any) {
 	t.Skipf("skipping IPVS VM tests: "+format+"; run hack/vm-deps.sh as root", args...)
 }
 
+// requireKernel checks what booting a guest needs (root, QEMU, the kernel from
+// hack/vm-deps.sh) and loads the kernel; without them the test skips, or fails in CI.
+func requireKernel(t *testing.T) *vm.Kernel {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "not root")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missing(t, "qemu-system-x86_64 not found")
+	}
+	dir, err := vm.DefaultKernelDir()
+	if err != nil {
+		missing(t, "%v", err)
+	}
+	kernel, err := vm.LoadKernel(dir)
+	if err != nil {
+		missing(t, "%v", err)
+	}
+	return kernel
+}
+
 type logWriter struct {
 	t       *testing.T
 	mu      sync.Mutex
@@ -70,20 +91,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 func TestIPVSInVM(t *testing.T) {
-	if os.Geteuid() != 0 {
-		missing(t, "not root")
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		missing(t, "qemu-system-x86_64 not found")
-	}
-	dir, err := vm.DefaultKernelDir()
-	if err != nil {
-		missing(t, "%v", err)
-	}
-	kernel, err := vm.LoadKernel(dir)
-	if err != nil {
-		missing(t, "%v", err)
-	}
+	kernel := requireKernel(t)
 	bin := filepath.Join(t.TempDir(), "ipvs.test")
 	start := time.Now()
 	build := exec.Command("go", "test", "-c", "-tags", "ipvsguest", "-o", bin, ".")
