@@ -61,11 +61,13 @@ func ToController(cfg *v1alpha1.KubeProxyConfiguration, switchyard *controller.C
 	if cfg.ClusterCIDR != "" {
 		for _, c := range strings.Split(cfg.ClusterCIDR, ",") {
 			p, err := netip.ParsePrefix(strings.TrimSpace(c))
-			if err != nil {
+			switch {
+			case err == nil:
+				out.ClusterCIDRs = append(out.ClusterCIDRs, p.Masked())
+			case cfg.DetectLocalMode == LocalModeClusterCIDR:
 				errs = append(errs, fmt.Errorf("clusterCIDR %q: %w", c, err))
-				continue
 			}
-			out.ClusterCIDRs = append(out.ClusterCIDRs, p.Masked())
+			// Otherwise the CIDR is unused, and kube-proxy does not validate it either.
 		}
 	}
 	out.DetectLocal = controller.DetectLocalConfig{
@@ -91,11 +93,13 @@ func ToController(cfg *v1alpha1.KubeProxyConfiguration, switchyard *controller.C
 	}
 	for i, c := range cfg.IPVS.ExcludeCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
+		switch {
+		case err == nil:
+			out.IPVS.ExcludeCIDRs = append(out.IPVS.ExcludeCIDRs, p.Masked())
+		case cfg.Mode == ModeIPVS:
 			errs = append(errs, fmt.Errorf("ipvs.excludeCIDRs[%d] %q: %w", i, c, err))
-			continue
 		}
-		out.IPVS.ExcludeCIDRs = append(out.IPVS.ExcludeCIDRs, p.Masked())
+		// Otherwise the setting is unused outside IPVS mode, as kube-proxy treats it.
 	}
 	if err := errors.Join(errs...); err != nil {
 		return controller.Config{}, nil, err

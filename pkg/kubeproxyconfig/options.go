@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	// Registers --logging-format=json and its flags, as in kube-proxy.
@@ -67,7 +68,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WriteConfigTo, "write-config-to", "", "If set, write the effective configuration to this file as a KubeProxyConfiguration and exit.")
 	fs.BoolVar(&o.Cleanup, "cleanup", false, "If true, remove the iptables rules, IPVS virtual servers and ipsets kube-proxy or Switchyard created, and exit.")
 	fs.BoolVar(&o.InitOnly, "init-only", false, "If true, apply the node settings that need full root privileges (conntrack sysctls), then exit; run again with only CAP_NET_ADMIN.")
-	fs.Var(mapStringBool{&c.FeatureGates}, "feature-gates", "A set of key=value pairs for kube-proxy's feature gates (those of kube-proxy "+kubeProxyVersion+" are accepted, others refused).")
+	fs.Var(cliflag.NewMapStringBool(&c.FeatureGates), "feature-gates", "A set of key=value pairs for kube-proxy's feature gates (those of kube-proxy "+kubeProxyVersion+" are accepted, others refused).")
 
 	fs.StringVar(&c.ClientConnection.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig file (default: the in-cluster configuration).")
 	fs.StringVar(&o.Master, "master", "", "The address of the Kubernetes API server (overrides any value in the kubeconfig).")

@@ -105,6 +105,18 @@ func TestComplete(t *testing.T) {
 			},
 		},
 		{
+			// kube-proxy validates clusterCIDR only in ClusterCIDR mode and
+			// ipvs.excludeCIDRs only in IPVS mode; elsewhere a stale bad value is unused.
+			// Mutation-checked: returning the parse errors whatever the mode fails this case.
+			name: "bad CIDRs in settings the mode does not use",
+			file: header + "detectLocalMode: NodeCIDR\nclusterCIDR: 10.244.0.0/33\nipvs:\n  excludeCIDRs: [\"bad\"]\n",
+			check: func(t *testing.T, r *Resolved) {
+				if c := r.Controller; len(c.ClusterCIDRs) != 0 || len(c.IPVS.ExcludeCIDRs) != 0 || c.DetectLocal.Mode != "NodeCIDR" {
+					t.Errorf("cluster CIDRs %v, exclude CIDRs %v, detect-local %q; want none, none, NodeCIDR", c.ClusterCIDRs, c.IPVS.ExcludeCIDRs, c.DetectLocal.Mode)
+				}
+			},
+		},
+		{
 			name: "ipvs sync period",
 			args: []string{"--proxy-mode=ipvs", "--ipvs-sync-period=10s", "--iptables-sync-period=20s", "--ipvs-min-sync-period=0s", "--ipvs-scheduler=wrr"},
 			check: func(t *testing.T, r *Resolved) {

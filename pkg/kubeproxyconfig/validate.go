@@ -28,9 +28,12 @@ func Validate(cfg *v1alpha1.KubeProxyConfiguration, gate featuregate.FeatureGate
 	default:
 		invalid("mode", strconv.Quote(string(cfg.Mode)), "must be iptables, ipvs, nftables or blank (blank means iptables) on Linux")
 	}
-	for path, bit := range map[string]*int32{"iptables.masqueradeBit": cfg.IPTables.MasqueradeBit, "nftables.masqueradeBit": cfg.NFTables.MasqueradeBit} {
-		if bit != nil && (*bit < 0 || *bit > 31) {
-			invalid(path, *bit, "must be within the range [0, 31]")
+	for _, b := range []struct {
+		path string
+		bit  *int32
+	}{{"iptables.masqueradeBit", cfg.IPTables.MasqueradeBit}, {"nftables.masqueradeBit", cfg.NFTables.MasqueradeBit}} {
+		if b.bit != nil && (*b.bit < 0 || *b.bit > 31) {
+			invalid(b.path, *b.bit, "must be within the range [0, 31]")
 		}
 	}
 	s := settingsOf(cfg)
@@ -60,9 +63,9 @@ func Validate(cfg *v1alpha1.KubeProxyConfiguration, gate featuregate.FeatureGate
 	}
 	errs = append(errs, validateDetectLocal(cfg)...)
 	if cfg.Mode == ModeIPVS {
-		for path, d := range map[string]float64{"ipvs.tcpTimeout": cfg.IPVS.TCPTimeout.Seconds(), "ipvs.tcpFinTimeout": cfg.IPVS.TCPFinTimeout.Seconds(), "ipvs.udpTimeout": cfg.IPVS.UDPTimeout.Seconds()} {
-			if d < 0 {
-				invalid(path, d, "must be greater than or equal to 0")
+		for _, t := range []namedSeconds{{"ipvs.tcpTimeout", cfg.IPVS.TCPTimeout.Seconds()}, {"ipvs.tcpFinTimeout", cfg.IPVS.TCPFinTimeout.Seconds()}, {"ipvs.udpTimeout", cfg.IPVS.UDPTimeout.Seconds()}} {
+			if t.seconds < 0 {
+				invalid(t.path, t.seconds, "must be greater than or equal to 0")
 			}
 		}
 		for i, cidr := range cfg.IPVS.ExcludeCIDRs {
@@ -181,22 +184,33 @@ func validateClusterCIDRs(cidrs []string) []error {
 // validateConntrack refuses negative conntrack settings.
 func validateConntrack(c *v1alpha1.KubeProxyConntrackConfiguration) []error {
 	var errs []error
-	for path, v := range map[string]*int32{"conntrack.maxPerCore": c.MaxPerCore, "conntrack.min": c.Min} {
-		if v != nil && *v < 0 {
-			errs = append(errs, fmt.Errorf("%s: invalid value %d: must be greater than or equal to 0", path, *v))
+	for _, n := range []struct {
+		path string
+		v    *int32
+	}{{"conntrack.maxPerCore", c.MaxPerCore}, {"conntrack.min", c.Min}} {
+		if n.v != nil && *n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: invalid value %d: must be greater than or equal to 0", n.path, *n.v))
 		}
 	}
-	durations := map[string]float64{"conntrack.udpTimeout": c.UDPTimeout.Seconds(), "conntrack.udpStreamTimeout": c.UDPStreamTimeout.Seconds()}
+	var durations []namedSeconds
 	if c.TCPEstablishedTimeout != nil {
-		durations["conntrack.tcpEstablishedTimeout"] = c.TCPEstablishedTimeout.Seconds()
+		durations = append(durations, namedSeconds{"conntrack.tcpEstablishedTimeout", c.TCPEstablishedTimeout.Seconds()})
 	}
 	if c.TCPCloseWaitTimeout != nil {
-		durations["conntrack.tcpCloseWaitTimeout"] = c.TCPCloseWaitTimeout.Seconds()
+		durations = append(durations, namedSeconds{"conntrack.tcpCloseWaitTimeout", c.TCPCloseWaitTimeout.Seconds()})
 	}
-	for path, d := range durations {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s: invalid value %vs: must be greater than or equal to 0", path, d))
+	durations = append(durations, namedSeconds{"conntrack.udpTimeout", c.UDPTimeout.Seconds()}, namedSeconds{"conntrack.udpStreamTimeout", c.UDPStreamTimeout.Seconds()})
+	for _, d := range durations {
+		if d.seconds < 0 {
+			errs = append(errs, fmt.Errorf("%s: invalid value %vs: must be greater than or equal to 0", d.path, d.seconds))
 		}
 	}
 	return errs
+}
+
+// namedSeconds is a duration field and its value, listed in a fixed order so that
+// several errors always read the same way.
+type namedSeconds struct {
+	path    string
+	seconds float64
 }

@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
-	"strconv"
-	"strings"
 )
 
 // ipValue is kube-proxy's --bind-address: an IP address; an empty value leaves the
@@ -59,40 +56,3 @@ func (v ipPortValue) Set(s string) error {
 
 // Type implements pflag.Value.
 func (ipPortValue) Type() string { return "ipport" }
-
-// mapStringBool is --feature-gates: "A=true,B=false", merged into the map.
-type mapStringBool struct{ m *map[string]bool }
-
-func (v mapStringBool) String() string {
-	var pairs []string
-	for k, b := range *v.m {
-		pairs = append(pairs, k+"="+strconv.FormatBool(b))
-	}
-	sort.Strings(pairs)
-	return strings.Join(pairs, ",")
-}
-
-// Set implements pflag.Value.
-func (v mapStringBool) Set(s string) error {
-	if *v.m == nil {
-		*v.m = map[string]bool{}
-	}
-	for _, pair := range strings.Split(s, ",") {
-		if pair = strings.TrimSpace(pair); pair == "" {
-			continue
-		}
-		key, value, ok := strings.Cut(pair, "=")
-		if !ok {
-			return fmt.Errorf("missing bool value for %s", pair)
-		}
-		b, err := strconv.ParseBool(strings.TrimSpace(value))
-		if err != nil {
-			return fmt.Errorf("invalid value of %s: %s, err: %w", key, value, err)
-		}
-		(*v.m)[strings.TrimSpace(key)] = b
-	}
-	return nil
-}
-
-// Type implements pflag.Value.
-func (mapStringBool) Type() string { return "mapStringBool" }
