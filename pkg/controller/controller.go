@@ -54,7 +54,7 @@ type Controller struct {
 	newIPTables func(ctx context.Context, family v1.IPFamily) (xtables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
 	conntrack conntrack.Interface
-	// kernel is where InitNode writes; nodeState what it found (see nodeinit.go).
+	// kernel is where initNode writes; nodeState what it found (see nodeinit.go).
 	kernel    nodeKernel
 	nodeState NodeState
 	// probeNFAcct opens the kernel's nfacct subsystem; New sets it, so a Controller

@@ -16,7 +16,7 @@ import (
 // interface, which DNAT of localhost node ports needs (kubernetes#90259).
 const sysctlRouteLocalnet = "net/ipv4/conf/all/route_localnet"
 
-// NodeState is what InitNode found in the kernel that the rules depend on.
+// NodeState is what initNode found in the kernel that the rules depend on.
 type NodeState struct {
 	// TCPBeLiberal is true when nf_conntrack_tcp_be_liberal is non-zero: then the
 	// ctstate INVALID drop rule is not written (kubernetes PR 120412). Like
@@ -24,7 +24,7 @@ type NodeState struct {
 	TCPBeLiberal bool
 }
 
-// nodeKernel is the kernel InitNode writes to; tests replace it with fakes.
+// nodeKernel is the kernel initNode writes to; tests replace it with fakes.
 type nodeKernel struct {
 	procSys, conntrackModule sysctl.Interface
 	cpus                     int
@@ -34,15 +34,11 @@ func realNodeKernel() nodeKernel {
 	return nodeKernel{procSys: sysctl.Proc, conntrackModule: sysctl.ConntrackModule, cpus: conntrack.NumCPU()}
 }
 
-// InitNode applies the node settings that need full privileges, as kube-proxy does
+// initNode applies the node settings that need full privileges, as kube-proxy does
 // before it programs any rule: the conntrack sysctls (--conntrack-*), and
 // route_localnet=1 when IPv4 localhost node ports are on. Run calls it first; with
 // --init-only it is all Run does, for an init container. An error is fatal, as in
 // kube-proxy v1.37 ("could not set conntrack parameters").
-func InitNode(ctx context.Context, cfg *Config) (NodeState, error) {
-	return initNode(ctx, cfg, realNodeKernel())
-}
-
 func initNode(ctx context.Context, cfg *Config, kernel nodeKernel) (NodeState, error) {
 	logger := klog.FromContext(ctx)
 	var state NodeState

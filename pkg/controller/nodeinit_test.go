@@ -36,7 +36,7 @@ func fakeNodeKernel(prepare func(proc, module *sysctltest.Fake)) nodeKernel {
 	return nodeKernel{procSys: proc, conntrackModule: module, cpus: 4}
 }
 
-// TestInitNode checks what InitNode writes for kube-proxy's settings. mutation-checked:
+// TestInitNode checks what initNode writes for kube-proxy's settings. mutation-checked:
 // setting route_localnet whenever LocalhostNodePorts is on (ignoring
 // --nodeport-addresses) fails "localhost node ports asked for but primary only".
 func TestInitNode(t *testing.T) {

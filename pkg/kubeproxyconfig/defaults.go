@@ -27,10 +27,9 @@ const (
 
 // Proxy modes and local-traffic detection modes of KubeProxyConfiguration.
 const (
-	ModeIPTables    = "iptables"
-	ModeIPVS        = "ipvs"
-	ModeNFTables    = "nftables"
-	ModeKernelspace = "kernelspace"
+	ModeIPTables = "iptables"
+	ModeIPVS     = "ipvs"
+	ModeNFTables = "nftables"
 
 	LocalModeClusterCIDR         = "ClusterCIDR"
 	LocalModeNodeCIDR            = "NodeCIDR"

@@ -47,8 +47,8 @@ func request(cmd int, flags int, name string) *nl.NetlinkRequest {
 
 // Ensure implements Interface.
 func (n Netlink) Ensure(name string) error {
-	if len(name) > MaxNameLength || name == "" {
-		return fmt.Errorf("%q: %w", name, ErrNameTooLong)
+	if err := CheckName(name); err != nil {
+		return err
 	}
 	if _, err := n.Get(name); err == nil {
 		return nil
@@ -64,8 +64,8 @@ func (n Netlink) Ensure(name string) error {
 
 // Get implements Interface.
 func (Netlink) Get(name string) (Counter, error) {
-	if len(name) > MaxNameLength {
-		return Counter{}, fmt.Errorf("%q: %w", name, ErrNameTooLong)
+	if err := CheckName(name); err != nil {
+		return Counter{}, err
 	}
 	msgs, err := request(cmdGet, unix.NLM_F_ACK, name).Execute(unix.NETLINK_NETFILTER, 0)
 	if errors.Is(err, syscall.ENOENT) {

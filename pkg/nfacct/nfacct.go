@@ -5,7 +5,10 @@
 // namespace; the netlink implementation acts on the calling thread's.
 package nfacct
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Counter names kube-proxy v1.37 uses (pkg/proxy/metrics), and the metrics that
 // export them.
@@ -42,4 +45,18 @@ var (
 	ErrNotSupported = errors.New("nfacct subsystem not available")
 	// ErrNameTooLong is returned for a name over MaxNameLength.
 	ErrNameTooLong = errors.New("nfacct object name longer than 31 characters")
+	// ErrNameEmpty is returned for an empty name.
+	ErrNameEmpty = errors.New("nfacct object name is empty")
 )
+
+// CheckName returns ErrNameEmpty or ErrNameTooLong, naming the name, for a name the
+// kernel would refuse.
+func CheckName(name string) error {
+	switch {
+	case name == "":
+		return ErrNameEmpty
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("%q: %w", name, ErrNameTooLong)
+	}
+	return nil
+}

@@ -136,7 +136,7 @@ func grepLines(text, sub string) string {
 // --iptables-localhost-nodeports (route_localnet set, martian drop rule written),
 // also when --nodeport-addresses names localhost, and is refused without it.
 // Where the kernel has nfacct, the connection is counted. mutation-checked: not
-// writing route_localnet in InitNode fails both "on" rows (the connection times out).
+// writing route_localnet in initNode fails both "on" rows (the connection times out).
 func (s *suite) testLocalhostNodePorts(t *testing.T, f *datapathFixture) {
 	ctx := t.Context()
 	addr := hostPort("127.0.0.1", nodePort)

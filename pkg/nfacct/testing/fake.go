@@ -22,8 +22,8 @@ func NewFake() *Fake { return &Fake{counters: map[string]*nfacct.Counter{}} }
 
 // Ensure implements nfacct.Interface.
 func (f *Fake) Ensure(name string) error {
-	if name == "" || len(name) > nfacct.MaxNameLength {
-		return fmt.Errorf("%q: %w", name, nfacct.ErrNameTooLong)
+	if err := nfacct.CheckName(name); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -64,17 +64,6 @@ func (f *Fake) Set(name string, value int) error {
 	return nil
 }
 
-// Values returns a copy of every parameter.
-func (f *Fake) Values() map[string]int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.values))
-	for k, v := range f.values {
-		out[k] = v
-	}
-	return out
-}
-
 // Writes returns the successful writes, in order, as "name=value".
 func (f *Fake) Writes() []string {
 	f.mu.Lock()
