@@ -68,6 +68,9 @@ type Controller struct {
 	onSynced func(family v1.IPFamily, res proxy.Result, err error)
 	// lastSynced is the last snapshot every Provider applied.
 	lastSynced *endpoints.Snapshot
+	// noLocal keeps each family's no-local-endpoints counts up to date; only the sync
+	// goroutine uses it.
+	noLocal map[v1.IPFamily]*noLocalCounts
 
 	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
@@ -119,6 +122,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 		tracker:  endpoints.NewTracker(nodeName),
 		metrics:  metrics.New(),
 		health:   health.NewProxierHealth(cfg.healthTimeout(), nil),
+		noLocal:  map[v1.IPFamily]*noLocalCounts{},
 	}
 	c.services = health.NewServiceHealth("", c.health)
 	c.broadcaster = record.NewBroadcaster()

@@ -105,7 +105,12 @@ func (c *Controller) recordSynced(ctx context.Context, family v1.IPFamily, snap 
 		c.metrics.NetworkProgramming.WithLabelValues(fam).Observe(latency.Seconds())
 		logger.V(4).Info("Network programming", "family", family, "service", klog.KRef(svc.Namespace, svc.Name), "elapsed", latency)
 	}
-	internal, external := noLocalEndpoints(snap, family, nodeName)
+	counts := c.noLocal[family]
+	if counts == nil {
+		counts = &noLocalCounts{}
+		c.noLocal[family] = counts
+	}
+	internal, external := counts.update(snap, family, nodeName)
 	c.metrics.NoLocalEndpoints.WithLabelValues("internal", fam).Set(float64(internal))
 	c.metrics.NoLocalEndpoints.WithLabelValues("external", fam).Set(float64(external))
 }
@@ -164,45 +169,80 @@ func healthChecks(snap *endpoints.Snapshot, nodeName string) (map[types.Namespac
 	return ports, ready
 }
 
-// noLocalEndpoints counts, for one family, the service ports with a Local traffic
-// policy that have endpoints in the cluster but none usable on this node: kube-proxy's
-// sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"|"external"},
-// which counts the ports whose traffic is dropped for that reason.
-func noLocalEndpoints(snap *endpoints.Snapshot, family v1.IPFamily, nodeName string) (internal, external int) {
-	topo := endpoints.NodeTopology{Name: nodeName}
-	for name, port := range snap.Services {
-		if !port.UsesLocalEndpoints() || !port.ClusterIP(family).IsValid() {
-			continue
-		}
-		var eps []*endpoints.Endpoint
-		for _, ep := range snap.Endpoints[name] {
-			if endpoints.FamilyOf(ep.IP) == family {
-				eps = append(eps, ep)
-			}
-		}
-		sel := endpoints.Select(eps, port, topo)
-		if len(sel.Local) > 0 || !hasUsable(eps) {
-			continue
-		}
-		if port.InternalPolicyLocal {
-			internal++
-		}
-		if port.ExternalPolicyLocal && port.ExternallyAccessible() {
-			external++
-		}
-	}
-	return internal, external
+// noLocal is one service port's contribution to sync_proxy_rules_no_local_endpoints_total.
+type noLocal struct{ internal, external bool }
+
+// noLocalCounts keeps one family's no-local-endpoints counts up to date from the
+// service ports changed since the snapshot it last saw, so a partial sync costs
+// O(changed) here too.
+type noLocalCounts struct {
+	base               *endpoints.Snapshot
+	nodeName           string
+	ports              map[endpoints.ServicePortName]noLocal
+	internal, external int
 }
 
-// hasUsable reports whether any endpoint can take traffic: ready, or serving while
-// terminating.
-func hasUsable(eps []*endpoints.Endpoint) bool {
-	for _, ep := range eps {
-		if ep.Ready || (ep.Serving && ep.Terminating) {
-			return true
+// update moves the counts to snap and returns them.
+func (s *noLocalCounts) update(snap *endpoints.Snapshot, family v1.IPFamily, nodeName string) (internal, external int) {
+	changed, ok := snap.ChangedSince(s.base)
+	if !ok || nodeName != s.nodeName {
+		*s = noLocalCounts{nodeName: nodeName, ports: map[endpoints.ServicePortName]noLocal{}}
+		changed = make(map[endpoints.ServicePortName]struct{}, len(snap.Services))
+		for name := range snap.Services {
+			changed[name] = struct{}{}
 		}
 	}
-	return false
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for name := range changed {
+		old, now := s.ports[name], classifyNoLocal(snap.Services[name], snap.Endpoints[name], family, nodeName)
+		s.internal += b2i(now.internal) - b2i(old.internal)
+		s.external += b2i(now.external) - b2i(old.external)
+		if now == (noLocal{}) {
+			delete(s.ports, name)
+		} else {
+			s.ports[name] = now
+		}
+	}
+	s.base = snap
+	return s.internal, s.external
+}
+
+// classifyNoLocal says whether one service port counts in kube-proxy's
+// sync_proxy_rules_no_local_endpoints_total for family: a Local traffic policy, usable
+// endpoints in the cluster (ready, or serving while terminating), none on this node.
+func classifyNoLocal(port *endpoints.ServicePort, eps []*endpoints.Endpoint, family v1.IPFamily, nodeName string) noLocal {
+	if port == nil {
+		return noLocal{}
+	}
+	port = port.OfFamily(family) // as each renderer sees it
+	if !port.UsesLocalEndpoints() || !port.ClusterIP(family).IsValid() {
+		return noLocal{}
+	}
+	anyUsable := false
+	for _, ep := range eps {
+		if endpoints.FamilyOf(ep.IP) != family || !(ep.Ready || (ep.Serving && ep.Terminating)) {
+			continue
+		}
+		if ep.NodeName == nodeName {
+			return noLocal{} // Select would give it a local endpoint
+		}
+		anyUsable = true
+	}
+	if !anyUsable {
+		return noLocal{}
+	}
+	return noLocal{internal: port.InternalPolicyLocal, external: port.ExternalPolicyLocal && port.ExternallyAccessible()}
+}
+
+// noLocalEndpoints counts from scratch, as the first update does.
+func noLocalEndpoints(snap *endpoints.Snapshot, family v1.IPFamily, nodeName string) (internal, external int) {
+	var s noLocalCounts
+	return s.update(snap, family, nodeName)
 }
 
 // cleanConntrack deletes UDP conntrack entries that still point at endpoints which are
