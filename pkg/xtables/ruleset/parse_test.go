@@ -227,6 +227,10 @@ func TestParseRuleErrors(t *testing.T) {
 		{`-p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -j X`, `too many ports`},
 		{`-m multiport --dports 80 -j X`, `multiport match requires -p`},
 		{`-j REJECT --reject-with icmp-bogus`, `unknown reject type`},
+		// mutation-checked: dropping nfacct's length check fails the last row.
+		{`-m nfacct -j DROP`, `nfacct match requires --nfacct-name`},
+		{`-m nfacct ! --nfacct-name x -j DROP`, `cannot be negated`},
+		{`-m nfacct --nfacct-name ` + strings.Repeat("a", 32) + ` -j DROP`, `longer than 31 characters`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec, func(t *testing.T) {
