@@ -215,6 +215,19 @@ func nodeChains(ctx context.Context, t *testing.T, node *testbed.Node) map[strin
 }
 
 // chainDiff describes how two chain maps differ, one line per chain.
+// mentions reports whether any rule carries text, such as a service port's
+// "ns/name:port" comment.
+func mentions(chains map[string][]string, text string) bool {
+	for _, rules := range chains {
+		for _, r := range rules {
+			if strings.Contains(r, text) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func chainDiff(want, got map[string][]string) []string {
 	var diffs []string
 	keys := map[string]bool{}
@@ -271,7 +284,10 @@ func (s *suite) testRandomDifferential(t *testing.T, f *datapathFixture) {
 	}
 	worlds := 1
 	if v := os.Getenv("SWITCHYARD_DIFF_WORLDS"); v != "" {
-		worlds, _ = strconv.Atoi(v)
+		var err error
+		if worlds, err = strconv.Atoi(v); err != nil || worlds < 1 {
+			t.Fatalf("SWITCHYARD_DIFF_WORLDS=%q: want a count of at least 1", v)
+		}
 	}
 	t.Logf("seed %d (replay with SWITCHYARD_DIFF_SEED=%d)", seed, seed)
 	for w := range worlds {
@@ -297,17 +313,25 @@ func (s *suite) testRandomDifferential(t *testing.T, f *datapathFixture) {
 				}
 			}
 		}
-		// Both proxies converge asynchronously: compare until equal or 15 s.
+		// Both proxies converge asynchronously: compare until equal, with the world's
+		// last Service programmed by both (equal dumps from before the world would
+		// compare nothing), or 15 s.
+		last := g.ns + "/" + created[len(created)-1].Name + ":"
 		var diffs []string
+		var want, got map[string][]string
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			want, got := nodeChains(ctx, t, node7), nodeChains(ctx, t, node6)
+			want, got = nodeChains(ctx, t, node7), nodeChains(ctx, t, node6)
 			diffs = chainDiff(want, got)
-			if len(diffs) == 0 || time.Now().After(deadline) {
+			done := len(diffs) == 0 && mentions(want, last) && mentions(got, last)
+			if done || time.Now().After(deadline) {
 				t.Logf("seed %d world %d: %d chains compared, %d differ", seed, w, len(want), len(diffs))
 				break
 			}
 			time.Sleep(500 * time.Millisecond)
+		}
+		if !mentions(want, last) {
+			t.Errorf("seed %d world %d: kube-proxy never programmed %s", seed, w, last)
 		}
 		for _, d := range diffs {
 			t.Errorf("seed %d world %d: %s", seed, w, d)
