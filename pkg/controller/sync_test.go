@@ -58,27 +58,43 @@ func lbEndpoint(ip, node string, ready bool) discovery.Endpoint {
 // Before the fix, the two pods below, each serving two ports in two families, were
 // reported as 8 local endpoints.
 func TestHealthChecksCountDistinctEndpoints(t *testing.T) {
-	tr := endpoints.NewTracker("node1")
-	for _, err := range []error{
-		tr.OnServiceUpdate(lbLocal()),
-		tr.OnEndpointSliceUpdate(lbSlice("lb-v4", discovery.AddressTypeIPv4,
-			lbEndpoint("10.180.0.1", "node1", true), lbEndpoint("10.180.0.2", "node1", true),
-			lbEndpoint("10.180.0.3", "node1", false), lbEndpoint("10.180.1.1", "node2", true))),
-		tr.OnEndpointSliceUpdate(lbSlice("lb-v6", discovery.AddressTypeIPv6,
-			lbEndpoint("fd00:180::1", "node1", true), lbEndpoint("fd00:180::2", "node1", true))),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	ports, ready := healthChecks(tr.Snapshot(), "node1")
 	lb := types.NamespacedName{Namespace: "ns", Name: "lb"}
-	if diff := cmp.Diff(map[types.NamespacedName]int32{lb: 32000}, ports); diff != "" {
-		t.Errorf("ports (-want +got):\n%s", diff)
-	}
-	// mutation-checked: summing LocalReadyCount over ports (the old code) gives 8.
-	if diff := cmp.Diff(map[types.NamespacedName]int{lb: 2}, ready); diff != "" {
-		t.Errorf("local ready endpoints (-want +got):\n%s", diff)
+	for _, tc := range []struct {
+		name string
+		v4   []discovery.Endpoint
+		v6   []discovery.Endpoint
+		want int
+	}{
+		// mutation-checked: summing LocalReadyCount over ports (the old code) gives 8.
+		{"two pods, two families", []discovery.Endpoint{lbEndpoint("10.180.0.1", "node1", true), lbEndpoint("10.180.0.2", "node1", true),
+			lbEndpoint("10.180.0.3", "node1", false), lbEndpoint("10.180.1.1", "node2", true)},
+			[]discovery.Endpoint{lbEndpoint("fd00:180::1", "node1", true), lbEndpoint("fd00:180::2", "node1", true)}, 2},
+		// The larger family decides, whichever it is. mutation-checked: counting only
+		// IPv4 fails "more IPv6", only IPv6 fails "more IPv4".
+		{"more IPv6", []discovery.Endpoint{lbEndpoint("10.180.0.1", "node1", true)},
+			[]discovery.Endpoint{lbEndpoint("fd00:180::1", "node1", true), lbEndpoint("fd00:180::2", "node1", true), lbEndpoint("fd00:180::3", "node1", true)}, 3},
+		{"more IPv4", []discovery.Endpoint{lbEndpoint("10.180.0.1", "node1", true), lbEndpoint("10.180.0.2", "node1", true), lbEndpoint("10.180.0.3", "node1", true)},
+			[]discovery.Endpoint{lbEndpoint("fd00:180::1", "node1", true)}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := endpoints.NewTracker("node1")
+			for _, err := range []error{
+				tr.OnServiceUpdate(lbLocal()),
+				tr.OnEndpointSliceUpdate(lbSlice("lb-v4", discovery.AddressTypeIPv4, tc.v4...)),
+				tr.OnEndpointSliceUpdate(lbSlice("lb-v6", discovery.AddressTypeIPv6, tc.v6...)),
+			} {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			ports, ready := healthChecks(tr.Snapshot(), "node1")
+			if diff := cmp.Diff(map[types.NamespacedName]int32{lb: 32000}, ports); diff != "" {
+				t.Errorf("ports (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(map[types.NamespacedName]int{lb: tc.want}, ready); diff != "" {
+				t.Errorf("local ready endpoints (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
