@@ -65,9 +65,6 @@ type fragmentBuilder struct {
 	active map[string]struct{}
 	// f collects the fragment, in collect mode.
 	f fragment
-	// local caches the detector's arguments (see detector), once localSet.
-	local    detectorArgs
-	localSet bool
 }
 
 func (b *fragmentBuilder) direct() bool { return b.nat != nil }
@@ -133,25 +130,6 @@ func (b *fragmentBuilder) ruleOf(lists ...[]string) {
 	c := &b.f.chains[len(b.f.chains)-1]
 	c.rules = append(c.rules, spec.String())
 }
-
-// detector returns the local-traffic detector's match arguments, computed once per
-// builder: they are the same for every service port a render writes.
-func (b *fragmentBuilder) detector(cfg *Config) *detectorArgs {
-	if !b.localSet {
-		b.local = detectorArgs{ifLocal: cfg.Local.IfLocal(), ifNotLocal: cfg.Local.IfNotLocal()}
-		b.localSet = true
-	}
-	return &b.local
-}
-
-// detectorArgs are a local-traffic detector's iptables arguments; both are empty when
-// it detects nothing.
-type detectorArgs struct {
-	ifLocal, ifNotLocal []string
-}
-
-// detects reports whether pod traffic can be told apart.
-func (d *detectorArgs) detects() bool { return len(d.ifLocal) > 0 }
 
 // quote wraps a comment that contains spaces in double quotes, as kube-proxy does.
 func quote(s string) string { return `"` + s + `"` }
@@ -286,9 +264,9 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 		switch {
 		case cfg.MasqueradeAll:
 			b.rule("-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr, "-j", ChainMarkMasq)
-		case b.detector(cfg).detects():
+		case cfg.DetectsLocal():
 			b.ruleOf([]string{"-m", "comment", "--comment", clusterComment, "-m", proto, "-p", proto, "-d", clusterIPStr, "--dport", portStr},
-				b.detector(cfg).ifNotLocal, []string{"-j", ChainMarkMasq})
+				cfg.Local.IfNotLocal(), []string{"-j", ChainMarkMasq})
 		}
 	}
 
@@ -300,9 +278,9 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 			// Local policy keeps the client's source address. Pods and the node itself
 			// are short-circuited to the cluster-wide endpoints, since their traffic
 			// would otherwise be dropped on a node without local endpoints.
-			if b.detector(cfg).detects() {
+			if cfg.DetectsLocal() {
 				b.ruleOf([]string{"-m", "comment", "--comment", quote("pod traffic for " + nameStr + " external destinations")},
-					b.detector(cfg).ifLocal, []string{"-j", clusterChain})
+					cfg.Local.IfLocal(), []string{"-j", clusterChain})
 			}
 			b.rule("-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", ChainMarkMasq)
 			b.rule("-m", "comment", "--comment", quote("route LOCAL traffic for "+nameStr+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", clusterChain)
