@@ -65,7 +65,7 @@ func TestHealthChecksCountDistinctEndpoints(t *testing.T) {
 		v6   []discovery.Endpoint
 		want int
 	}{
-		// mutation-checked: summing LocalReadyCount over ports (the old code) gives 8.
+		// mutation-checked: summing each port's local ready endpoints (the old code) gives 8.
 		{"two pods, two families", []discovery.Endpoint{lbEndpoint("10.180.0.1", "node1", true), lbEndpoint("10.180.0.2", "node1", true),
 			lbEndpoint("10.180.0.3", "node1", false), lbEndpoint("10.180.1.1", "node2", true)},
 			[]discovery.Endpoint{lbEndpoint("fd00:180::1", "node1", true), lbEndpoint("fd00:180::2", "node1", true)}, 2},

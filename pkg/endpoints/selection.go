@@ -160,17 +160,3 @@ func filter(eps []*Endpoint, keep func(*Endpoint) bool) []*Endpoint {
 	}
 	return out
 }
-
-// LocalReadyCount returns how many ready endpoints of a service port run on the node:
-// the count that a healthCheckNodePort server reports. Terminating endpoints do not
-// count, so a node whose pods are all draining fails the load balancer's check
-// (kubernetes#115825).
-func LocalReadyCount(eps []*Endpoint, nodeName string) int {
-	n := 0
-	for _, ep := range eps {
-		if ep.NodeName == nodeName && ep.Ready {
-			n++
-		}
-	}
-	return n
-}

@@ -269,18 +269,3 @@ func TestSelect(t *testing.T) {
 		})
 	}
 }
-
-func TestLocalReadyCount(t *testing.T) {
-	eps := []*Endpoint{
-		ep("10.244.1.1", "node-a"),
-		ep("10.244.1.2", "node-a", servingTerminating),
-		ep("10.244.1.3", "node-a"),
-		ep("10.244.2.1", "node-b"),
-	}
-	if got := LocalReadyCount(eps, "node-a"); got != 2 {
-		t.Errorf("LocalReadyCount(node-a) = %d, want 2 (terminating ones do not count)", got)
-	}
-	if got := LocalReadyCount(eps, "node-c"); got != 0 {
-		t.Errorf("LocalReadyCount(node-c) = %d, want 0", got)
-	}
-}

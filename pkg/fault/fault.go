@@ -39,11 +39,6 @@ func (i *Injector) FailNext(op string, err error) {
 	i.queued[op] = append(i.queued[op], err)
 }
 
-// Operations returns the operations FailNext accepts.
-func (i *Injector) Operations() []string {
-	return slices.Clone(i.ops)
-}
-
 // Pending returns how many injected failures of op are still queued.
 func (i *Injector) Pending(op string) int {
 	i.mu.Lock()

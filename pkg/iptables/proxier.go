@@ -47,9 +47,6 @@ func NewProxier(cfg *Config, ipt xtables.Interface, fullSyncPeriod time.Duration
 	return &Proxier{cfg: cfg, ipt: ipt, now: now, state: proxy.NewSyncState(fullSyncPeriod, now), rendered: *cfg}, nil
 }
 
-// Config returns the proxier's Config.
-func (p *Proxier) Config() *Config { return p.cfg }
-
 // Family returns the IP family the proxier programs.
 func (p *Proxier) Family() v1.IPFamily { return p.cfg.Family }
 

@@ -90,9 +90,6 @@ func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
 	return xtables.CanaryPresent(ctx, p.k.IPTables)
 }
 
-// Config returns the proxier's Config.
-func (p *Proxier) Config() *Config { return p.cfg }
-
 // RequestFullSync makes the next Sync a full one.
 func (p *Proxier) RequestFullSync(reason string) { p.state.RequestFull(reason) }
 

@@ -131,10 +131,3 @@ func (s *SyncState) Applied() *endpoints.Snapshot {
 	defer s.mu.Unlock()
 	return s.applied
 }
-
-// LastFull returns when the last successful full sync began; zero if none.
-func (s *SyncState) LastFull() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastFull
-}
