@@ -37,13 +37,7 @@ func TestWriteConfigDifferential(t *testing.T) {
 	kubeProxy, switchyard := tools(t)
 	dir := t.TempDir()
 	// A switchyard invoked through a link named kube-proxy, as the image ships it.
-	link := filepath.Join(dir, "bin", "kube-proxy")
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(switchyard, link); err != nil {
-		t.Fatal(err)
-	}
+	link := kubeProxyLink(t, switchyard)
 	configFile := filepath.Join(dir, "given.conf")
 	if err := os.WriteFile(configFile, []byte("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: 10.244.0.0/16\nipvs:\n  scheduler: lc\n  syncPeriod: 10s\niptables:\n  localhostNodePorts: true\n"), 0o644); err != nil {
 		t.Fatal(err)
