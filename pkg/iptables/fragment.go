@@ -175,8 +175,8 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 	if port.ExternalPolicyLocal {
 		externalPolicyChain, hasExternal = localChain, len(sel.Local) > 0
 	}
-	externalIPs := port.ExternalIPsOf(cfg.Family)
-	lbIPs := port.LoadBalancerVIPsOf(cfg.Family)
+	externalIPs := port.ExternalIPs // already of cfg.Family: port is the OfFamily view
+	lbIPs := port.LoadBalancerVIPs
 	sourceRanges := port.SourceRangesOf(cfg.Family)
 	// External reachability is decided per family (port.OfFamily), as kube-proxy's
 	// per-family proxiers do; a node port makes a service reachable in both.

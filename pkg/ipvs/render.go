@@ -41,9 +41,12 @@ type Fragment struct {
 // The error reports a problem that did not stop the render: an invalid scheduler
 // annotation falls back to the default scheduler.
 func RenderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoint, cfg *Config) (*Fragment, error) {
+	// kube-proxy's IPVS proxier of one family sees that family's external and
+	// load-balancer IPs only.
+	port = port.OfFamily(cfg.Family)
 	clusterIP := port.ClusterIP(cfg.Family)
-	externalIPs := port.ExternalIPsOf(cfg.Family)
-	lbIPs := port.LoadBalancerVIPsOf(cfg.Family)
+	externalIPs := port.ExternalIPs
+	lbIPs := port.LoadBalancerVIPs
 	nodePortIPs := cfg.nodePortIPs()
 	if port.NodePort == 0 {
 		nodePortIPs = nil
@@ -77,9 +80,7 @@ func RenderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 	servicePort := uint16(port.Port)
 
 	familyEndpoints := endpoints.EndpointsOf(allEndpoints, cfg.Family)
-	// kube-proxy's IPVS proxier of one family sees that family's external and
-	// load-balancer IPs only.
-	sel := endpoints.Select(familyEndpoints, port.OfFamily(cfg.Family), cfg.Node)
+	sel := endpoints.Select(familyEndpoints, port, cfg.Node)
 	internal := sel.Cluster
 	if port.InternalPolicyLocal {
 		internal = sel.Local
