@@ -724,6 +724,15 @@ func TestGuestCanaryAfterFlush(t *testing.T) {
 	if rules := saved(); !programmed(rules) || !vipRefusesHostPort() {
 		t.Fatalf("before the flush the rules are not in place (or the VIP answers on the host port):\n%s", rules)
 	}
+	// A canary that always reported "missing" would also pass the checks below, by
+	// forcing full syncs forever: on intact rules it must say they are there.
+	canaryIntact := func(when string) {
+		t.Helper()
+		if ok, err := p.CheckKernel(context.Background()); err != nil || !ok {
+			t.Fatalf("%s, the canary check on intact rules = %v, %v; want true", when, ok, err)
+		}
+	}
+	canaryIntact("before the flush")
 
 	// The firewall reload.
 	reload := exec.Command("iptables-nft-restore")
@@ -763,6 +772,7 @@ func TestGuestCanaryAfterFlush(t *testing.T) {
 	if rules := saved(); !programmed(rules) {
 		t.Fatalf("the rules are not back after the canary's full sync:\n%s", rules)
 	}
+	canaryIntact("after the canary's full sync")
 	t.Logf("rules back %v after the flush (canary interval %v)", time.Since(flushed).Round(10*time.Millisecond), interval)
 	if !vipRefusesHostPort() {
 		t.Errorf("after the canary's full sync the VIP still does not refuse the host port (KUBE-IPVS-FILTER missing)")
