@@ -10,7 +10,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -92,12 +91,10 @@ func (w *logWriter) Write(p []byte) (int, error) {
 
 func TestIPVSInVM(t *testing.T) {
 	kernel := requireKernel(t)
-	bin := filepath.Join(t.TempDir(), "ipvs.test")
 	start := time.Now()
-	build := exec.Command("go", "test", "-c", "-tags", "ipvsguest", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the guest tests: %v\n%s", err, out)
+	bin, err := buildGuestTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("built the guest test binary in %v", time.Since(start).Round(time.Millisecond))
 
