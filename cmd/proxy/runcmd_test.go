@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
@@ -143,9 +144,21 @@ func TestInvocations(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag"}, 1, false},
 		{"positional argument", []string{"run", "extra"}, 1, false},
 		{"help", []string{"run", "--help"}, 0, false},
+		// mutation-checked: falling through to the daemon instead of returning
+		// cleanup's code fails this row (cleanup not called, daemon started).
+		{"cleanup", []string{"--cleanup"}, 3, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := installFakes(t)
+			cleaned := false
+			if tc.name == "cleanup" {
+				cleanup = func(context.Context, io.Writer, io.Writer) int { cleaned = true; return 3 }
+				defer func() {
+					if !cleaned {
+						t.Error("--cleanup did not run the cleanup")
+					}
+				}()
+			}
 			var stdout, stderr bytes.Buffer
 			if code := run(tc.args, &stdout, &stderr); code != tc.wantCode {
 				t.Errorf("exit code %d, want %d; stderr %s", code, tc.wantCode, stderr.String())
@@ -173,5 +186,43 @@ func TestWriteConfigTo(t *testing.T) {
 	}
 	if cfg.Mode != "ipvs" || cfg.IPVS.SyncPeriod.Duration.String() != "10s" || cfg.ClusterCIDR != "10.244.0.0/16" || cfg.HostnameOverride != "node1" || !ptr.Equal(cfg.IPTables.LocalhostNodePorts, ptr.To(false)) {
 		t.Errorf("wrote %+v", cfg)
+	}
+}
+
+// TestExitOnConfigChange checks that a running daemon stops with exit code 1 when its
+// configuration file is rewritten, as kube-proxy exits so that the DaemonSet restarts
+// it with the new file.
+// Mutation-checked: returning 0 in the errConfigChanged branch of runWithConfig, or not
+// starting the watcher, fails this test.
+func TestExitOnConfigChange(t *testing.T) {
+	installFakes(t)
+	started := make(chan struct{})
+	startDaemon = func(ctx context.Context, cfg controller.Config) error {
+		close(started)
+		<-ctx.Done() // a daemon runs until it is stopped
+		return nil
+	}
+	file := filepath.Join(t.TempDir(), "config.conf")
+	if err := os.WriteFile(file, []byte(configHeader+"clusterCIDR: 10.244.0.0/16\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code := make(chan int, 1)
+	var stdout, stderr bytes.Buffer
+	go func() { code <- run([]string{"--config=" + file, "--hostname-override=n1"}, &stdout, &stderr) }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not start")
+	}
+	if err := os.WriteFile(file, []byte(configHeader+"clusterCIDR: 10.245.0.0/16\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-code:
+		if got != 1 {
+			t.Errorf("exit code %d after the file changed, want 1", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after the configuration file changed")
 	}
 }
