@@ -43,6 +43,19 @@ func TestNFAcctMetrics(t *testing.T) {
 	if without.nfacct != nil {
 		t.Error("nfacct set without kernel support")
 	}
+
+	// IPVS mode writes no nfacct rules, so it neither probes nor exports them, as in
+	// kube-proxy. mutation-checked: dropping the mode check in setUpNFAcct fails this.
+	cfg := Defaults()
+	cfg.Mode = "ipvs"
+	ipvsMode := &Controller{cfg: cfg, metrics: metrics.New(), probeNFAcct: func() (nfacct.Interface, error) {
+		t.Error("IPVS mode probed nfacct")
+		return acct, nil
+	}}
+	ipvsMode.setUpNFAcct(context.Background())
+	if got := nfacctSeries(t, ipvsMode.metrics.Registry); len(got) != 0 || ipvsMode.nfacct != nil {
+		t.Errorf("IPVS mode: nfacct metrics %v, nfacct set %v; want none", got, ipvsMode.nfacct != nil)
+	}
 }
 
 // nfacctSeries gathers the counters named kubeproxy_iptables_*_packets_total.
