@@ -74,14 +74,11 @@ type Change struct {
 func (s Settings) Apply(procSys, module sysctl.Interface, cpus int) ([]Change, error) {
 	var changes []Change
 	set := func(name string, value int) error {
-		if cur, err := procSys.Get(name); err == nil && cur == value {
-			return nil
+		changed, err := sysctl.Ensure(procSys, name, value)
+		if changed {
+			changes = append(changes, Change{name, value})
 		}
-		if err := procSys.Set(name, value); err != nil {
-			return err
-		}
-		changes = append(changes, Change{name, value})
-		return nil
+		return err
 	}
 	if max := s.Max(cpus); max > 0 {
 		if cur, err := procSys.Get(SysctlMax); err != nil || cur < max {

@@ -54,10 +54,8 @@ func initNode(ctx context.Context, cfg *Config, kernel nodeKernel) (NodeState, e
 	}
 	if cfg.localhostNodePorts() {
 		logger.Info("Setting route_localnet=1 to allow node-ports on localhost; to change this either disable iptables.localhostNodePorts (--iptables-localhost-nodeports) or set nodePortAddresses (--nodeport-addresses) to filter loopback addresses")
-		if cur, err := kernel.procSys.Get(sysctlRouteLocalnet); err != nil || cur != 1 {
-			if err := kernel.procSys.Set(sysctlRouteLocalnet, 1); err != nil {
-				return state, err
-			}
+		if _, err := sysctl.Ensure(kernel.procSys, sysctlRouteLocalnet, 1); err != nil {
+			return state, err
 		}
 	}
 	if v, err := kernel.procSys.Get(conntrack.SysctlTCPBeLiberal); err == nil && v != 0 {

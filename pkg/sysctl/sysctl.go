@@ -24,6 +24,19 @@ type Interface interface {
 	Set(name string, value int) error
 }
 
+// Ensure sets a parameter to value unless it already holds it, and reports whether it
+// wrote: kube-proxy writes a sysctl only when it differs, so a read-only parameter that
+// already has the wanted value is no error.
+func Ensure(s Interface, name string, value int) (changed bool, err error) {
+	if cur, err := s.Get(name); err == nil && cur == value {
+		return false, nil
+	}
+	if err := s.Set(name, value); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Files is Interface over a directory of parameter files.
 type Files struct {
 	// Root is the directory; names are slash-separated paths below it.
