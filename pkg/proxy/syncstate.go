@@ -33,8 +33,9 @@ type SyncState struct {
 	lastFull time.Time
 	// needFull is the reason a full sync was requested, "" for none.
 	needFull string
-	// inSync holds the decision of the sync in progress.
-	inSync *Decision
+	// inFull is set while a full sync is in progress; fullStarted is when it began.
+	inFull      bool
+	fullStarted time.Time
 }
 
 // NewSyncState returns the state of a Provider that has applied nothing yet. A full
@@ -86,7 +87,7 @@ func (s *SyncState) Begin(snap *endpoints.Snapshot) Decision {
 	d.Full = d.Reason != ""
 	s.needFull = ""
 	s.applied = nil
-	s.inSync = &d
+	s.inFull, s.fullStarted = d.Full, d.Started
 	return d
 }
 
@@ -94,10 +95,10 @@ func (s *SyncState) Begin(snap *endpoints.Snapshot) Decision {
 func (s *SyncState) Succeeded(snap *endpoints.Snapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inSync != nil && s.inSync.Full {
-		s.lastFull = s.inSync.Started
+	if s.inFull {
+		s.lastFull = s.fullStarted
 	}
-	s.inSync = nil
+	s.inFull = false
 	// A full sync requested while this one ran stays requested: needFull is only
 	// cleared by Begin.
 	s.applied = snap
@@ -108,7 +109,7 @@ func (s *SyncState) Succeeded(snap *endpoints.Snapshot) {
 func (s *SyncState) Failed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inSync = nil
+	s.inFull = false
 	s.applied = nil
 	if s.needFull == "" {
 		s.needFull = ReasonFailed
