@@ -132,11 +132,7 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	if err != nil {
 		p.state.Failed()
 		res.RestoreFailed = true
-		kind := "partial"
-		if res.Full {
-			kind = "full"
-		}
-		return res, fmt.Errorf("applying %s payload (%d bytes): %w", kind, len(plan.Payload), err)
+		return res, fmt.Errorf("applying %s payload (%d bytes): %w", proxy.SyncKind(res.Full), len(plan.Payload), err)
 	}
 	p.state.Succeeded(snap)
 	if res.Full {

@@ -176,11 +176,7 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	res.Duration = p.now().Sub(d.Started)
 	if err != nil {
 		p.state.Failed()
-		kind := "partial"
-		if res.Full {
-			kind = "full"
-		}
-		return res, fmt.Errorf("%s IPVS sync: %w", kind, err)
+		return res, fmt.Errorf("%s IPVS sync: %w", proxy.SyncKind(res.Full), err)
 	}
 	p.state.Succeeded(snap)
 	return res, nil

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 )
 
 // Metrics holds every metric the daemon exports, registered on its own registry.
@@ -120,10 +122,7 @@ func New() *Metrics {
 // ObserveSync records one sync of one family: its count by kind and result, and on
 // success its duration under the overall and the per-kind histogram.
 func (m *Metrics) ObserveSync(family string, full bool, d time.Duration, err error) {
-	kind, result := "partial", "success"
-	if full {
-		kind = "full"
-	}
+	kind, result := proxy.SyncKind(full), "success"
 	if err != nil {
 		result = "error"
 	}

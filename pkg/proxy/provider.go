@@ -85,8 +85,11 @@ type Payload struct {
 }
 
 // Kind returns "full" or "partial".
-func (r Result) Kind() string {
-	if r.Full {
+func (r Result) Kind() string { return SyncKind(r.Full) }
+
+// SyncKind names a sync as logs, errors and metric labels do: "full" or "partial".
+func SyncKind(full bool) string {
+	if full {
 		return "full"
 	}
 	return "partial"
