@@ -4,15 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
-
-// DefaultMasqueradeMark is the mark of kube-proxy's default --iptables-masquerade-bit 14.
-const DefaultMasqueradeMark uint32 = 1 << 14
 
 // FamilyConfig holds what both proxy modes render from for one IP family: the node's
 // facts and the flags that shape masquerading and node ports. A dual-stack node has one
@@ -34,7 +31,7 @@ type FamilyConfig struct {
 	// MasqueradeAll masquerades all traffic to cluster IPs (--masquerade-all).
 	MasqueradeAll bool
 	// MasqueradeMark is the fwmark KUBE-MARK-MASQ sets and KUBE-POSTROUTING tests,
-	// 1<<--iptables-masquerade-bit; zero means DefaultMasqueradeMark.
+	// 1<<--iptables-masquerade-bit; zero means kube-proxy's default bit 14 (xtables.DefaultMasqueradeBit).
 	MasqueradeMark uint32
 	// RestrictNodePorts limits node ports to NodePortIPs (--nodeport-addresses);
 	// otherwise they answer on every local address.
@@ -74,11 +71,10 @@ func (c *FamilyConfig) DetectsLocal() bool { return c.Local.Implemented() }
 
 // Mark returns the masquerade mark as iptables arguments write it ("0x4000").
 func (c *FamilyConfig) Mark() string {
-	mark := c.MasqueradeMark
-	if mark == 0 {
-		mark = DefaultMasqueradeMark
+	if c.MasqueradeMark == 0 {
+		return xtables.MasqueradeMark(xtables.DefaultMasqueradeBit)
 	}
-	return "0x" + strconv.FormatUint(uint64(mark), 16)
+	return fmt.Sprintf("%#x", c.MasqueradeMark)
 }
 
 // Options are the flags FamilyConfigs reads.
