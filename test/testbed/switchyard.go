@@ -151,12 +151,12 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 		"--v=2",
 	}
 	if opts.AsKubeProxy {
-		args, err := c.kubeadmStyleArgs(node, binary, opts, settings)
+		args, configPath, err := c.kubeadmStyleArgs(node, binary, opts, settings)
 		if err != nil {
 			t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
 		}
 		proxy.Args = append(args, opts.ExtraArgs...)
-		proxy.ConfigPath = args[1][len("--config="):]
+		proxy.ConfigPath = configPath
 	} else {
 		proxy.Args = append(append([]string{binary, "run", "--hostname-override", node.Name}, settings...),
 			append([]string{"--iptables-backend", opts.IPTablesBackend, "--min-sync-period", opts.MinSyncPeriod.String()}, opts.ExtraArgs...)...)
@@ -174,27 +174,27 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 
 // kubeadmStyleArgs writes the node's KubeProxyConfiguration with the pinned
 // kube-proxy's --write-config-to, links kube-proxy to the switchyard binary, and
-// returns kubeadm's command line for it.
-func (c *Cluster) kubeadmStyleArgs(node *Node, binary string, opts SwitchyardOptions, settings []string) ([]string, error) {
-	configPath := filepath.Join(c.Dir, node.Name+"-switchyard-config.conf")
+// returns kubeadm's command line for it and the configuration file's path.
+func (c *Cluster) kubeadmStyleArgs(node *Node, binary string, opts SwitchyardOptions, settings []string) (args []string, configPath string, err error) {
+	configPath = filepath.Join(c.Dir, node.Name+"-switchyard-config.conf")
 	write := append([]string{"--write-config-to=" + configPath, "--bind-address=" + node.IP,
 		"--iptables-min-sync-period=" + opts.MinSyncPeriod.String(),
 		fmt.Sprintf("--iptables-localhost-nodeports=%t", opts.LocalhostNodePorts)}, settings...)
 	// kube-proxy --write-config-to exits before it touches the kernel or the API
 	// server, so it runs outside the node's namespace.
 	if output, err := exec.Command(c.tools["kube-proxy"], write...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("kube-proxy --write-config-to: %w\n%s", err, output)
+		return nil, "", fmt.Errorf("kube-proxy --write-config-to: %w\n%s", err, output)
 	}
 	linkDir := filepath.Join(c.Dir, node.Name+"-bin")
 	if err := os.MkdirAll(linkDir, 0o755); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	link := filepath.Join(linkDir, "kube-proxy")
 	if err := os.Symlink(binary, link); err != nil && !os.IsExist(err) {
-		return nil, err
+		return nil, "", err
 	}
 	return []string{link, "--config=" + configPath, "--hostname-override=" + node.Name,
-		"--iptables-backend=" + opts.IPTablesBackend}, nil
+		"--iptables-backend=" + opts.IPTablesBackend}, configPath, nil
 }
 
 func (s *Switchyard) start() error {
