@@ -264,7 +264,7 @@ func (o *dryRunOptions) familyOptions(clusterCIDRs []netip.Prefix) (node.Options
 	if o.masqueradeBit < 0 || o.masqueradeBit > 31 {
 		errs = append(errs, fmt.Errorf("--iptables-masquerade-bit %d: must be within [0, 31]", o.masqueradeBit))
 	}
-	errs = append(errs, node.ValidateNodePortAddresses(o.nodePortCIDRs))
+	errs = append(errs, node.ValidateNodePortAddresses("--nodeport-addresses", o.nodePortCIDRs))
 	return node.Options{
 		ClusterCIDRs:        clusterCIDRs,
 		DetectLocalMode:     mode,

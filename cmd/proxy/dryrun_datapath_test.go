@@ -83,7 +83,7 @@ func TestDryRunDatapathBadFlags(t *testing.T) {
 		"needs --pod-bridge-interface":                         {"--detect-local-mode", "BridgeInterface"},
 		"needs --pod-interface-name-prefix":                    {"--detect-local-mode", "InterfaceNamePrefix"},
 		"--iptables-masquerade-bit 32: must be within [0, 31]": {"--iptables-masquerade-bit", "32"},
-		`--nodeport-addresses[0] "eth0": must be a valid CIDR`: {"--nodeport-addresses", "eth0"},
+		`--nodeport-addresses[0]: invalid value "eth0": must be a valid CIDR`: {"--nodeport-addresses", "eth0"},
 	}
 	for want, args := range tests {
 		var stdout, stderr bytes.Buffer

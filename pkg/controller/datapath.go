@@ -45,7 +45,7 @@ func (c *Config) validateDatapath() error {
 	case mode == node.LocalModeInterfaceNamePrefix && c.DetectLocal.InterfaceNamePrefix == "":
 		errs = append(errs, errors.New("--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix"))
 	}
-	if err := node.ValidateNodePortAddresses(c.NodePortAddresses); err != nil {
+	if err := node.ValidateNodePortAddresses("--nodeport-addresses", c.NodePortAddresses); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Conntrack.validate(); err != nil {

@@ -182,7 +182,7 @@ func TestValidateDatapath(t *testing.T) {
 		{name: "bridge without name", tweak: func(c *Config) { c.DetectLocal.Mode = "BridgeInterface" }, want: "--detect-local-mode BridgeInterface needs --pod-bridge-interface"},
 		{name: "prefix without prefix", tweak: func(c *Config) { c.DetectLocal.Mode = "InterfaceNamePrefix" }, want: "--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix"},
 		{name: "bad node-port address", tweak: func(c *Config) { c.NodePortAddresses = []string{"primary", "eth0"} },
-			want: `--nodeport-addresses[1] "eth0": must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'`},
+			want: `--nodeport-addresses[1]: invalid value "eth0": must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'`},
 		{name: "negative conntrack min", tweak: func(c *Config) { c.Conntrack.Min = ptr.To[int32](-1) }, want: "--conntrack-min -1: must be greater than or equal to 0"},
 		{name: "negative udp timeout", tweak: func(c *Config) { c.Conntrack.UDPTimeout = -time.Second }, want: "--conntrack-udp-timeout -1s: must be greater than or equal to 0"},
 	}

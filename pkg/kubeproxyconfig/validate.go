@@ -12,6 +12,8 @@ import (
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/kube-proxy/config/v1alpha1"
+
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // Validate checks a defaulted, canonical configuration as kube-proxy v1.37 does and
@@ -57,7 +59,9 @@ func Validate(cfg *v1alpha1.KubeProxyConfiguration, gate featuregate.FeatureGate
 		errs = append(errs, validateHostPort("healthzBindAddress", cfg.HealthzBindAddress)...)
 	}
 	errs = append(errs, validateHostPort("metricsBindAddress", cfg.MetricsBindAddress)...)
-	errs = append(errs, validateNodePortAddresses(cfg.NodePortAddresses)...)
+	if err := node.ValidateNodePortAddresses("nodePortAddresses", cfg.NodePortAddresses); err != nil {
+		errs = append(errs, err)
+	}
 	if v := cfg.ShowHiddenMetricsForVersion; v != "" && v != previousMinor {
 		invalid("showHiddenMetricsForVersion", strconv.Quote(v), "only the previous minor version "+previousMinor+" is allowed")
 	}
@@ -114,26 +118,6 @@ func validateHostPort(path, addr string) []error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		errs = append(errs, fmt.Errorf("%s: invalid value %q: must be a valid port", path, port))
-	}
-	return errs
-}
-
-// validateNodePortAddresses accepts CIDRs and each of kube-proxy's keywords once.
-func validateNodePortAddresses(values []string) []error {
-	var errs []error
-	seen := map[string]bool{}
-	for i, v := range values {
-		switch v {
-		case "primary", "localhost", "all":
-			if seen[v] {
-				errs = append(errs, fmt.Errorf("nodePortAddresses[%d]: duplicate value %q", i, v))
-			}
-			seen[v] = true
-			continue
-		}
-		if _, err := netip.ParsePrefix(v); err != nil {
-			errs = append(errs, fmt.Errorf("nodePortAddresses[%d]: invalid value %q: must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'", i, v))
-		}
 	}
 	return errs
 }

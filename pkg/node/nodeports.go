@@ -23,20 +23,21 @@ const (
 
 // ValidateNodePortAddresses checks --nodeport-addresses as kube-proxy's validation
 // does: each entry is a CIDR or one of the keywords, and no keyword appears twice.
-func ValidateNodePortAddresses(addrs []string) error {
+// path names the setting in errors: the flag, or the configuration file's field.
+func ValidateNodePortAddresses(path string, addrs []string) error {
 	var errs []error
 	seen := map[string]bool{}
 	for i, a := range addrs {
 		switch a {
 		case NodePortAddressesPrimary, NodePortAddressesLocalhost, NodePortAddressesAll:
 			if seen[a] {
-				errs = append(errs, fmt.Errorf("--nodeport-addresses[%d] %q: duplicate keyword", i, a))
+				errs = append(errs, fmt.Errorf("%s[%d]: duplicate value %q", path, i, a))
 			}
 			seen[a] = true
 			continue
 		}
 		if _, err := netip.ParsePrefix(a); err != nil {
-			errs = append(errs, fmt.Errorf("--nodeport-addresses[%d] %q: must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'", i, a))
+			errs = append(errs, fmt.Errorf("%s[%d]: invalid value %q: must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'", path, i, a))
 		}
 	}
 	return errors.Join(errs...)

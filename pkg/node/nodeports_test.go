@@ -71,12 +71,12 @@ func TestValidateNodePortAddresses(t *testing.T) {
 		wantErr string
 	}{
 		{addrs: []string{"primary", "localhost", "all", "10.0.0.0/8", "fd00::/64"}},
-		{addrs: []string{"primary", "primary"}, wantErr: `--nodeport-addresses[1] "primary": duplicate keyword`},
-		{addrs: []string{"Primary"}, wantErr: `--nodeport-addresses[0] "Primary": must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'`},
-		{addrs: []string{"10.0.0.1"}, wantErr: `--nodeport-addresses[0] "10.0.0.1": must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'`},
+		{addrs: []string{"primary", "primary"}, wantErr: `--nodeport-addresses[1]: duplicate value "primary"`},
+		{addrs: []string{"Primary"}, wantErr: `--nodeport-addresses[0]: invalid value "Primary": must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'`},
+		{addrs: []string{"10.0.0.1"}, wantErr: `--nodeport-addresses[0]: invalid value "10.0.0.1": must be a valid CIDR or one of the keywords 'primary', 'localhost', 'all'`},
 	}
 	for _, tt := range tests {
-		err := ValidateNodePortAddresses(tt.addrs)
+		err := ValidateNodePortAddresses("--nodeport-addresses", tt.addrs)
 		got := ""
 		if err != nil {
 			got = err.Error()
