@@ -79,10 +79,10 @@ func TestDryRunDatapathFlags(t *testing.T) {
 func TestDryRunDatapathBadFlags(t *testing.T) {
 	base := []string{"dry-run", "-f", "../../manifests/examples/"}
 	tests := map[string][]string{
-		`--detect-local-mode "Bridge"`:                         {"--detect-local-mode", "Bridge"},
-		"needs --pod-bridge-interface":                         {"--detect-local-mode", "BridgeInterface"},
-		"needs --pod-interface-name-prefix":                    {"--detect-local-mode", "InterfaceNamePrefix"},
-		"--iptables-masquerade-bit 32: must be within [0, 31]": {"--iptables-masquerade-bit", "32"},
+		`--detect-local-mode "Bridge"`:                                        {"--detect-local-mode", "Bridge"},
+		"needs --pod-bridge-interface":                                        {"--detect-local-mode", "BridgeInterface"},
+		"needs --pod-interface-name-prefix":                                   {"--detect-local-mode", "InterfaceNamePrefix"},
+		"--iptables-masquerade-bit 32: must be within [0, 31]":                {"--iptables-masquerade-bit", "32"},
 		`--nodeport-addresses[0]: invalid value "eth0": must be a valid CIDR`: {"--nodeport-addresses", "eth0"},
 	}
 	for want, args := range tests {
