@@ -26,8 +26,12 @@ type httpServers struct {
 	servers []*http.Server
 	// closed is set by shutdown; a retry that binds afterwards closes its listener.
 	closed bool
-	// stop ends the bind retries.
-	stop context.CancelFunc
+	// stop ends the bind retries and retries waits for them to return, so that no
+	// retry outlives shutdown.
+	stop    context.CancelFunc
+	retries sync.WaitGroup
+	// retryInterval is bindRetryInterval as it was at start.
+	retryInterval time.Duration
 }
 
 // startServers listens on the health and metrics addresses. With
@@ -37,7 +41,7 @@ type httpServers struct {
 func (c *Controller) startServers(ctx context.Context) (*httpServers, error) {
 	logger := klog.FromContext(ctx)
 	retryCtx, stop := context.WithCancel(ctx)
-	s := &httpServers{stop: stop}
+	s := &httpServers{stop: stop, retryInterval: bindRetryInterval}
 	serve := func(addr string, handler http.Handler) error {
 		if addr == "" {
 			return nil
@@ -48,7 +52,11 @@ func (c *Controller) startServers(ctx context.Context) (*httpServers, error) {
 				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
 			logger.Error(err, "Cannot listen; retrying (set --bind-address-hard-fail to make this fatal)", "address", addr)
-			go s.retry(retryCtx, logger, addr, handler)
+			s.retries.Add(1)
+			go func() {
+				defer s.retries.Done()
+				s.retry(retryCtx, logger, addr, handler)
+			}()
 			return nil
 		}
 		s.serve(logger, ln, handler)
@@ -109,9 +117,9 @@ func (s *httpServers) serve(logger klog.Logger, ln net.Listener, handler http.Ha
 	logger.Info("Serving", "address", ln.Addr().String())
 }
 
-// retry binds addr every bindRetryInterval until it succeeds or ctx ends.
+// retry binds addr every retryInterval until it succeeds or ctx ends.
 func (s *httpServers) retry(ctx context.Context, logger klog.Logger, addr string, handler http.Handler) {
-	_ = wait.PollUntilContextCancel(ctx, bindRetryInterval, false, func(context.Context) (bool, error) {
+	_ = wait.PollUntilContextCancel(ctx, s.retryInterval, false, func(context.Context) (bool, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			logger.V(2).Info("Still cannot listen", "address", addr, "err", err)
@@ -122,8 +130,10 @@ func (s *httpServers) retry(ctx context.Context, logger klog.Logger, addr string
 	})
 }
 
+// shutdown ends the bind retries, waits for them, and shuts the servers down.
 func (s *httpServers) shutdown() {
 	s.stop()
+	s.retries.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s.mu.Lock()
