@@ -113,6 +113,10 @@ func (e *Exec) ChainNames(ctx context.Context, table Table) ([]string, error) {
 	return chainNamesFromSave(out), nil
 }
 
+// SaveTable returns iptables-save -t TABLE output for this family and backend. It only
+// reads the kernel.
+func (e *Exec) SaveTable(ctx context.Context, table Table) ([]byte, error) { return e.save(ctx, table) }
+
 func (e *Exec) save(ctx context.Context, table Table) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, e.binary("-save"), "-t", string(table))
 	var stderr bytes.Buffer

@@ -78,3 +78,7 @@ func joinArgs(args []string) string {
 // FormatArgs joins arguments into one rule specification, quoting those that
 // need it the way iptables-save does, so ParseRule reads them back unchanged.
 func FormatArgs(args []string) string { return joinArgs(args) }
+
+// SplitArgs splits one restore line into arguments as iptables-restore does (see
+// splitArgs); FormatArgs is its inverse.
+func SplitArgs(line string) ([]string, error) { return splitArgs(line) }
