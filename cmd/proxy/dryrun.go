@@ -70,6 +70,7 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var opts dryRunOptions
 	opts.register(fs)
 	ipvsOpts := registerIPVSDryRun(fs)
+	diffOpts := registerDiffDryRun(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: switchyard dry-run [flags] -f FILE_OR_DIR... | --kubeconfig PATH")
 		fs.PrintDefaults()
@@ -78,6 +79,12 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.files = append(opts.files, fs.Args()...)
+	if diffOpts.diff {
+		return dryRunDiff(ctx, &opts, ipvsOpts, diffOpts, flagGiven(fs), stdout, stderr)
+	}
+	if code := applyConfigFlag(&opts, ipvsOpts, diffOpts, flagGiven(fs), stderr); code != 0 {
+		return code
+	}
 	if opts.mode == "ipvs" {
 		return dryRunIPVS(ctx, &opts, ipvsOpts, stdout, stderr)
 	}

@@ -174,3 +174,13 @@ func (s *State) canonical(spec string) string {
 	}
 	return strings.Join(strings.Fields(spec), " ")
 }
+
+// ChainNames returns the names of a table's chains, sorted.
+func (s *State) ChainNames(table string) []string {
+	names := make([]string, 0, len(s.tables[table]))
+	for name := range s.tables[table] {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}

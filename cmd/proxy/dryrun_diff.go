@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/switchyard-io/switchyard/pkg/conntrack"
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/iptables"
+	"github.com/switchyard-io/switchyard/pkg/nfacct"
+	"github.com/switchyard-io/switchyard/pkg/rulediff"
+	"github.com/switchyard-io/switchyard/pkg/sysctl"
+	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
+)
+
+// diffDryRunOptions are dry-run's --diff flags.
+type diffDryRunOptions struct {
+	diff       bool
+	configFile string
+	backend    string
+}
+
+// registerDiffDryRun adds the --diff flags to dry-run's flag set.
+func registerDiffDryRun(fs *flag.FlagSet) *diffDryRunOptions {
+	o := &diffDryRunOptions{}
+	fs.BoolVar(&o.diff, "diff", false, "compare with this node's kernel: print what the next full sync would change as a unified diff per table, exit 1 when it would change anything")
+	fs.StringVar(&o.configFile, "config", "", "the daemon's KubeProxyConfiguration file: render with its settings (flags given explicitly win)")
+	fs.StringVar(&o.backend, "iptables-backend", "auto", "with --diff: the iptables backend to read, nft, legacy or auto (the one holding KUBE- chains, as the daemon decides)")
+	return o
+}
+
+// Exit codes of dry-run --diff, so that it can serve as a monitoring probe.
+const (
+	diffInSync    = 0
+	diffOutOfSync = 1
+	diffError     = 2
+)
+
+// dryRunDiff is `switchyard dry-run --diff`: it renders the full sync the daemon would
+// run on this node, applies it to a copy of the kernel's rules (read with
+// iptables-save, never written), and prints, per family and table, a unified diff of
+// the rules Switchyard owns from the kernel's to the synced ones. Nothing is printed
+// when the kernel is in sync. explicit reports whether a flag was given on the
+// command line, so that it wins over the --config file.
+func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, diffOpts *diffDryRunOptions,
+	explicit func(flag string) bool, stdout, stderr io.Writer) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "switchyard: "+format+"\n", args...)
+		return diffError
+	}
+	if code := applyConfigFlag(opts, ipvsOpts, diffOpts, explicit, stderr); code != 0 {
+		return code
+	}
+	if opts.mode != "iptables" {
+		return fail("dry-run --diff supports --mode iptables only for now, not %q", opts.mode)
+	}
+	if len(opts.files) == 0 && opts.kubeconfig == "" {
+		return fail("dry-run --diff needs --kubeconfig (or -f FILE_OR_DIR)")
+	}
+	backend, err := xtables.ParseBackend(diffOpts.backend)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if backend == "" {
+		report, err := xtables.DetectBackend(ctx)
+		if err != nil {
+			return fail("choosing the iptables backend: %v", err)
+		}
+		backend = report.Chosen
+	}
+	if !explicit("conntrack-tcp-be-liberal") {
+		// The daemon leaves out the INVALID drop where the sysctl is set, whatever
+		// set it (conntrack.tcpBeLiberal or the node's own configuration).
+		if v, err := sysctl.Proc.Get(conntrack.SysctlTCPBeLiberal); err == nil && v != 0 {
+			opts.tcpBeLiberal = true
+		}
+	}
+	if !explicit("nfacct") {
+		// The daemon counts with nfacct where the kernel has it: it creates the
+		// counters before each full sync.
+		_, err := nfacct.Probe()
+		opts.nfacct = err == nil
+	}
+
+	objs, readErrs := readObjects(ctx, opts)
+	for _, err := range readErrs {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+	}
+	if objs == nil {
+		return fail("no Services or EndpointSlices could be read")
+	}
+	if opts.nodeName == "" {
+		name, err := daemonNodeName(objs.Nodes)
+		if err != nil {
+			return fail("%v", err)
+		}
+		opts.nodeName = name
+	}
+	facts, err := dryRunNode(opts, objs.Nodes)
+	if err != nil {
+		return fail("%v", err)
+	}
+	configs, err := iptablesConfigs(opts, facts)
+	if err != nil {
+		return fail("%v", err)
+	}
+	tracker := endpoints.NewTracker(facts.Name)
+	for _, svc := range objs.Services {
+		reportModelError(stderr, objs.source(svc), tracker.OnServiceUpdate(svc))
+	}
+	for _, slice := range objs.EndpointSlices {
+		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
+	}
+	snap := tracker.Snapshot()
+
+	status := diffInSync
+	for _, cfg := range configs {
+		ipt, err := xtables.NewExec(cfg.Family, backend, 5*time.Second)
+		if err != nil {
+			return fail("%v", err)
+		}
+		diffs, err := diffFamily(ctx, ipt, cfg, snap)
+		if err != nil {
+			return fail("%s: %v", cfg.Family, err)
+		}
+		for _, d := range diffs {
+			if d.Diff == "" {
+				continue
+			}
+			status = diffOutOfSync
+			if _, err := io.WriteString(stdout, d.Diff); err != nil {
+				return fail("writing output: %v", err)
+			}
+		}
+	}
+	return status
+}
+
+// applyConfigFlag applies --config, if given, and prints the file's warnings; it
+// returns a non-zero exit code when the file cannot be used.
+func applyConfigFlag(opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, diffOpts *diffDryRunOptions, explicit func(flag string) bool, stderr io.Writer) int {
+	if diffOpts.configFile == "" {
+		return 0
+	}
+	warnings, err := applyConfigFile(opts, ipvsOpts, diffOpts, diffOpts.configFile, explicit)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return diffError
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "switchyard: config file %s: %s\n", diffOpts.configFile, w)
+	}
+	return 0
+}
+
+// flagGiven reports, for a parsed flag set, whether a flag was given on the command
+// line.
+func flagGiven(fs *flag.FlagSet) func(name string) bool {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return func(name string) bool { return given[name] }
+}
+
+// tableSaver reads one table as iptables-save prints it: xtables.Exec, or the fake in
+// tests.
+type tableSaver interface {
+	SaveTable(ctx context.Context, table xtables.Table) ([]byte, error)
+}
+
+// diffTables are the tables a full sync writes to: the canary alone lives in mangle.
+var diffTables = []xtables.Table{xtables.TableFilter, xtables.TableNAT, xtables.TableMangle}
+
+// diffFamily reads one family's tables and compares them with what a full sync for
+// snap would leave, as the Proxier's full sync does it: the hooks and canaries first,
+// then the payload rendered with the kernel's nat chains (so that stale ones go).
+func diffFamily(ctx context.Context, ipt tableSaver, cfg *iptables.Config, snap *endpoints.Snapshot) ([]rulediff.TableDiff, error) {
+	var kernel, nat []byte
+	for _, table := range diffTables {
+		saved, err := ipt.SaveTable(ctx, table)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s table: %w", table, err)
+		}
+		if table == xtables.TableNAT {
+			nat = saved
+		}
+		kernel = append(kernel, saved...)
+	}
+	natState := rulediff.NewState(rulesetFamily(cfg.Family))
+	if err := natState.Apply(nat); err != nil {
+		return nil, fmt.Errorf("reading the nat table: %w", err)
+	}
+	var canaries []string
+	for _, table := range xtables.CanaryTables() {
+		canaries = append(canaries, string(table)+"/"+string(xtables.ChainCanary))
+	}
+	return rulediff.Compare(rulediff.Input{
+		Family:       rulesetFamily(cfg.Family),
+		Kernel:       kernel,
+		Payload:      iptables.Render(snap, cfg, natState.ChainNames("nat")).Payload,
+		Hooks:        iptables.Hooks(cfg),
+		EnsureChains: canaries,
+		Owned:        iptables.IsOwnedChain,
+		Shared:       iptables.SharedChains(),
+	})
+}
+
+// daemonNodeName is the node the daemon on this host programs for when no --node is
+// given: the only Node read, else this host's name as kubelet registers it.
+func daemonNodeName(nodes []*v1.Node) (string, error) {
+	if len(nodes) == 1 {
+		return nodes[0].Name, nil
+	}
+	name, err := hostName()
+	if err != nil {
+		return "", errors.Join(errors.New("no --node given and several Nodes read"), err)
+	}
+	return name, nil
+}
+
+// rulesetFamily converts an API family to the iptables model's.
+func rulesetFamily(family v1.IPFamily) ruleset.Family {
+	if family == v1.IPv6Protocol {
+		return ruleset.IPv6
+	}
+	return ruleset.IPv4
+}
+
+// hostName is this host's name, lowercased as kubelet registers it (and as the daemon
+// takes it without --hostname-override).
+func hostName() (string, error) {
+	name, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("reading the host name: %w", err)
+	}
+	return strings.ToLower(name), nil
+}
