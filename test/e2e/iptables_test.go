@@ -128,6 +128,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("metrics", s.testMetrics)
 	t.Run("metrics match kube-proxy", s.testMetricsMatchKubeProxy)
 	t.Run("differential against kube-proxy", s.testDifferential)
+	t.Run("dry-run --diff", func(t *testing.T) { s.testDryRunDiff(t, backend) })
 	t.Run("flushed tables are rebuilt", s.testFlushRecovery)
 	t.Run("restart under load", s.testRestartUnderLoad)
 	// Before the outage: a kube-apiserver just restarted may refuse a
