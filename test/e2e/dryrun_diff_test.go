@@ -45,8 +45,8 @@ func (s *suite) dryRunDiff(ctx context.Context, t *testing.T, backend string) di
 // changed services and endpoints), a rule deleted behind the daemon's back is named
 // with exit 1, and after the daemon's next full sync (a restart) it is in sync again.
 // mutation-checked: comparing the shared chains in order (no setOrder in
-// pkg/rulediff) fails the first check with KUBE-SERVICES rules moved; leaving the
-// hooks out of rulediff.Input fails it with the built-in chains' jumps removed.
+// pkg/rulediff) fails the first check, with e2e/scale's KUBE-SERVICES rule (added by
+// a partial sync, so at the top) moved to its sorted place.
 func (s *suite) testDryRunDiff(t *testing.T, backend string) {
 	ctx := t.Context()
 	if run := s.dryRunDiff(ctx, t, backend); run.exitCode != 0 || run.output != "" {
