@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type diffDryRunOptions struct {
 	diff       bool
 	configFile string
 	backend    string
+	// ipvsExcludeCIDRs is --ipvs-exclude-cidrs, parsed after the flags.
+	ipvsExcludeCIDRs []netip.Prefix
+	ipvsExclude      stringList
 }
 
 // registerDiffDryRun adds the --diff flags to dry-run's flag set.
@@ -34,6 +38,7 @@ func registerDiffDryRun(fs *flag.FlagSet) *diffDryRunOptions {
 	o := &diffDryRunOptions{}
 	fs.BoolVar(&o.diff, "diff", false, "compare with this node's kernel: print what the next full sync would change as a unified diff per table, exit 1 when it would change anything")
 	fs.StringVar(&o.configFile, "config", "", "the daemon's KubeProxyConfiguration file: render with its settings (flags given explicitly win)")
+	fs.Var(&o.ipvsExclude, "ipvs-exclude-cidrs", "with --mode ipvs --diff: CIDRs whose virtual servers and addresses are not Switchyard's, as the daemon's flag")
 	fs.StringVar(&o.backend, "iptables-backend", "auto", "with --diff: the iptables backend to read, nft, legacy or auto (the one holding KUBE- chains, as the daemon decides)")
 	return o
 }
@@ -60,8 +65,15 @@ func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 	if code := applyConfigFlag(opts, ipvsOpts, diffOpts, explicit, stderr); code != 0 {
 		return code
 	}
-	if opts.mode != "iptables" {
-		return fail("dry-run --diff supports --mode iptables only for now, not %q", opts.mode)
+	if diffOpts.ipvsExcludeCIDRs == nil {
+		cidrs, err := parsePrefixes("ipvs-exclude-cidrs", diffOpts.ipvsExclude)
+		if err != nil {
+			return fail("%v", err)
+		}
+		diffOpts.ipvsExcludeCIDRs = cidrs
+	}
+	if opts.mode != "iptables" && opts.mode != "ipvs" {
+		return fail("--mode %q: want iptables or ipvs", opts.mode)
 	}
 	if len(opts.files) == 0 && opts.kubeconfig == "" {
 		return fail("dry-run --diff needs --kubeconfig (or -f FILE_OR_DIR)")
@@ -84,7 +96,7 @@ func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 			opts.tcpBeLiberal = true
 		}
 	}
-	if !explicit("nfacct") {
+	if !explicit("nfacct") && opts.mode == "iptables" {
 		// The daemon counts with nfacct where the kernel has it: it creates the
 		// counters before each full sync.
 		_, err := nfacct.Probe()
@@ -122,6 +134,9 @@ func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 	}
 	snap := tracker.Snapshot()
 
+	if opts.mode == "ipvs" {
+		return dryRunDiffIPVS(ctx, ipvsOpts, diffOpts, backend, configs, snap, stdout, stderr)
+	}
 	status := diffInSync
 	for _, cfg := range configs {
 		ipt, err := xtables.NewExec(cfg.Family, backend, 5*time.Second)
@@ -132,17 +147,26 @@ func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 		if err != nil {
 			return fail("%s: %v", cfg.Family, err)
 		}
-		for _, d := range diffs {
-			if d.Diff == "" {
-				continue
-			}
-			status = diffOutOfSync
-			if _, err := io.WriteString(stdout, d.Diff); err != nil {
-				return fail("writing output: %v", err)
-			}
+		if status, err = writeDiffs(stdout, diffs, status); err != nil {
+			return fail("writing output: %v", err)
 		}
 	}
 	return status
+}
+
+// writeDiffs prints the non-empty diffs and returns diffOutOfSync if there was one,
+// else status.
+func writeDiffs(stdout io.Writer, diffs []rulediff.TableDiff, status int) (int, error) {
+	for _, d := range diffs {
+		if d.Diff == "" {
+			continue
+		}
+		status = diffOutOfSync
+		if _, err := io.WriteString(stdout, d.Diff); err != nil {
+			return diffError, err
+		}
+	}
+	return status, nil
 }
 
 // applyConfigFlag applies --config, if given, and prints the file's warnings; it
@@ -183,6 +207,14 @@ var diffTables = []xtables.Table{xtables.TableFilter, xtables.TableNAT, xtables.
 // snap would leave, as the Proxier's full sync does it: the hooks and canaries first,
 // then the payload rendered with the kernel's nat chains (so that stale ones go).
 func diffFamily(ctx context.Context, ipt tableSaver, cfg *iptables.Config, snap *endpoints.Snapshot) ([]rulediff.TableDiff, error) {
+	render := func(natChains []string) []byte { return iptables.Render(snap, cfg, natChains).Payload }
+	return compareRules(ctx, ipt, cfg.Family, render, iptables.Hooks(cfg))
+}
+
+// compareRules reads one family's tables and compares them with what a full sync
+// leaves: hooks and canaries ensured, then the payload render returns for the
+// kernel's nat chain names restored with --noflush.
+func compareRules(ctx context.Context, ipt tableSaver, family v1.IPFamily, render func(natChains []string) []byte, hooks []xtables.Hook) ([]rulediff.TableDiff, error) {
 	var kernel, nat []byte
 	for _, table := range diffTables {
 		saved, err := ipt.SaveTable(ctx, table)
@@ -194,7 +226,7 @@ func diffFamily(ctx context.Context, ipt tableSaver, cfg *iptables.Config, snap 
 		}
 		kernel = append(kernel, saved...)
 	}
-	natState := rulediff.NewState(rulesetFamily(cfg.Family))
+	natState := rulediff.NewState(rulesetFamily(family))
 	if err := natState.Apply(nat); err != nil {
 		return nil, fmt.Errorf("reading the nat table: %w", err)
 	}
@@ -203,10 +235,10 @@ func diffFamily(ctx context.Context, ipt tableSaver, cfg *iptables.Config, snap 
 		canaries = append(canaries, string(table)+"/"+string(xtables.ChainCanary))
 	}
 	return rulediff.Compare(rulediff.Input{
-		Family:       rulesetFamily(cfg.Family),
+		Family:       rulesetFamily(family),
 		Kernel:       kernel,
-		Payload:      iptables.Render(snap, cfg, natState.ChainNames("nat")).Payload,
-		Hooks:        iptables.Hooks(cfg),
+		Payload:      render(natState.ChainNames("nat")),
+		Hooks:        hooks,
 		EnsureChains: canaries,
 		Owned:        iptables.IsOwnedChain,
 		Shared:       iptables.SharedChains(),

@@ -61,6 +61,7 @@ func applyConfigFile(opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, diffOpts 
 		}
 	})
 	set("ipvs-strict-arp", func() { ipvsOpts.strictARP = cfg.IPVS.StrictARP })
+	set("ipvs-exclude-cidrs", func() { diffOpts.ipvsExcludeCIDRs = cfg.IPVS.ExcludeCIDRs })
 	set("iptables-backend", func() {
 		if cfg.IPTablesBackend != "" {
 			diffOpts.backend = cfg.IPTablesBackend

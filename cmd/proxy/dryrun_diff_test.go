@@ -174,7 +174,7 @@ func TestDryRunDiffUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"dry-run", "--diff"}, "needs --kubeconfig"},
-		{[]string{"dry-run", "--diff", "--mode", "ipvs", "-f", "x"}, "iptables only"},
+		{[]string{"dry-run", "--diff", "--mode", "nftables", "-f", "x"}, "want iptables or ipvs"},
 		{[]string{"dry-run", "--diff", "--iptables-backend", "both", "-f", "x"}, "both"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -85,15 +85,20 @@ func Compare(in Input) ([]TableDiff, error) {
 	for _, table := range tableNames(kernel, want) {
 		v := view{compared: compared, hookTargets: hookTargets, shared: in.Shared}
 		a, b := v.lines(kernel, table), v.lines(want, table)
-		diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: a, B: b, FromFile: "kernel " + family + " " + table, ToFile: "switchyard " + family + " " + table, Context: 3,
-		})
+		diff, err := Unified("kernel "+family+" "+table, "switchyard "+family+" "+table, a, b)
 		if err != nil {
 			return nil, fmt.Errorf("diffing %s: %w", table, err)
 		}
 		out = append(out, TableDiff{Table: table, Diff: diff})
 	}
 	return out, nil
+}
+
+// Unified returns a unified diff, with three lines of context, from lines a (labelled
+// from) to lines b (labelled to); each line ends in "\n". It is empty when they are
+// equal.
+func Unified(from, to string, a, b []string) (string, error) {
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: a, B: b, FromFile: from, ToFile: to, Context: 3})
 }
 
 // tableNames returns the tables present in either state, in iptables-save's order.
