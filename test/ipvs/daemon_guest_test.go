@@ -300,6 +300,7 @@ func TestGuestDaemon(t *testing.T) {
 	if ok, err := boundOnDummy(webClusterIP); err != nil || !ok {
 		t.Errorf("%s bound on kube-ipvs0: %v, %v; want true", webClusterIP, ok, err)
 	}
+	t.Run("dry-run --diff", testDryRunDiff)
 	if got := countPods(t, 10, "", web); !cmp.Equal(got, map[string]int{"pod-a": 5, "pod-b": 5}) {
 		t.Errorf("10 connections to %s through rr: %v, want 5 each on pod-a and pod-b", web, got)
 	}
