@@ -72,6 +72,7 @@ func testDryRunDiff(t *testing.T) {
 	if code != 1 || !strings.Contains(out, want) || !strings.Contains(out, "--- kernel ip ipvs\n+++ switchyard ip ipvs\n") {
 		t.Errorf("with pod-a's real server deleted: exit %d, want 1 and %q:\n%s", code, strings.TrimSpace(want), out)
 	}
+	t.Logf("with pod-a's real server deleted, exit %d:\n%s", code, out)
 	setWebRealServer(t, pods["pod-a"], 8080, 1)
 	if code, out := dryRunDiff(t); code != 0 || out != "" {
 		t.Errorf("dry-run --diff with the real server back: exit %d, want 0 and no output:\n%s", code, out)
