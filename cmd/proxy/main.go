@@ -32,6 +32,7 @@ const usage = `switchyard: a drop-in replacement for kube-proxy
 
 Usage:
   switchyard dry-run [flags] -f FILE_OR_DIR...   print the rules switchyard would program
+  switchyard dry-run --diff --config FILE        show what the next full sync would change on this node (exit 1 if anything)
   switchyard run [flags]                         program this node's rules (as root, like kube-proxy)
   switchyard --flag ...                          the same, with kube-proxy's command line (also as kube-proxy)
   switchyard cleanup [--dry-run]                 remove every rule switchyard or kube-proxy created
