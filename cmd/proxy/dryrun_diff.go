@@ -208,13 +208,15 @@ var diffTables = []xtables.Table{xtables.TableFilter, xtables.TableNAT, xtables.
 // then the payload rendered with the kernel's nat chains (so that stale ones go).
 func diffFamily(ctx context.Context, ipt tableSaver, cfg *iptables.Config, snap *endpoints.Snapshot) ([]rulediff.TableDiff, error) {
 	render := func(natChains []string) []byte { return iptables.Render(snap, cfg, natChains).Payload }
-	return compareRules(ctx, ipt, cfg.Family, render, iptables.Hooks(cfg))
+	return compareRules(ctx, ipt, cfg.Family, render, iptables.Hooks(cfg), iptables.SharedChains())
 }
 
 // compareRules reads one family's tables and compares them with what a full sync
 // leaves: hooks and canaries ensured, then the payload render returns for the
-// kernel's nat chain names restored with --noflush.
-func compareRules(ctx context.Context, ipt tableSaver, family v1.IPFamily, render func(natChains []string) []byte, hooks []xtables.Hook) ([]rulediff.TableDiff, error) {
+// kernel's nat chain names restored with --noflush. shared names the chains partial
+// syncs edit in place (see rulediff.Input).
+func compareRules(ctx context.Context, ipt tableSaver, family v1.IPFamily, render func(natChains []string) []byte,
+	hooks []xtables.Hook, shared []string) ([]rulediff.TableDiff, error) {
 	var kernel, nat []byte
 	for _, table := range diffTables {
 		saved, err := ipt.SaveTable(ctx, table)
@@ -241,7 +243,7 @@ func compareRules(ctx context.Context, ipt tableSaver, family v1.IPFamily, rende
 		Hooks:        hooks,
 		EnsureChains: canaries,
 		Owned:        iptables.IsOwnedChain,
-		Shared:       iptables.SharedChains(),
+		Shared:       shared,
 	})
 }
 

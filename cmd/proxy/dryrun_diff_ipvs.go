@@ -83,8 +83,11 @@ func diffFamilyIPVS(ctx context.Context, k ipvsKernel, cfg *ipvs.Config, snap *e
 		}
 		out = append(out, rulediff.TableDiff{Table: sec.Name, Diff: diff})
 	}
+	// The companion rules are written whole at each full sync and never edited by
+	// partial ones, so every chain is compared in order: in IPVS mode the order of
+	// KUBE-SERVICES matters (masquerade marks before the ACCEPTs).
 	rules := func([]string) []byte { return ipvs.RenderRules(cfg) }
-	tables, err := compareRules(ctx, k.iptables, cfg.Family, rules, ipvs.Hooks())
+	tables, err := compareRules(ctx, k.iptables, cfg.Family, rules, ipvs.Hooks(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 // another program's virtual server stays out of it. mutation-checked: ignoring
 // ownership (listing every kernel virtual server) fails "foreign virtual server";
 // dropping the weight-0 draining real servers from the synced side fails "draining
-// real server stays".
+// real server stays"; sorting the companion chains fails "companion rules reordered".
 func TestDiffFamilyIPVS(t *testing.T) {
 	ctx := context.Background()
 	snap, configs := examplesSnapshot(t)
@@ -102,6 +102,18 @@ func TestDiffFamilyIPVS(t *testing.T) {
 			}
 		},
 		want: map[string][]string{"nat": {"+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN"}},
+	}, {
+		// In IPVS mode KUBE-SERVICES is written whole and its order matters.
+		// mutation-checked: comparing the companion chains as iptables mode's shared
+		// chains (sorted) hides this.
+		name: "companion rules reordered",
+		tamper: func(t *testing.T, k ipvsKernel, _ *ipvstest.IPSets) {
+			move := "*nat\n-D KUBE-SERVICES -s 127.0.0.0/8 -j RETURN\n-A KUBE-SERVICES -s 127.0.0.0/8 -j RETURN\nCOMMIT\n"
+			if err := k.iptables.(*xtablestest.Fake).Restore(ctx, []byte(move)); err != nil {
+				t.Fatal(err)
+			}
+		},
+		want: map[string][]string{"nat": {"+-A KUBE-SERVICES -s 127.0.0.0/8 -j RETURN", "--A KUBE-SERVICES -s 127.0.0.0/8 -j RETURN"}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			k, sets := syncedIPVS(t, cfg, snap)
