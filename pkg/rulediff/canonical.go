@@ -53,7 +53,9 @@ type module struct {
 type parsedRule struct {
 	basic   map[string]option // -s, -d, -i, -o, -p
 	modules []*module
-	target  *module // name is "-j X" or "-g X"
+	// target is what -j or -g (targetFlag) names, with its options.
+	target     *module
+	targetFlag string
 }
 
 var basicAliases = map[string]string{
@@ -82,6 +84,9 @@ func (r *parsedRule) parse(args []string) error {
 				return fmt.Errorf("%s needs a value", arg)
 			}
 			i++
+			if args[i] == "" {
+				return fmt.Errorf("%s needs a value", arg)
+			}
 			r.basic[short] = option{negate: negate, name: short, values: []string{args[i]}}
 			negate = false
 			continue
@@ -92,6 +97,9 @@ func (r *parsedRule) parse(args []string) error {
 				return fmt.Errorf("%s needs a module", arg)
 			}
 			i++
+			if args[i] == "" {
+				return fmt.Errorf("%s needs a module", arg)
+			}
 			current = &module{name: args[i]}
 			r.modules = append(r.modules, current)
 			continue
@@ -104,7 +112,10 @@ func (r *parsedRule) parse(args []string) error {
 				flag = "-g"
 			}
 			i++
-			r.target = &module{name: flag + " " + args[i]}
+			if args[i] == "" {
+				return fmt.Errorf("%s needs a target", arg)
+			}
+			r.target, r.targetFlag = &module{name: args[i]}, flag
 			current = r.target
 			continue
 		}
@@ -114,7 +125,11 @@ func (r *parsedRule) parse(args []string) error {
 		// "-p tcp --dport 80" loads the tcp match implicitly; iptables-save names it.
 		if (arg == "--dport" || arg == "--sport" || arg == "--destination-port" || arg == "--source-port") &&
 			(current == nil || current == r.target || !isPortModule(current.name)) {
-			current = &module{name: strings.ToLower(r.basic["-p"].value())}
+			proto := strings.ToLower(r.basic["-p"].value())
+			if !isPortModule(proto) || proto == "multiport" {
+				return fmt.Errorf("%s needs -p tcp, udp or sctp", arg)
+			}
+			current = &module{name: proto}
 			r.modules = append(r.modules, current)
 		}
 		if current == nil {
@@ -171,7 +186,7 @@ func (r *parsedRule) format(family ruleset.Family) string {
 		}
 	}
 	if r.target != nil {
-		out = append(out, strings.Fields(r.target.name)...)
+		out = append(out, r.targetFlag, r.target.name)
 		for _, opt := range canonicalTarget(r.target, family) {
 			add(opt.negate, append([]string{opt.name}, opt.values...)...)
 		}
@@ -361,9 +376,9 @@ func canonicalRecent(opts []option, family ruleset.Family) []option {
 // canonicalTarget returns a target's options as iptables-save prints them.
 func canonicalTarget(t *module, family ruleset.Family) []option {
 	switch t.name {
-	case "-j MARK":
+	case "MARK":
 		return canonicalMarkTarget(t.options)
-	case "-j REJECT":
+	case "REJECT":
 		if len(t.options) == 0 {
 			with := "icmp-port-unreachable"
 			if family == ruleset.IPv6 {

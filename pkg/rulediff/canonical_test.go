@@ -104,3 +104,36 @@ func TestCanonicalRuleMatchesIPTablesSave(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCanonicalRule checks that CanonicalRule never panics and is idempotent: its
+// output, read again, comes back unchanged (State compares canonical text from both
+// sides, so a second pass must not move anything).
+func FuzzCanonicalRule(f *testing.F) {
+	for _, seed := range []string{
+		`-m comment --comment "kube-system/dns:dns cluster IP" -m udp -p udp -d 10.96.0.10 --dport 53 -j KUBE-SVC-2KKYJRIGYGQNRODB`,
+		`-m recent --name KUBE-SEP-X --rcheck --seconds 10800 --reap -j KUBE-SEP-X`,
+		`-m statistic --mode random --probability 0.3333333333 -j RETURN`,
+		`-j MARK --or-mark 0x4000`,
+		`! -s 10.0.0.0/8 -m conntrack ! --ctstate DNAT,RELATED -j DROP`,
+		`-m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT`,
+	} {
+		f.Add(seed, false)
+	}
+	f.Fuzz(func(t *testing.T, spec string, ipv6 bool) {
+		family := ruleset.IPv4
+		if ipv6 {
+			family = ruleset.IPv6
+		}
+		once, err := CanonicalRule(spec, family)
+		if err != nil {
+			return
+		}
+		twice, err := CanonicalRule(once, family)
+		if err != nil {
+			t.Fatalf("the canonical form %q of %q does not read back: %v", once, spec, err)
+		}
+		if twice != once {
+			t.Fatalf("not idempotent for %q:\nonce  %q\ntwice %q", spec, once, twice)
+		}
+	})
+}
