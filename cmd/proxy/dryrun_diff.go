@@ -58,34 +58,67 @@ const (
 // command line, so that it wins over the --config file.
 func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, diffOpts *diffDryRunOptions,
 	explicit func(flag string) bool, stdout, stderr io.Writer) int {
-	fail := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "switchyard: "+format+"\n", args...)
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return diffError
 	}
 	if code := applyConfigFlag(opts, ipvsOpts, diffOpts, explicit, stderr); code != 0 {
 		return code
 	}
+	backend, err := diffSettings(ctx, opts, diffOpts, explicit)
+	if err != nil {
+		return fail(err)
+	}
+	snap, configs, err := diffSnapshot(ctx, opts, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	if opts.mode == "ipvs" {
+		return dryRunDiffIPVS(ctx, ipvsOpts, diffOpts, backend, configs, snap, stdout, stderr)
+	}
+	status := diffInSync
+	for _, cfg := range configs {
+		ipt, err := xtables.NewExec(cfg.Family, backend, 5*time.Second)
+		if err != nil {
+			return fail(err)
+		}
+		diffs, err := diffFamily(ctx, ipt, cfg, snap)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", cfg.Family, err))
+		}
+		if status, err = writeDiffs(stdout, diffs, status); err != nil {
+			return fail(fmt.Errorf("writing output: %w", err))
+		}
+	}
+	return status
+}
+
+// diffSettings checks the flags and completes them from the node as the daemon would
+// see it: the iptables backend (auto: the one holding KUBE- chains), whether
+// nf_conntrack_tcp_be_liberal is set (no INVALID drop) and whether nfacct counters
+// can exist, each unless given explicitly. It only reads the kernel.
+func diffSettings(ctx context.Context, opts *dryRunOptions, diffOpts *diffDryRunOptions, explicit func(flag string) bool) (xtables.Backend, error) {
 	if diffOpts.ipvsExcludeCIDRs == nil {
 		cidrs, err := parsePrefixes("ipvs-exclude-cidrs", diffOpts.ipvsExclude)
 		if err != nil {
-			return fail("%v", err)
+			return "", err
 		}
 		diffOpts.ipvsExcludeCIDRs = cidrs
 	}
 	if opts.mode != "iptables" && opts.mode != "ipvs" {
-		return fail("--mode %q: want iptables or ipvs", opts.mode)
+		return "", fmt.Errorf("--mode %q: want iptables or ipvs", opts.mode)
 	}
 	if len(opts.files) == 0 && opts.kubeconfig == "" {
-		return fail("dry-run --diff needs --kubeconfig (or -f FILE_OR_DIR)")
+		return "", errors.New("dry-run --diff needs --kubeconfig (or -f FILE_OR_DIR)")
 	}
 	backend, err := xtables.ParseBackend(diffOpts.backend)
 	if err != nil {
-		return fail("%v", err)
+		return "", err
 	}
 	if backend == "" {
 		report, err := xtables.DetectBackend(ctx)
 		if err != nil {
-			return fail("choosing the iptables backend: %v", err)
+			return "", fmt.Errorf("choosing the iptables backend: %w", err)
 		}
 		backend = report.Chosen
 	}
@@ -102,28 +135,34 @@ func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 		_, err := nfacct.Probe()
 		opts.nfacct = err == nil
 	}
+	return backend, nil
+}
 
+// diffSnapshot reads the Services, EndpointSlices and Nodes and returns the snapshot
+// and per-family configs the daemon would render from. Problems with single objects
+// are reported on stderr and do not stop the others.
+func diffSnapshot(ctx context.Context, opts *dryRunOptions, stderr io.Writer) (*endpoints.Snapshot, []*iptables.Config, error) {
 	objs, readErrs := readObjects(ctx, opts)
 	for _, err := range readErrs {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 	}
 	if objs == nil {
-		return fail("no Services or EndpointSlices could be read")
+		return nil, nil, errors.New("no Services or EndpointSlices could be read")
 	}
 	if opts.nodeName == "" {
 		name, err := daemonNodeName(objs.Nodes)
 		if err != nil {
-			return fail("%v", err)
+			return nil, nil, err
 		}
 		opts.nodeName = name
 	}
 	facts, err := dryRunNode(opts, objs.Nodes)
 	if err != nil {
-		return fail("%v", err)
+		return nil, nil, err
 	}
 	configs, err := iptablesConfigs(opts, facts)
 	if err != nil {
-		return fail("%v", err)
+		return nil, nil, err
 	}
 	tracker := endpoints.NewTracker(facts.Name)
 	for _, svc := range objs.Services {
@@ -132,26 +171,7 @@ func dryRunDiff(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 	for _, slice := range objs.EndpointSlices {
 		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
 	}
-	snap := tracker.Snapshot()
-
-	if opts.mode == "ipvs" {
-		return dryRunDiffIPVS(ctx, ipvsOpts, diffOpts, backend, configs, snap, stdout, stderr)
-	}
-	status := diffInSync
-	for _, cfg := range configs {
-		ipt, err := xtables.NewExec(cfg.Family, backend, 5*time.Second)
-		if err != nil {
-			return fail("%v", err)
-		}
-		diffs, err := diffFamily(ctx, ipt, cfg, snap)
-		if err != nil {
-			return fail("%s: %v", cfg.Family, err)
-		}
-		if status, err = writeDiffs(stdout, diffs, status); err != nil {
-			return fail("writing output: %v", err)
-		}
-	}
-	return status
+	return tracker.Snapshot(), configs, nil
 }
 
 // writeDiffs prints the non-empty diffs and returns diffOutOfSync if there was one,
