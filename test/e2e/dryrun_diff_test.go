@@ -43,7 +43,8 @@ func (s *suite) dryRunDiff(ctx context.Context, t *testing.T, backend string) di
 // testDryRunDiff checks `dry-run --diff` against node-1's live kernel and the real
 // apiserver: in sync after the daemon's many partial syncs (every earlier subtest
 // changed services and endpoints), a rule deleted behind the daemon's back is named
-// with exit 1, and after the daemon's next full sync (a restart) it is in sync again.
+// with exit 1, and after the daemon's next full sync (a restart) it is in sync again;
+// so is an endpoint change made through the API while the daemon is down.
 // mutation-checked: comparing the shared chains in order (no setOrder in
 // pkg/rulediff) fails the first check, with e2e/scale's KUBE-SERVICES rule (added by
 // a partial sync, so at the top) moved to its sorted place.
@@ -97,5 +98,28 @@ func (s *suite) testDryRunDiff(t *testing.T, backend string) {
 	}
 	if run := s.dryRunDiff(ctx, t, backend); run.exitCode != 0 || run.output != "" {
 		t.Errorf("after the daemon's full sync: exit %d, want 0 and no output:\n%s", run.exitCode, run.output)
+	}
+
+	// An API change while the daemon is down: the diff adds the new endpoint (a2,
+	// which no other subtest gives e2e/scale); the restarted daemon programs it.
+	if err := s.sy1.Process.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cluster.PublishEndpoints(ctx, s.svc("scale"), ready(s.a2)); err != nil {
+		t.Fatal(err)
+	}
+	run = s.dryRunDiff(ctx, t, backend)
+	added := false
+	for _, line := range strings.Split(run.output, "\n") {
+		added = added || (strings.HasPrefix(line, "+-A KUBE-SEP-") && strings.Contains(line, "-j DNAT --to-destination "+s.a2.IP+":"))
+	}
+	if run.exitCode != 1 || !added {
+		t.Errorf("with e2e/scale moved to a2 and the daemon down: exit %d, want 1 and a DNAT to %s added:\n%s", run.exitCode, s.a2.IP, run.output)
+	}
+	if err := s.sy1.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if run := s.dryRunDiff(ctx, t, backend); run.exitCode != 0 || run.output != "" {
+		t.Errorf("after the restarted daemon's sync: exit %d, want 0 and no output:\n%s", run.exitCode, run.output)
 	}
 }
