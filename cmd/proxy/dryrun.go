@@ -91,34 +91,12 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	objs, readErrs := readObjects(ctx, &opts)
-	for _, err := range readErrs {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+	in, code := loadRenderInput(ctx, &opts, stderr)
+	if in == nil {
+		return code
 	}
-	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
-		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
-		return 1
-	}
-
-	facts, err := dryRunNode(&opts, objs.Nodes)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
-	configs, err := iptablesConfigs(&opts, facts)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
-
-	tracker := endpoints.NewTracker(facts.Name)
-	for _, svc := range objs.Services {
-		reportModelError(stderr, objs.source(svc), tracker.OnServiceUpdate(svc))
-	}
-	for _, slice := range objs.EndpointSlices {
-		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
-	}
-	snap := tracker.Snapshot()
+	facts, snap := in.facts, in.snap
+	configs := in.configs
 
 	for i, cfg := range configs {
 		if i > 0 {
@@ -132,6 +110,54 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// renderInput is what dry-run and explain render from: the objects read, the node
+// rendered for, one renderer Config per family, and the model's snapshot.
+type renderInput struct {
+	objs    *objects
+	facts   node.Facts
+	configs []*iptables.Config
+	snap    *endpoints.Snapshot
+}
+
+// loadRenderInput reads the objects, works out the node and its per-family configs
+// and builds the snapshot, reporting problems on stderr. On failure it returns nil
+// and the exit code: 1 when nothing usable could be read, 2 for bad flags.
+func loadRenderInput(ctx context.Context, opts *dryRunOptions, stderr io.Writer) (*renderInput, int) {
+	objs, readErrs := readObjects(ctx, opts)
+	for _, err := range readErrs {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+	}
+	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
+		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
+		return nil, 1
+	}
+
+	facts, err := dryRunNode(opts, objs.Nodes)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return nil, 2
+	}
+	configs, err := iptablesConfigs(opts, facts)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return nil, 2
+	}
+	return &renderInput{objs: objs, facts: facts, configs: configs, snap: modelSnapshot(stderr, objs, facts.Name)}, 0
+}
+
+// modelSnapshot feeds the objects to a tracker for nodeName and returns its snapshot,
+// reporting each object the model refuses.
+func modelSnapshot(stderr io.Writer, objs *objects, nodeName string) *endpoints.Snapshot {
+	tracker := endpoints.NewTracker(nodeName)
+	for _, svc := range objs.Services {
+		reportModelError(stderr, objs.source(svc), tracker.OnServiceUpdate(svc))
+	}
+	for _, slice := range objs.EndpointSlices {
+		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
+	}
+	return tracker.Snapshot()
 }
 
 // reportModelError prints each problem the model found with an object on its own line,

@@ -40,38 +40,13 @@ func dryRunIPVS(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 		fmt.Fprintf(stderr, "switchyard: --ipvs-scheduler %q: want one of %v\n", ipvsOpts.scheduler, ipvs.Schedulers)
 		return 2
 	}
-	objs, readErrs := readObjects(ctx, opts)
-	for _, err := range readErrs {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-	}
-	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
-		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
-		return 1
-	}
-	facts, err := dryRunNode(opts, objs.Nodes)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
 	// The iptables configs carry the same node facts (family, node IPs, pod CIDR,
 	// node-port addresses); IPVS mode adds its own settings.
-	iptConfigs, err := iptablesConfigs(opts, facts)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+	in, code := loadRenderInput(ctx, opts, stderr)
+	if in == nil {
+		return code
 	}
-	tracker := endpoints.NewTracker(facts.Name)
-	for _, svc := range objs.Services {
-		if err := tracker.OnServiceUpdate(svc); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(svc), err)
-		}
-	}
-	for _, slice := range objs.EndpointSlices {
-		if err := tracker.OnEndpointSliceUpdate(slice); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(slice), err)
-		}
-	}
-	snap := tracker.Snapshot()
+	facts, snap, iptConfigs := in.facts, in.snap, in.configs
 	for i, ic := range iptConfigs {
 		cfg := ipvsConfigFrom(ic, ipvsOpts.scheduler, ipvsOpts.strictARP)
 		if err := cfg.Validate(); err != nil {
