@@ -1,6 +1,7 @@
 // Command switchyard is a drop-in replacement for kube-proxy.
 //
 //	switchyard dry-run -f manifests/examples/   print the rules for a set of manifests
+//	switchyard explain --src IP --dst IP:PORT  what this node's rules do with one packet
 //	switchyard run --kubeconfig ...              program this node (see README.md)
 //	switchyard --config=/var/lib/kube-proxy/config.conf   the same, as kube-proxy is run
 //	kube-proxy --config=...                      the same, through a link named kube-proxy
@@ -35,6 +36,7 @@ Usage:
   switchyard run [flags]                         program this node's rules (as root, like kube-proxy)
   switchyard --flag ...                          the same, with kube-proxy's command line (also as kube-proxy)
   switchyard cleanup [--dry-run]                 remove every rule switchyard or kube-proxy created
+  switchyard explain --src IP --dst IP:PORT      say what the proxy rules do with one packet
   switchyard version                             print the version
 
 Run 'switchyard COMMAND -h' for a command's flags.
@@ -62,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(ctx, args[1:], stdout, stderr)
 	case "cleanup":
 		return cleanupCommand(ctx, args[1:], stdout, stderr)
+	case "explain":
+		return explainCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "switchyard", version)
 		return 0
