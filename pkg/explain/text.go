@@ -33,19 +33,22 @@ func (e *Explanation) WriteText(w io.Writer) error {
 			fmt.Fprintf(b, "  %s\n", endpointLine(ep))
 		}
 	}
-	masq := "no"
-	if e.Masquerade {
-		masq = "yes"
+	// Masquerade and affinity only matter for a packet that gets somewhere.
+	if e.Verdict == Delivered || e.Masquerade || e.MasqueradeReason != "" {
+		masq := "no"
+		if e.Masquerade {
+			masq = "yes"
+		}
+		fmt.Fprintf(b, "Masquerade: %s", masq)
+		if e.MasqueradeReason != "" {
+			fmt.Fprintf(b, ": %s", e.MasqueradeReason)
+		}
+		fmt.Fprintln(b)
 	}
-	fmt.Fprintf(b, "Masquerade: %s", masq)
-	if e.MasqueradeReason != "" {
-		fmt.Fprintf(b, ": %s", e.MasqueradeReason)
-	}
-	fmt.Fprintln(b)
 	if e.Affinity != nil {
 		fmt.Fprintf(b, "Affinity:   ClientIP: a client that connected within the last %d s goes back to the endpoint it used then\n",
 			e.Affinity.TimeoutSeconds)
-	} else if e.Service != nil {
+	} else if e.Service != nil && e.Verdict == Delivered {
 		fmt.Fprintln(b, "Affinity:   none: every new connection picks an endpoint afresh")
 	}
 	fmt.Fprintf(b, "Verdict:    %s: %s\n", e.Verdict, e.Reason)
