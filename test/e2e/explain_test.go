@@ -18,10 +18,11 @@ package e2e
 // The seed is printed; SWITCHYARD_DIFF_SEED replays one, and
 // SWITCHYARD_EXPLAIN_WORLDS runs more worlds than the default 2.
 //
-// mutation-checked: making explain.IPTables ignore the KUBE-SEP- hairpin rule
-// when setting per-endpoint masquerade (Endpoint.Masquerade = false) fails the
-// hairpin comparisons of seed 1 ("l1 saw ... want masquerade"); dropping the
-// Local-policy KUBE-SVL- jump from the tracer's walk is caught by the pod sets.
+// mutation-checked (seed 1796181832885810289, one world): setting
+// Endpoint.Masquerade = false in pkg/explain's endpoints() fails "svc-4 ... from
+// outside: l2 saw source 10.244.1.1 (client 10.251.0.100), explain says
+// masquerade false"; not exploring the "yes" branch of random matches in the
+// tracer fails "svc-2 ... pods [r1 r2] answered, explain's candidates are [r2]".
 
 import (
 	"context"
