@@ -1,6 +1,7 @@
 package explain
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"strings"
@@ -32,12 +33,22 @@ const examplesDir = "../../manifests/examples/"
 
 // examplesInput renders the examples for nodeName (node-a from its Node object,
 // any other name with the address 192.168.10.99), as the daemon would, and
-// returns the resulting tables.
+// returns the resulting IPv4 tables.
 func examplesInput(t *testing.T, nodeName string, masqueradeAll bool) IPTablesInput {
 	t.Helper()
-	objs, errs := manifest.Read([]string{examplesDir})
+	return renderWorld(t, examplesDir, nodeName, v1.IPv4Protocol, node.Options{
+		ClusterCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		MasqueradeAll: masqueradeAll,
+		MasqueradeBit: 14,
+	})
+}
+
+// renderWorld renders the manifests in dir for nodeName and family with opts.
+func renderWorld(t *testing.T, dir, nodeName string, family v1.IPFamily, opts node.Options) IPTablesInput {
+	t.Helper()
+	objs, errs := manifest.Read([]string{dir})
 	for _, err := range errs {
-		t.Logf("reading examples: %v", err)
+		t.Logf("reading %s: %v", dir, err)
 	}
 	facts := node.Facts{Name: nodeName, IPs: []netip.Addr{netip.MustParseAddr("192.168.10.99")}}
 	for _, n := range objs.Nodes {
@@ -50,24 +61,27 @@ func examplesInput(t *testing.T, nodeName string, masqueradeAll bool) IPTablesIn
 	}
 	tracker := endpoints.NewTracker(facts.Name)
 	for _, svc := range objs.Services {
-		_ = tracker.OnServiceUpdate(svc)
+		if err := tracker.OnServiceUpdate(svc); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, slice := range objs.EndpointSlices {
-		_ = tracker.OnEndpointSliceUpdate(slice)
+		if err := tracker.OnEndpointSliceUpdate(slice); err != nil {
+			t.Fatal(err)
+		}
 	}
 	snap := tracker.Snapshot()
-	fcs := node.FamilyConfigs(facts, []v1.IPFamily{v1.IPv4Protocol}, node.Options{
-		ClusterCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
-		MasqueradeAll: masqueradeAll,
-		MasqueradeBit: 14,
-	})
-	cfg := &iptables.Config{FamilyConfig: fcs[0]}
+	cfg := &iptables.Config{FamilyConfig: node.FamilyConfigs(facts, []v1.IPFamily{family}, opts)[0]}
 	plan := iptables.Render(snap, cfg, nil)
-	rs, err := RulesFromPayload(ruleset.IPv4, iptables.Hooks(cfg), plan.Payload)
+	rulesFamily := ruleset.IPv4
+	if family == v1.IPv6Protocol {
+		rulesFamily = ruleset.IPv6
+	}
+	rs, err := RulesFromPayload(rulesFamily, iptables.Hooks(cfg), plan.Payload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return IPTablesInput{Rules: rs, NodeAddrs: facts.IPsOf(v1.IPv4Protocol), NodeName: facts.Name,
+	return IPTablesInput{Rules: rs, NodeAddrs: facts.IPsOf(family), NodeName: facts.Name,
 		Owners: OwnersFromSlices(objs.EndpointSlices), Snapshot: snap}
 }
 
@@ -275,6 +289,104 @@ func TestIPTablesExamples(t *testing.T) {
 			}
 			if want := map[Verdict]int{Delivered: 0, NotAService: 0, Dropped: 1, Rejected: 1}[tt.wantVerdict]; e.ExitCode() != want {
 				t.Errorf("exit code %d, want %d", e.ExitCode(), want)
+			}
+		})
+	}
+}
+
+// TestIPTablesBuiltWorld covers what the examples do not: the kind of address of
+// a Service left with only a reject rule, Local policies with no local endpoint,
+// interface-based local detection, pods named from targetRefs, and IPv6. See
+// testdata/world.yaml for the plan.
+//
+// Mutation-checked: kindFromSnapshot never finding the LB VIP fails "load
+// balancer without endpoints"; OwnersFromSlices ignoring TargetRef, or not
+// defaulting its namespace to the slice's, fails "pods named" and "IPv6";
+// masqRuleWords without the InIface case fails "bridge detection".
+func TestIPTablesBuiltWorld(t *testing.T) {
+	cidrs := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:244::/32")}
+	v4 := renderWorld(t, "testdata", "node-a", v1.IPv4Protocol, node.Options{ClusterCIDRs: cidrs, MasqueradeBit: 14})
+	v4NoObjects := v4
+	v4NoObjects.Snapshot, v4NoObjects.Owners = nil, nil
+	v6 := renderWorld(t, "testdata", "node-a", v1.IPv6Protocol, node.Options{ClusterCIDRs: cidrs, MasqueradeBit: 14})
+	bridge := renderWorld(t, "testdata", "node-a", v1.IPv4Protocol, node.Options{DetectLocalMode: node.LocalModeBridgeInterface, BridgeInterface: "cbr0", MasqueradeBit: 14})
+	bridgePod := bridge
+	bridgePod.PodInterface = "cbr0"
+	tests := []struct {
+		name        string
+		in          IPTablesInput
+		pkt         Packet
+		wantService *Service
+		wantVerdict Verdict
+		wantReason  string
+		wantPods    []string // "address pod node local masquerade"
+		wantMasq    string
+	}{
+		{name: "load balancer without endpoints: the objects say it is the LB IP", in: v4,
+			pkt:         pkt(FromOutside, "192.0.2.9", "198.51.100.60:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "gone", Port: "http", Kind: LoadBalancerIP},
+			wantVerdict: Rejected, wantReason: "w/gone:http has no endpoints"},
+		{name: "load balancer without endpoints, no objects: called an external IP", in: v4NoObjects,
+			pkt:         pkt(FromOutside, "192.0.2.9", "198.51.100.60:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "gone", Port: "http", Kind: ExternalIP},
+			wantVerdict: Rejected, wantReason: "w/gone:http has no endpoints"},
+		{name: "node port without endpoints", in: v4NoObjects,
+			pkt:         pkt(FromOutside, "192.0.2.9", "192.168.10.11:30660", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "gone", Port: "http", Kind: NodePort},
+			wantVerdict: Rejected, wantReason: "w/gone:http has no endpoints"},
+		{name: "external IP, Local policy, no local endpoint: dropped", in: v4,
+			pkt:         pkt(FromOutside, "192.0.2.9", "192.0.2.61:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "remote", Port: "http", Kind: ExternalIP},
+			wantVerdict: Dropped, wantReason: "w/remote:http has no endpoints on this node and its traffic policy is Local"},
+		{name: "internal Local policy, no local endpoint: dropped", in: v4,
+			pkt:         pkt(FromPod, "10.244.1.9", "10.96.61.61:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "remote", Port: "http", Kind: ClusterIP},
+			wantVerdict: Dropped, wantReason: "has no endpoints on this node"},
+		{name: "pods named from targetRefs", in: v4,
+			pkt:         pkt(FromPod, "10.244.1.9", "10.96.62.62:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "named", Port: "http", Kind: ClusterIP},
+			wantVerdict: Delivered, wantReason: "one of 3 endpoints",
+			wantPods: []string{"10.244.1.62:8080 w/named-a node-a true false 33", "10.244.2.62:8080 w/named-b node-b false false 33",
+				"10.244.2.63:8080 w/named-c node-b false false 33"}},
+		{name: "IPv6", in: v6,
+			pkt:         pkt(FromPod, "fd00:244:1::9", "[fd00:96::62]:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "named", Port: "http", Kind: ClusterIP},
+			wantVerdict: Delivered, wantPods: []string{"[fd00:244:1::62]:8080 w/named-a node-a true false 100"}},
+		{name: "bridge detection: a packet from another interface is masqueraded", in: bridge,
+			pkt:         pkt(FromPod, "10.244.1.9", "10.96.62.62:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "named", Port: "http", Kind: ClusterIP},
+			wantVerdict: Delivered, wantMasq: "did not arrive on a pod interface (cbr0)"},
+		{name: "bridge detection: from the bridge, kept", in: bridgePod,
+			pkt:         pkt(FromPod, "10.244.1.9", "10.96.62.62:80", "tcp"),
+			wantService: &Service{Namespace: "w", Name: "named", Port: "http", Kind: ClusterIP},
+			wantVerdict: Delivered, wantMasq: "the endpoint sees the client's own address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := IPTables(tt.in, tt.pkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text strings.Builder
+			_ = e.WriteText(&text)
+			t.Logf("explanation:\n%s", text.String())
+			if diff := cmp.Diff(tt.wantService, e.Service); diff != "" {
+				t.Errorf("service (-want +got):\n%s", diff)
+			}
+			if e.Verdict != tt.wantVerdict || !strings.Contains(e.Reason, tt.wantReason) {
+				t.Errorf("verdict %s (%s), want %s (%s)", e.Verdict, e.Reason, tt.wantVerdict, tt.wantReason)
+			}
+			if !strings.Contains(e.MasqueradeReason, tt.wantMasq) {
+				t.Errorf("masquerade reason %q lacks %q", e.MasqueradeReason, tt.wantMasq)
+			}
+			if tt.wantPods != nil {
+				var got []string
+				for _, ep := range e.Endpoints {
+					got = append(got, fmt.Sprintf("%s %s %s %v %v %d", ep.Address, ep.Pod, ep.Node, ep.Local, ep.Masquerade, int(math.Round(ep.Probability*100))))
+				}
+				if diff := cmp.Diff(tt.wantPods, got); diff != "" {
+					t.Errorf("endpoints (-want +got):\n%s", diff)
+				}
 			}
 		})
 	}
