@@ -29,6 +29,9 @@ type explainOptions struct {
 
 	// kernel reads the live node; nil means the real one (tests put a fake here).
 	kernel liveKernel
+	// fallback, set by a live read, rebuilds the rules from the proxy's chains alone
+	// when the whole dump cannot be traced.
+	fallback func(cause error) (*ruleset.Ruleset, error)
 }
 
 // registerExplain adds explain's own flags; dry-run's (-f, --kubeconfig, --node,
@@ -93,6 +96,14 @@ func explainPacket(ctx context.Context, opts *dryRunOptions, eo *explainOptions,
 		return code
 	}
 	e, err := explain.IPTables(*in, pkt)
+	if err != nil && eo.fallback != nil {
+		// The live rules parsed but hold a match the tracer cannot follow.
+		var rs *ruleset.Ruleset
+		if rs, err = eo.fallback(err); err == nil {
+			in.Rules = rs
+			e, err = explain.IPTables(*in, pkt)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 1

@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/explain"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // liveKernel is what `switchyard explain --live` reads from the node, read-only.
@@ -82,8 +83,12 @@ func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt
 	}
 	rs, err := explain.RulesFromSave(rulesetFamily(family), dump)
 	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return nil, 1
+		if rs, err = kubeRulesOnly(family, dump, err, stderr); err != nil {
+			fmt.Fprintf(stderr, "switchyard: %v\n", err)
+			return nil, 1
+		}
+	} else {
+		eo.fallback = func(cause error) (*ruleset.Ruleset, error) { return kubeRulesOnly(family, dump, cause, stderr) }
 	}
 	in := &explain.IPTablesInput{Rules: rs, PodInterface: podInterface(opts), NodeName: opts.nodeName}
 	if len(opts.nodeIPs) > 0 {
@@ -109,4 +114,21 @@ func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt
 		}
 	}
 	return in, 0
+}
+
+// kubeRulesOnly is the way out when the node's rules include some that switchyard
+// cannot parse or trace (a CNI's -m set or -m physdev, say): explain with the proxy's
+// own chains alone, saying so on stderr, since other software's rules (and the
+// built-in chains' DROP policies they make exceptions to) are then not taken into
+// account.
+func kubeRulesOnly(family v1.IPFamily, dump []byte, cause error, stderr io.Writer) (*ruleset.Ruleset, error) {
+	kept, omitted := explain.KubeRulesOnly(dump)
+	rs, err := explain.RulesFromSave(rulesetFamily(family), kept)
+	if err != nil {
+		return nil, fmt.Errorf("%w (and kube-proxy's rules alone: %w)", cause, err)
+	}
+	fmt.Fprintf(stderr, "switchyard: %v\n", cause)
+	fmt.Fprintf(stderr, "switchyard: explaining with kube-proxy's rules alone: %d rules of other software are left out "+
+		"and the built-in chains' policies taken as ACCEPT\n", omitted)
+	return rs, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
@@ -182,4 +183,44 @@ func parseExplainFlags(t *testing.T, args []string) (*dryRunOptions, *explainOpt
 	}
 	opts.files = append(opts.files, fs.Args()...)
 	return &opts, &eo
+}
+
+// TestExplainLiveFallback: a node whose dump holds rules switchyard cannot parse
+// (-m physdev) or trace (-m set) is explained from kube-proxy's chains alone, with a
+// warning. Mutation-checked: not setting eo.fallback after a successful parse fails
+// "cannot trace" (exit 1, "tracer does not support match").
+func TestExplainLiveFallback(t *testing.T) {
+	kube := `*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A - [0:0]
+%s
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "ns/a:p cluster IP" -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SVC-A -m comment --comment "ns/a:p -> 10.244.2.5:8080" -j KUBE-SEP-A
+-A KUBE-SEP-A -p tcp -m comment --comment ns/a:p -m tcp -j DNAT --to-destination 10.244.2.5:8080
+COMMIT
+`
+	tests := map[string]string{
+		"cannot parse": "-A PREROUTING -m physdev --physdev-is-bridged -j ACCEPT",
+		"cannot trace": "-A PREROUTING -m set --match-set cali40all-hosts-net src -j ACCEPT",
+	}
+	for name, foreign := range tests {
+		t.Run(name, func(t *testing.T) {
+			opts, eo := parseExplainFlags(t, []string{"--src", "10.244.1.9", "--dst", "10.96.0.1:80"})
+			eo.kernel = fakeKernel{dump: []byte(fmt.Sprintf(kube, foreign)), addrs: []netip.Addr{netip.MustParseAddr("192.168.10.11")}}
+			var stdout, stderr bytes.Buffer
+			if code := explainPacket(context.Background(), opts, eo, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "explaining with kube-proxy's rules alone: 1 rules of other software are left out") {
+				t.Errorf("no warning on stderr:\n%s", stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "Verdict:    delivered: every new connection is sent to 10.244.2.5:8080") {
+				t.Errorf("output:\n%s", stdout.String())
+			}
+		})
+	}
 }
