@@ -155,7 +155,7 @@ func (x *iptablesExplainer) masqRuleWords(h tracer.Hit) string {
 	rule, comment := h.Rule, h.Rule.Comment()
 	switch {
 	case strings.HasPrefix(h.Chain, "KUBE-SEP-"):
-		return fmt.Sprintf("the source %s is this endpoint itself (hairpin): without masquerading the pod would get its own reply from itself and drop it", x.pkt.Src)
+		return fmt.Sprintf("the source %s is this endpoint itself (hairpin): without masquerading, the pod's reply to itself would not pass back through the node to be un-NATed, and would be dropped", x.pkt.Src)
 	case strings.HasPrefix(comment, "masquerade traffic for "):
 		return "externalTrafficPolicy is Cluster: traffic to a node port, external IP or load-balancer IP is masqueraded, since the endpoint may be on another node and must reply through this one"
 	case strings.HasPrefix(comment, "masquerade LOCAL traffic for "):
