@@ -13,7 +13,8 @@ import (
 // TestExplainDocs runs every `switchyard explain` example of docs/explain.md and
 // compares its output and exit status with the page, so the page shows what the
 // binary really prints. After a deliberate change of wording, regenerate the page's
-// examples by running them (the page says how each was produced).
+// examples by running them (the page says how each was produced). Mutation-checked:
+// changing one endpoint's 50.0% to 33.3% on the page fails it.
 func TestExplainDocs(t *testing.T) {
 	page, err := os.ReadFile("../../docs/explain.md")
 	if err != nil {
