@@ -10,7 +10,9 @@ package e2e
 // Cluster: node-1 (Switchyard, pods l1 and l2) and node-2 (pods r1 and r2, no
 // proxy: only node-1's rules are explained). Clients: pod l1 (a pod of the
 // node, itself an endpoint of some services, so hairpin happens), node-1
-// itself, and the outside client for node ports (at node-1's outside address).
+// itself, and the outside client for node ports (at node-1's outside address),
+// external IPs and load-balancer IPs (testbed.ExternalCIDR is routed to
+// node-1); pod l1 also tries load-balancer IPs, which source ranges refuse.
 // The node's own connections are not checked for masquerade: masquerading
 // picks the outgoing interface's address, which for a remote pod is the very
 // node address the client already had.
@@ -38,6 +40,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -72,6 +75,7 @@ func TestExplainDifferential(t *testing.T) {
 	if f.binary, err = testbed.SwitchyardBinary(); err != nil {
 		t.Fatal(err)
 	}
+	c.RouteFromOutside(t, testbed.ExternalCIDR, f.node)
 	sy := c.AddSwitchyard(t, f.node, testbed.SwitchyardOptions{Kubeconfig: c.AdminKubeconfig})
 	t.Cleanup(func() { _ = sy.Process.Stop() })
 
@@ -107,19 +111,26 @@ func (f *explainFixture) world(t *testing.T, seed uint64, w int) int {
 	}
 	var services []created
 	for i := range 5 {
-		svc, pods := randomExplainService(r, ns, i, f.pods)
+		svc, pods := randomExplainService(r, ns, w, i, f.pods, f.c.Outside.IP)
+		ingress := svc.Status.LoadBalancer.Ingress
 		got, err := f.c.CreateService(ctx, svc)
 		if err != nil {
 			t.Fatalf("seed %d world %d: %v", seed, w, err)
+		}
+		if len(ingress) > 0 {
+			got.Status.LoadBalancer.Ingress = ingress
+			if got, err = f.c.Clientset.CoreV1().Services(ns).UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+				t.Fatalf("seed %d world %d: %v", seed, w, err)
+			}
 		}
 		t.Cleanup(func() { _ = f.c.DeleteService(context.Background(), got) })
 		if err := f.c.PublishEndpoints(ctx, got, ready(pods...)); err != nil {
 			t.Fatalf("seed %d world %d: %v", seed, w, err)
 		}
 		services = append(services, created{got, svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP})
-		t.Logf("seed %d world %d: %s/%s %s %s etp=%s itp=%s affinity=%v endpoints %v", seed, w, ns, got.Name, got.Spec.Type,
-			got.Spec.Ports[0].Protocol, got.Spec.ExternalTrafficPolicy, ptr.Deref(got.Spec.InternalTrafficPolicy, ""),
-			svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP, names(pods...))
+		t.Logf("seed %d world %d: %s/%s %s %s etp=%s itp=%s affinity=%v externalIPs=%v sourceRanges=%v endpoints %v", seed, w, ns, got.Name,
+			got.Spec.Type, got.Spec.Ports[0].Protocol, got.Spec.ExternalTrafficPolicy, ptr.Deref(got.Spec.InternalTrafficPolicy, ""),
+			svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP, got.Spec.ExternalIPs, got.Spec.LoadBalancerSourceRanges, names(pods...))
 	}
 	l1 := f.pods[0]
 	compared := 0
@@ -134,11 +145,22 @@ func (f *explainFixture) world(t *testing.T, seed uint64, w int) int {
 			{explainClient{"pod l1", l1, l1.IP, explain.FromPod}, clusterAddr},
 			{explainClient{"node-1", f.node, f.node.IP, explain.FromNode}, clusterAddr},
 		}
-		if port.NodePort != 0 {
+		outside := explainClient{"outside", f.c.Outside, f.c.Outside.IP, explain.FromOutside}
+		add := func(from explainClient, addr string) {
 			cases = append(cases, struct {
 				from explainClient
 				addr string
-			}{explainClient{"outside", f.c.Outside, f.c.Outside.IP, explain.FromOutside}, hostPort(f.node.OutsideIP, int(port.NodePort))})
+			}{from, addr})
+		}
+		if port.NodePort != 0 {
+			add(outside, hostPort(f.node.OutsideIP, int(port.NodePort)))
+		}
+		for _, ip := range s.svc.Spec.ExternalIPs {
+			add(outside, hostPort(ip, int(port.Port)))
+		}
+		for _, ingress := range s.svc.Status.LoadBalancer.Ingress {
+			add(outside, hostPort(ingress.IP, int(port.Port)))
+			add(cases[0].from, hostPort(ingress.IP, int(port.Port)))
 		}
 		for _, tc := range cases {
 			what := fmt.Sprintf("seed %d world %d: %s %s %s from %s", seed, w, s.svc.Name, proto, tc.addr, tc.from.name)
@@ -169,18 +191,31 @@ func (f *explainFixture) world(t *testing.T, seed uint64, w int) int {
 	return compared
 }
 
-// randomExplainService draws a Service of type ClusterIP or NodePort, TCP or
-// UDP, with random traffic policies and affinity, backed by a random subset of
-// the pods (sometimes none).
-func randomExplainService(r *rand.Rand, ns string, i int, pods []*testbed.Pod) (*v1.Service, []*testbed.Pod) {
+// randomExplainService draws a Service of type ClusterIP, NodePort or
+// LoadBalancer (its VIP in testbed.ExternalCIDR, routed to node-1, with source
+// ranges that admit the outside client, or that do not, or none), TCP or UDP,
+// with random traffic policies, affinity and external IPs, backed by a random
+// subset of the pods (sometimes none).
+func randomExplainService(r *rand.Rand, ns string, w, i int, pods []*testbed.Pod, outsideIP string) (*v1.Service, []*testbed.Pod) {
 	svc := &v1.Service{}
 	svc.Namespace, svc.Name = ns, fmt.Sprintf("svc-%d", i)
-	svc.Spec.Type = v1.ServiceTypeClusterIP
-	if r.IntN(2) == 0 {
-		svc.Spec.Type = v1.ServiceTypeNodePort
-		if r.IntN(2) == 0 {
-			svc.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	svc.Spec.Type = []v1.ServiceType{v1.ServiceTypeClusterIP, v1.ServiceTypeNodePort, v1.ServiceTypeLoadBalancer}[r.IntN(3)]
+	// The external addresses are unique per world and service: 10.252.0.(10*w+2i+1) and +2.
+	host := 1 + (10*w+2*i)%250
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
+		svc.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: fmt.Sprintf("10.252.0.%d", host)}}
+		switch r.IntN(3) {
+		case 1:
+			svc.Spec.LoadBalancerSourceRanges = []string{outsideIP + "/32"}
+		case 2:
+			svc.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"}
 		}
+	}
+	if svc.Spec.Type != v1.ServiceTypeClusterIP && r.IntN(2) == 0 {
+		svc.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	}
+	if r.IntN(5) == 0 {
+		svc.Spec.ExternalIPs = []string{fmt.Sprintf("10.252.0.%d", host+1)}
 	}
 	if r.IntN(4) == 0 {
 		svc.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
