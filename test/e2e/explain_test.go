@@ -20,11 +20,12 @@ package e2e
 // The seed is printed; SWITCHYARD_DIFF_SEED replays one, and
 // SWITCHYARD_EXPLAIN_WORLDS runs more worlds than the default 2.
 //
-// mutation-checked (seed 1796181832885810289, one world): setting
-// Endpoint.Masquerade = false in pkg/explain's endpoints() fails "svc-4 ... from
-// outside: l2 saw source 10.244.1.1 (client 10.251.0.100), explain says
-// masquerade false"; not exploring the "yes" branch of random matches in the
-// tracer fails "svc-2 ... pods [r1 r2] answered, explain's candidates are [r2]".
+// mutation-checked (SWITCHYARD_DIFF_SEED=1796182285566552989, one world):
+// setting Endpoint.Masquerade = false in pkg/explain's endpoints() fails "svc-0
+// udp 10.251.0.11:32390 from outside: r1 saw source 10.250.0.11 (client
+// 10.251.0.100), explain says masquerade false"; not exploring the "yes" branch
+// of random matches in the tracer fails "svc-1 tcp 10.96.83.65:84 from pod l1:
+// pod l2 answered, explain's candidates are [r2]".
 
 import (
 	"context"
