@@ -41,7 +41,8 @@ var version = "dev"
 func execute(argv0 string, args []string, stdout, stderr io.Writer) int {
 	if filepath.Base(argv0) == kubeProxyName {
 		// mutation-checked: dropping this branch fails TestKubeProxyLink ("no
-		// arguments" shows switchyard's help and exits 2; "--help" lists commands).
+		// arguments" shows switchyard's help and exits 2, "--help" lists the
+		// commands, "argument run" runs the daemon).
 		return executeCommand(newRunCommand(kubeProxyName), args, stdout, stderr)
 	}
 	return run(args, stdout, stderr)
@@ -56,8 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // (`switchyard --config=F --hostname-override=N`), into `switchyard run ...`, so that
 // the flags keep exactly kube-proxy's meaning. -h and --help alone are the root's
 // help, which lists the commands.
-// mutation-checked: not prefixing run fails TestInvocations ("kube-proxy command
-// line"); prefixing it for --help too fails TestHelp ("root --help").
+// mutation-checked: not prefixing run fails TestBadConfig and TestInvocations;
+// prefixing it for -h and --help too fails TestRootHelp and TestHelp.
 func daemonArgs(args []string) []string {
 	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
 		return append([]string{"run"}, args...)
