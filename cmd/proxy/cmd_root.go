@@ -54,6 +54,7 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.SetFlagErrorFunc(flagError(exitUsage))
+	root.SetHelpCommand(newHelpCommand())
 	root.AddCommand(
 		newRunCommand("run"),
 		newDryRunCommand(),

@@ -58,6 +58,7 @@ func TestFlagValueCompletion(t *testing.T) {
 		{[]string{"cleanup", "--iptables-backend", ""}, []string{"all", "nft", "legacy"}},
 		{[]string{"completion", ""}, []string{"bash", "zsh", "fish", "powershell"}},
 		{[]string{"dr"}, []string{"dry-run"}},
+		{[]string{"help", ""}, []string{"cleanup", "completion", "dry-run", "run", "version"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, completions(t, tc.args...)); diff != "" {

@@ -15,8 +15,8 @@ var exampleCommand = regexp.MustCompile(`(?:^|[\s(])((?:switchyard|kube-proxy)(?
 
 // TestExamplesWork checks that every command line in every command's Example is a
 // valid command line: its command exists and its flags and arguments parse. The ones
-// that touch neither the node nor a cluster (dry-run from files, version, completion)
-// are run from the repository's root and must exit 0 with output.
+// that touch neither the node nor a cluster (dry-run from files, version, completion,
+// help) are run from the repository's root and must exit 0 with output.
 // mutation-checked: misspelling --pod-bridge-interface in dryRunExample, or
 // `completion bash` as `completion bsh`, fails this test.
 func TestExamplesWork(t *testing.T) {
@@ -66,7 +66,7 @@ func TestExamplesWork(t *testing.T) {
 // of the repository and writes only to stdout.
 func runnableExample(args []string) bool {
 	switch args[0] {
-	case "version", "completion":
+	case "version", "completion", "help":
 		return true
 	case "dry-run":
 		return !strings.Contains(strings.Join(args, " "), "--kubeconfig")

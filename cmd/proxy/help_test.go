@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// commandPaths lists every command of switchyard but cobra's help, as the words after
-// "switchyard"; the root is the empty path.
+// commandPaths lists every command of switchyard, as the words after "switchyard"; the
+// root is the empty path.
 func commandPaths(t *testing.T) map[string]*cobra.Command {
 	t.Helper()
 	paths := map[string]*cobra.Command{}
@@ -19,13 +19,15 @@ func commandPaths(t *testing.T) map[string]*cobra.Command {
 	walk = func(prefix []string, cmd *cobra.Command) {
 		paths[strings.Join(prefix, " ")] = cmd
 		for _, sub := range cmd.Commands() {
-			if sub.Name() != "help" && !sub.Hidden {
+			if !sub.Hidden {
 				walk(append(append([]string(nil), prefix...), sub.Name()), sub)
 			}
 		}
 	}
-	walk(nil, newRootCommand())
-	for _, want := range []string{"", "run", "dry-run", "cleanup", "version", "completion"} {
+	root := newRootCommand()
+	root.InitDefaultHelpCmd() // else added when it runs
+	walk(nil, root)
+	for _, want := range []string{"", "run", "dry-run", "cleanup", "version", "completion", "help"} {
 		if paths[want] == nil {
 			t.Errorf("no command %q", want)
 		}
@@ -165,6 +167,8 @@ func TestUsageErrors(t *testing.T) {
 		{"cleanup: unknown flag", []string{"cleanup", "--force"}, 2, []string{"unknown flag: --force", "Run 'switchyard cleanup --help' for usage."}},
 		{"cleanup: argument", []string{"cleanup", "now"}, 2, []string{`unknown command "now" for "switchyard cleanup"`}},
 		{"version: unknown flag", []string{"version", "--short"}, 2, []string{"unknown flag: --short"}},
+		{"help: unknown command", []string{"help", "frobnicate"}, 2, []string{`no help for "frobnicate": 'switchyard --help' lists the commands`}},
+		{"help: argument", []string{"help", "version", "x"}, 2, []string{`no help for "version x"`}},
 		{"completion: no shell", []string{"completion"}, 2, []string{"completion needs one shell: bash, zsh, fish or powershell"}},
 		{"completion: unknown shell", []string{"completion", "tcsh"}, 2, []string{`got ["tcsh"]`}},
 		{"run: unknown flag", []string{"run", "--no-such-flag"}, 1, []string{"unknown flag: --no-such-flag", "Run 'switchyard run --help' for usage."}},
