@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
@@ -16,6 +16,9 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/node"
 )
+
+// errNoInput is dry-run's usage error without input.
+const errNoInput = "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig\nRun 'switchyard dry-run --help' for usage."
 
 // dryRunOptions are the flags of `switchyard dry-run`.
 type dryRunOptions struct {
@@ -39,10 +42,11 @@ type dryRunOptions struct {
 	nfacct              bool
 }
 
-func (o *dryRunOptions) register(fs *flag.FlagSet) {
-	fs.Var(&o.files, "f", "manifest file or directory (YAML or JSON; repeatable; - for stdin)")
-	fs.Var(&o.files, "filename", "same as -f")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read Services, EndpointSlices and Nodes from this cluster instead of files")
+// register adds dry-run's flags to fs. -f (--filename) is repeatable and splits at
+// commas, as kubectl's; the other list flags do the same.
+func (o *dryRunOptions) register(fs *pflag.FlagSet) {
+	fs.VarP(&o.files, "filename", "f", "manifest `FILE_OR_DIR` (YAML or JSON; repeatable; - for stdin); positional arguments are files too")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read Services, EndpointSlices and Nodes from the cluster of this kubeconfig `file` instead of files")
 	fs.StringVar(&o.nodeName, "node", "", "the node to render for (default: the only Node in the input, else \"node\")")
 	fs.Var(&o.nodeIPs, "node-ip", "node addresses, one per family (default: the Node's InternalIPs)")
 	fs.Var(&o.clusterCIDRs, "cluster-cidr", "pod CIDRs, one per family; traffic from outside them is masqueraded")
@@ -63,35 +67,21 @@ func (o *dryRunOptions) register(fs *flag.FlagSet) {
 // dryRun implements `switchyard dry-run`: it reads objects, renders exactly the payload
 // the daemon would apply on that node, and prints it. Problems with single objects are
 // reported on stderr and do not stop the others; the exit code is non-zero only when
-// nothing usable could be read.
-func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var opts dryRunOptions
-	opts.register(fs)
-	ipvsOpts := registerIPVSDryRun(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: switchyard dry-run [flags] -f FILE_OR_DIR... | --kubeconfig PATH")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	opts.files = append(opts.files, fs.Args()...)
+// nothing usable could be read (1) or the flags are wrong (2).
+func dryRun(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, stdout, stderr io.Writer) int {
 	if opts.mode == "ipvs" {
-		return dryRunIPVS(ctx, &opts, ipvsOpts, stdout, stderr)
+		return dryRunIPVS(ctx, opts, ipvsOpts, stdout, stderr)
 	}
 	if opts.mode != "iptables" {
 		fmt.Fprintf(stderr, "switchyard: --mode %q is not supported by dry-run yet (iptables)\n", opts.mode)
 		return 2
 	}
 	if len(opts.files) == 0 && opts.kubeconfig == "" {
-		fmt.Fprintln(stderr, "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig")
-		fs.Usage()
+		fmt.Fprintln(stderr, errNoInput)
 		return 2
 	}
 
-	in, code := loadRenderInput(ctx, &opts, stderr)
+	in, code := loadRenderInput(ctx, opts, stderr)
 	if in == nil {
 		return code
 	}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
@@ -20,7 +20,7 @@ type ipvsDryRunOptions struct {
 }
 
 // registerIPVSDryRun adds the IPVS-mode flags to dry-run's flag set.
-func registerIPVSDryRun(fs *flag.FlagSet) *ipvsDryRunOptions {
+func registerIPVSDryRun(fs *pflag.FlagSet) *ipvsDryRunOptions {
 	o := &ipvsDryRunOptions{}
 	fs.StringVar(&o.scheduler, "ipvs-scheduler", ipvs.DefaultScheduler, "with --mode ipvs: the default IPVS scheduler")
 	fs.BoolVar(&o.strictARP, "ipvs-strict-arp", false, "with --mode ipvs: show the strict-ARP sysctls")
@@ -33,7 +33,7 @@ func registerIPVSDryRun(fs *flag.FlagSet) *ipvsDryRunOptions {
 // program them.
 func dryRunIPVS(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, stdout, stderr io.Writer) int {
 	if len(opts.files) == 0 && opts.kubeconfig == "" {
-		fmt.Fprintln(stderr, "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig")
+		fmt.Fprintln(stderr, errNoInput)
 		return 2
 	}
 	if !ipvs.ValidScheduler(ipvsOpts.scheduler) {

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
@@ -36,36 +36,14 @@ type explainOptions struct {
 
 // registerExplain adds explain's own flags; dry-run's (-f, --kubeconfig, --node,
 // --node-ip, --cluster-cidr, ...) are registered by dryRunOptions.register.
-func (o *explainOptions) registerExplain(fs *flag.FlagSet) {
-	fs.StringVar(&o.src, "src", "", "the client's address (required)")
-	fs.StringVar(&o.dst, "dst", "", "the address and port connected to, IP:PORT or [IPv6]:PORT (required)")
+func (o *explainOptions) registerExplain(fs *pflag.FlagSet) {
+	fs.StringVar(&o.src, "src", "", "the client's `address` (required)")
+	fs.StringVar(&o.dst, "dst", "", "the address and port connected to, `IP:PORT` or [IPv6]:PORT (required)")
 	fs.StringVar(&o.proto, "proto", "tcp", "tcp, udp or sctp")
 	fs.StringVar(&o.from, "from", "pod", "where the packet comes from: pod (a pod on this node), node (a process on the node) or outside")
-	fs.StringVar(&o.output, "o", "text", "output format: text or json")
+	fs.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	fs.BoolVar(&o.live, "live", false, "read this node's kernel rules (the default when neither -f nor --kubeconfig is given)")
 	fs.StringVar(&o.iptablesBackend, "iptables-backend", "auto", "with --live: the iptables backend to read, auto, nft or legacy")
-}
-
-// explainCommand implements `switchyard explain`: it says what this node's (or a
-// dry-run's) proxy rules do with one packet. Exit 0 when the packet gets through, 1
-// when it is dropped or rejected, 2 for usage errors.
-func explainCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var opts dryRunOptions
-	opts.register(fs)
-	var eo explainOptions
-	eo.registerExplain(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: switchyard explain --src IP --dst IP:PORT [--proto tcp|udp|sctp] [--from pod|node|outside] [-o json]\n"+
-			"         [-f FILE_OR_DIR... | --kubeconfig PATH] [--live] [dry-run's flags]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	opts.files = append(opts.files, fs.Args()...)
-	return explainPacket(ctx, &opts, &eo, stdout, stderr)
 }
 
 // explainPacket is explain after flag parsing: it builds the packet, reads the rules
@@ -74,16 +52,13 @@ func explainCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 func explainPacket(ctx context.Context, opts *dryRunOptions, eo *explainOptions, stdout, stderr io.Writer) int {
 	pkt, err := eo.packet()
 	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+		return explainUsage(stderr, err.Error())
 	}
 	if eo.output != "text" && eo.output != "json" {
-		fmt.Fprintf(stderr, "switchyard: -o %q: want text or json\n", eo.output)
-		return 2
+		return explainUsage(stderr, fmt.Sprintf("-o %q: want text or json", eo.output))
 	}
 	if opts.mode != "iptables" {
-		fmt.Fprintf(stderr, "switchyard: --mode %q is not supported by explain yet (iptables)\n", opts.mode)
-		return 2
+		return explainUsage(stderr, fmt.Sprintf("--mode %q is not supported by explain yet (iptables)", opts.mode))
 	}
 	var in *explain.IPTablesInput
 	var code int
@@ -120,6 +95,12 @@ func explainPacket(ctx context.Context, opts *dryRunOptions, eo *explainOptions,
 		return 1
 	}
 	return e.ExitCode()
+}
+
+// explainUsage reports a bad command line as every command does, and returns exit 2.
+func explainUsage(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "switchyard: %s\nRun 'switchyard explain --help' for usage.\n", msg)
+	return 2
 }
 
 // packet checks the packet flags.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/explain"
@@ -173,7 +173,7 @@ func TestExplainLive(t *testing.T) {
 
 func parseExplainFlags(t *testing.T, args []string) (*dryRunOptions, *explainOptions) {
 	t.Helper()
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("explain", pflag.ContinueOnError)
 	var opts dryRunOptions
 	opts.register(fs)
 	var eo explainOptions
