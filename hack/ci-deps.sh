@@ -2,8 +2,10 @@
 # Installs the Debian packages the privileged testbed (test/testbed) needs:
 # iproute2 for network namespaces, iptables/ipset/conntrack for kube-proxy
 # and Switchyard, openssl for the service-account key, curl for poking at
-# the sandbox by hand. Idempotent: apt-get install is a no-op for packages
-# already present, so CI can run it on every run.
+# the sandbox by hand; zsh and bash-completion for cmd/proxy's tests of the
+# shell completion scripts (`switchyard completion bash|zsh`). Idempotent:
+# apt-get install is a no-op for packages already present, so CI can run it
+# on every run.
 set -euo pipefail
 
 packages=(
@@ -18,6 +20,8 @@ packages=(
 	ca-certificates
 	curl
 	procps
+	zsh
+	bash-completion
 )
 
 missing=()

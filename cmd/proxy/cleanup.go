@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os/exec"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/iptables"
@@ -18,43 +18,48 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
+// cleanupOptions are the flags of `switchyard cleanup`.
+type cleanupOptions struct {
+	dryRun  bool
+	backend string
+}
+
+// register adds cleanup's flags to fs.
+func (o *cleanupOptions) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print what would be deleted, delete nothing")
+	fs.StringVar(&o.backend, "iptables-backend", "all", "iptables backend to clean: all, nft or legacy")
+}
+
 // cleanupCommand implements `switchyard cleanup`: remove every rule, chain and ipset
 // that Switchyard (or kube-proxy, in either mode) created, and nothing else. It works
 // offline, from the kernel's state alone, is idempotent, and exits non-zero if anything
 // it owns is left afterwards.
-func cleanupCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dryRun := fs.Bool("dry-run", false, "print what would be deleted, delete nothing")
-	backendFlag := fs.String("iptables-backend", "all", "iptables backend to clean: all, nft or legacy")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
+func cleanupCommand(ctx context.Context, opts *cleanupOptions, stdout, stderr io.Writer) int {
 	var backends []xtables.Backend
-	switch *backendFlag {
+	switch opts.backend {
 	case "all", "":
 		backends = []xtables.Backend{xtables.BackendNFT, xtables.BackendLegacy}
 	default:
-		b, err := xtables.ParseBackend(*backendFlag)
+		b, err := xtables.ParseBackend(opts.backend)
 		if err != nil || b == "" {
-			fmt.Fprintf(stderr, "switchyard: --iptables-backend %q: want all, nft or legacy\n", *backendFlag)
+			fmt.Fprintf(stderr, "switchyard: --iptables-backend %q: want all, nft or legacy\n", opts.backend)
 			return 2
 		}
 		backends = []xtables.Backend{b}
 	}
 
 	var errs []error
-	if err := cleanIPVS(ctx, stdout, backends[0], *dryRun); err != nil {
+	if err := cleanIPVS(ctx, stdout, backends[0], opts.dryRun); err != nil {
 		errs = append(errs, err)
 	}
 	for _, backend := range backends {
 		for _, family := range []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol} {
-			if err := cleanIPTables(ctx, stdout, backend, family, *dryRun); err != nil {
+			if err := cleanIPTables(ctx, stdout, backend, family, opts.dryRun); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	if err := cleanIPSets(ctx, stdout, *dryRun); err != nil {
+	if err := cleanIPSets(ctx, stdout, opts.dryRun); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
@@ -16,6 +16,9 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/node"
 )
+
+// errNoInput is dry-run's usage error without input.
+const errNoInput = "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig\nRun 'switchyard dry-run --help' for usage."
 
 // dryRunOptions are the flags of `switchyard dry-run`.
 type dryRunOptions struct {
@@ -39,10 +42,11 @@ type dryRunOptions struct {
 	nfacct              bool
 }
 
-func (o *dryRunOptions) register(fs *flag.FlagSet) {
-	fs.Var(&o.files, "f", "manifest file or directory (YAML or JSON; repeatable; - for stdin)")
-	fs.Var(&o.files, "filename", "same as -f")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read Services, EndpointSlices and Nodes from this cluster instead of files")
+// register adds dry-run's flags to fs. -f (--filename) is repeatable and splits at
+// commas, as kubectl's; the other list flags do the same.
+func (o *dryRunOptions) register(fs *pflag.FlagSet) {
+	fs.VarP(&o.files, "filename", "f", "manifest `FILE_OR_DIR` (YAML or JSON; repeatable; - for stdin); positional arguments are files too")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read Services, EndpointSlices and Nodes from the cluster of this kubeconfig `file` instead of files")
 	fs.StringVar(&o.nodeName, "node", "", "the node to render for (default: the only Node in the input, else \"node\")")
 	fs.Var(&o.nodeIPs, "node-ip", "node addresses, one per family (default: the Node's InternalIPs)")
 	fs.Var(&o.clusterCIDRs, "cluster-cidr", "pod CIDRs, one per family; traffic from outside them is masqueraded")
@@ -63,69 +67,26 @@ func (o *dryRunOptions) register(fs *flag.FlagSet) {
 // dryRun implements `switchyard dry-run`: it reads objects, renders exactly the payload
 // the daemon would apply on that node, and prints it. Problems with single objects are
 // reported on stderr and do not stop the others; the exit code is non-zero only when
-// nothing usable could be read.
-func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var opts dryRunOptions
-	opts.register(fs)
-	ipvsOpts := registerIPVSDryRun(fs)
-	diffOpts := registerDiffDryRun(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: switchyard dry-run [flags] -f FILE_OR_DIR... | --kubeconfig PATH")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	opts.files = append(opts.files, fs.Args()...)
-	if diffOpts.diff {
-		return dryRunDiff(ctx, &opts, ipvsOpts, diffOpts, flagGiven(fs), stdout, stderr)
-	}
-	if code := applyConfigFlag(&opts, ipvsOpts, diffOpts, flagGiven(fs), stderr); code != 0 {
-		return code
-	}
+// nothing usable could be read (1) or the flags are wrong (2).
+func dryRun(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, stdout, stderr io.Writer) int {
 	if opts.mode == "ipvs" {
-		return dryRunIPVS(ctx, &opts, ipvsOpts, stdout, stderr)
+		return dryRunIPVS(ctx, opts, ipvsOpts, stdout, stderr)
 	}
 	if opts.mode != "iptables" {
 		fmt.Fprintf(stderr, "switchyard: --mode %q is not supported by dry-run yet (iptables)\n", opts.mode)
 		return 2
 	}
 	if len(opts.files) == 0 && opts.kubeconfig == "" {
-		fmt.Fprintln(stderr, "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig")
-		fs.Usage()
+		fmt.Fprintln(stderr, errNoInput)
 		return 2
 	}
 
-	objs, readErrs := readObjects(ctx, &opts)
-	for _, err := range readErrs {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+	in, code := loadRenderInput(ctx, opts, stderr)
+	if in == nil {
+		return code
 	}
-	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
-		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
-		return 1
-	}
-
-	facts, err := dryRunNode(&opts, objs.Nodes)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
-	configs, err := iptablesConfigs(&opts, facts)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
-
-	tracker := endpoints.NewTracker(facts.Name)
-	for _, svc := range objs.Services {
-		reportModelError(stderr, objs.source(svc), tracker.OnServiceUpdate(svc))
-	}
-	for _, slice := range objs.EndpointSlices {
-		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
-	}
-	snap := tracker.Snapshot()
+	facts, snap := in.facts, in.snap
+	configs := in.configs
 
 	for i, cfg := range configs {
 		if i > 0 {
@@ -139,6 +100,54 @@ func dryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// renderInput is what dry-run and explain render from: the objects read, the node
+// rendered for, one renderer Config per family, and the model's snapshot.
+type renderInput struct {
+	objs    *objects
+	facts   node.Facts
+	configs []*iptables.Config
+	snap    *endpoints.Snapshot
+}
+
+// loadRenderInput reads the objects, works out the node and its per-family configs
+// and builds the snapshot, reporting problems on stderr. On failure it returns nil
+// and the exit code: 1 when nothing usable could be read, 2 for bad flags.
+func loadRenderInput(ctx context.Context, opts *dryRunOptions, stderr io.Writer) (*renderInput, int) {
+	objs, readErrs := readObjects(ctx, opts)
+	for _, err := range readErrs {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+	}
+	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
+		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
+		return nil, 1
+	}
+
+	facts, err := dryRunNode(opts, objs.Nodes)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return nil, 2
+	}
+	configs, err := iptablesConfigs(opts, facts)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return nil, 2
+	}
+	return &renderInput{objs: objs, facts: facts, configs: configs, snap: modelSnapshot(stderr, objs, facts.Name)}, 0
+}
+
+// modelSnapshot feeds the objects to a tracker for nodeName and returns its snapshot,
+// reporting each object the model refuses.
+func modelSnapshot(stderr io.Writer, objs *objects, nodeName string) *endpoints.Snapshot {
+	tracker := endpoints.NewTracker(nodeName)
+	for _, svc := range objs.Services {
+		reportModelError(stderr, objs.source(svc), tracker.OnServiceUpdate(svc))
+	}
+	for _, slice := range objs.EndpointSlices {
+		reportModelError(stderr, objs.source(slice), tracker.OnEndpointSliceUpdate(slice))
+	}
+	return tracker.Snapshot()
 }
 
 // reportModelError prints each problem the model found with an object on its own line,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
@@ -20,7 +20,6 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/rulediff"
 	"github.com/switchyard-io/switchyard/pkg/sysctl"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
-	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // diffDryRunOptions are dry-run's --diff flags.
@@ -34,12 +33,12 @@ type diffDryRunOptions struct {
 }
 
 // registerDiffDryRun adds the --diff flags to dry-run's flag set.
-func registerDiffDryRun(fs *flag.FlagSet) *diffDryRunOptions {
+func registerDiffDryRun(fs *pflag.FlagSet) *diffDryRunOptions {
 	o := &diffDryRunOptions{}
 	fs.BoolVar(&o.diff, "diff", false, "compare with this node's kernel: print what the next full sync would change as a unified diff per table, exit 1 when it would change anything")
-	fs.StringVar(&o.configFile, "config", "", "the daemon's KubeProxyConfiguration file: render with its settings (flags given explicitly win)")
-	fs.Var(&o.ipvsExclude, "ipvs-exclude-cidrs", "with --mode ipvs --diff: CIDRs whose virtual servers and addresses are not Switchyard's, as the daemon's flag")
-	fs.StringVar(&o.backend, "iptables-backend", "auto", "with --diff: the iptables backend to read, nft, legacy or auto (the one holding KUBE- chains, as the daemon decides)")
+	fs.StringVar(&o.configFile, "config", "", "render with the settings of the daemon's KubeProxyConfiguration `FILE` (flags given explicitly win)")
+	fs.Var(&o.ipvsExclude, "ipvs-exclude-cidrs", "with --mode ipvs --diff: `CIDRs` whose virtual servers and addresses are not Switchyard's, as the daemon's flag")
+	fs.StringVar(&o.backend, "iptables-backend", "auto", "with --diff: the iptables `backend` to read, nft, legacy or auto (the one holding KUBE- chains, as the daemon decides)")
 	return o
 }
 
@@ -206,14 +205,6 @@ func applyConfigFlag(opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, diffOpts 
 	return 0
 }
 
-// flagGiven reports, for a parsed flag set, whether a flag was given on the command
-// line.
-func flagGiven(fs *flag.FlagSet) func(name string) bool {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	return func(name string) bool { return given[name] }
-}
-
 // tableSaver reads one table as iptables-save prints it: xtables.Exec, or the fake in
 // tests.
 type tableSaver interface {
@@ -278,14 +269,6 @@ func daemonNodeName(nodes []*v1.Node) (string, error) {
 		return "", errors.Join(errors.New("no --node given and several Nodes read"), err)
 	}
 	return name, nil
-}
-
-// rulesetFamily converts an API family to the iptables model's.
-func rulesetFamily(family v1.IPFamily) ruleset.Family {
-	if family == v1.IPv6Protocol {
-		return ruleset.IPv6
-	}
-	return ruleset.IPv4
 }
 
 // hostName is this host's name, lowercased as kubelet registers it (and as the daemon

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
+	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
@@ -20,7 +20,7 @@ type ipvsDryRunOptions struct {
 }
 
 // registerIPVSDryRun adds the IPVS-mode flags to dry-run's flag set.
-func registerIPVSDryRun(fs *flag.FlagSet) *ipvsDryRunOptions {
+func registerIPVSDryRun(fs *pflag.FlagSet) *ipvsDryRunOptions {
 	o := &ipvsDryRunOptions{}
 	fs.StringVar(&o.scheduler, "ipvs-scheduler", ipvs.DefaultScheduler, "with --mode ipvs: the default IPVS scheduler")
 	fs.BoolVar(&o.strictARP, "ipvs-strict-arp", false, "with --mode ipvs: show the strict-ARP sysctls")
@@ -33,45 +33,20 @@ func registerIPVSDryRun(fs *flag.FlagSet) *ipvsDryRunOptions {
 // program them.
 func dryRunIPVS(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOptions, stdout, stderr io.Writer) int {
 	if len(opts.files) == 0 && opts.kubeconfig == "" {
-		fmt.Fprintln(stderr, "switchyard: dry-run needs -f FILE_OR_DIR or --kubeconfig")
+		fmt.Fprintln(stderr, errNoInput)
 		return 2
 	}
 	if !ipvs.ValidScheduler(ipvsOpts.scheduler) {
 		fmt.Fprintf(stderr, "switchyard: --ipvs-scheduler %q: want one of %v\n", ipvsOpts.scheduler, ipvs.Schedulers)
 		return 2
 	}
-	objs, readErrs := readObjects(ctx, opts)
-	for _, err := range readErrs {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-	}
-	if objs == nil || (len(objs.Services) == 0 && len(objs.EndpointSlices) == 0) {
-		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
-		return 1
-	}
-	facts, err := dryRunNode(opts, objs.Nodes)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
-	}
 	// The iptables configs carry the same node facts (family, node IPs, pod CIDR,
 	// node-port addresses); IPVS mode adds its own settings.
-	iptConfigs, err := iptablesConfigs(opts, facts)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 2
+	in, code := loadRenderInput(ctx, opts, stderr)
+	if in == nil {
+		return code
 	}
-	tracker := endpoints.NewTracker(facts.Name)
-	for _, svc := range objs.Services {
-		if err := tracker.OnServiceUpdate(svc); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(svc), err)
-		}
-	}
-	for _, slice := range objs.EndpointSlices {
-		if err := tracker.OnEndpointSliceUpdate(slice); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", objs.source(slice), err)
-		}
-	}
-	snap := tracker.Snapshot()
+	facts, snap, iptConfigs := in.facts, in.snap, in.configs
 	for i, ic := range iptConfigs {
 		cfg := ipvsConfigFrom(ic, ipvsOpts.scheduler, ipvsOpts.strictARP)
 		if err := cfg.Validate(); err != nil {

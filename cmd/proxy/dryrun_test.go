@@ -128,3 +128,46 @@ func TestDryRunExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestDryRunFileArguments checks the spellings of dry-run's input that kubectl users
+// expect: -f and --filename, repeated, split at commas, --filename=, and positional
+// arguments; each gives the same output as the directory.
+// mutation-checked: dropping `opts.files = append(opts.files, args...)` from
+// newDryRunCommand fails "positional" and "mixed"; stringList.Set replacing instead of
+// appending fails "repeated" and "equals"; not splitting at commas fails "commas" and
+// "equals".
+func TestDryRunFileArguments(t *testing.T) {
+	dir := "../../manifests/examples/"
+	var files []string
+	for _, name := range []string{"api", "db", "dns", "docs", "legacy", "metrics", "node", "storefront", "web"} {
+		files = append(files, dir+name+".yaml")
+	}
+	var want, stderr bytes.Buffer
+	if code := run([]string{"dry-run", "-f", dir}, &want, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	repeated := []string{"dry-run"}
+	for _, f := range files {
+		repeated = append(repeated, "-f", f)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"repeated", repeated},
+		{"commas", []string{"dry-run", "--filename", strings.Join(files, ",")}},
+		{"equals", []string{"dry-run", "--filename=" + strings.Join(files[:4], ","), "-f=" + strings.Join(files[4:], ",")}},
+		{"positional", append([]string{"dry-run"}, files...)},
+		{"mixed", append([]string{"dry-run", "-f", files[0], "--mode", "iptables"}, files[1:]...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if diff := cmp.Diff(want.String(), stdout.String()); diff != "" {
+				t.Errorf("output differs from -f %s (-want +got):\n%s", dir, diff)
+			}
+		})
+	}
+}

@@ -9,9 +9,13 @@ import (
 // stringList is a repeatable flag that also splits on commas: -f a -f b,c.
 type stringList []string
 
+// String implements pflag.Value.
 func (l *stringList) String() string { return strings.Join(*l, ",") }
 
-// Set implements flag.Value.
+// Type implements pflag.Value; help shows it after the flag's name.
+func (l *stringList) Type() string { return "strings" }
+
+// Set implements pflag.Value.
 func (l *stringList) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {

@@ -19,21 +19,6 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/kubeproxyconfig"
 )
 
-// runUsage heads `switchyard run -h`.
-const runUsage = `Usage:
-  switchyard run [flags]
-  switchyard [flags]          (flags first: kube-proxy's command line)
-  kube-proxy [flags]          (through a link named kube-proxy)
-
-Programs this node's rules until SIGTERM. The flags are kube-proxy v1.37's, with its
-names, defaults and meanings, plus a few of Switchyard's own. With --config FILE (a
-KubeProxyConfiguration), the other flags are ignored except --hostname-override,
---master, --cleanup, --init-only, --write-config-to, the logging flags and
-Switchyard's own flags; the ignored ones are named in the log.
-
-Flags:
-`
-
 // Hooks the tests replace: logging can be applied once per process, and the daemon
 // and the OOM score touch the node.
 var (
@@ -49,7 +34,7 @@ var (
 	}
 	oomScoreAdjPath = "/proc/self/oom_score_adj"
 	cleanup         = func(ctx context.Context, stdout, stderr io.Writer) int {
-		return cleanupCommand(ctx, nil, stdout, stderr)
+		return cleanupCommand(ctx, &cleanupOptions{backend: "all"}, stdout, stderr)
 	}
 )
 
@@ -57,30 +42,10 @@ var (
 var errConfigChanged = errors.New("configuration file changed")
 
 // runDaemon implements `switchyard run` and kube-proxy's command line: program this
-// node until SIGTERM. Bad flags and bad configuration are refused, with exit code 1
-// as kube-proxy's, before anything touches the kernel or the API server.
-func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	opts := kubeproxyconfig.NewOptions()
-	opts.AddFlags(fs)
-	printVersion := fs.Bool("version", false, "Print the version and exit.")
-	fs.Usage = func() { fmt.Fprint(stderr, runUsage, fs.FlagUsages()) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 1
-	}
-	if *printVersion {
-		fmt.Fprintln(stdout, "switchyard", version)
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "switchyard: run takes no arguments, got %q\n", fs.Args())
-		return 1
-	}
+// node until SIGTERM, with the options parsed from fs. Bad flags and bad configuration
+// are refused, with exit code 1 as kube-proxy's, before anything touches the kernel or
+// the API server.
+func runDaemon(ctx context.Context, opts *kubeproxyconfig.Options, fs *pflag.FlagSet, stdout, stderr io.Writer) int {
 	resolved, err := opts.Complete(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard: %s\n", oneLine(err))

@@ -1,5 +1,7 @@
 package ruleset
 
+import "net/netip"
+
 // Match is one "-m module" and its options. The concrete types below are the
 // modules kube-proxy's iptables mode uses.
 type Match interface {
@@ -94,7 +96,10 @@ type RecentMatch struct {
 	Seconds int
 	Reap    bool
 	// Dest is true for --rdest (default --rsource).
-	Dest   bool
+	Dest bool
+	// Mask is --mask, which iptables-save always prints (255.255.255.255 by
+	// default); the zero Addr when not given.
+	Mask   netip.Addr
 	Negate bool
 }
 

@@ -3,6 +3,7 @@ package ruleset
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -364,13 +365,23 @@ func (m *recentParser) option(name string, negate bool, values []string) (int, b
 			m.Dest = true
 		}
 		return 0, true, nil
-	case "--name", "--seconds":
+	case "--name", "--seconds", "--mask":
 		if negate {
 			return 0, true, errNoNegate
 		}
 		val, err := need(values)
 		if err != nil {
 			return 0, true, err
+		}
+		if name == "--mask" {
+			// iptables-save prints the mask on every recent match, so a
+			// live node's dump has it even though kube-proxy never writes it.
+			mask, err := netip.ParseAddr(val)
+			if err != nil {
+				return 0, true, fmt.Errorf("bad mask %q", val)
+			}
+			m.Mask = mask
+			return 1, true, nil
 		}
 		if name == "--name" {
 			m.Name = val

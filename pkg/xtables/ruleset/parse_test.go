@@ -105,6 +105,18 @@ func TestParseRule(t *testing.T) {
 			Target: Target{Kind: TargetDNAT, Name: "DNAT", ToAddr: netip.MustParseAddr("10.180.0.1"), ToPort: 80},
 		},
 	}, {
+		name: "recent as iptables-save prints it",
+		spec: `-p tcp -m comment --comment ns1/svc1:p80 -m recent --set --name KUBE-SEP-A --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.180.0.1:80`,
+		want: Rule{
+			Protocol: "tcp",
+			Matches: []Match{
+				&CommentMatch{Comment: "ns1/svc1:p80"},
+				&RecentMatch{Name: "KUBE-SEP-A", Command: RecentSet, Mask: netip.MustParseAddr("255.255.255.255")},
+				&PortMatch{Protocol: "tcp"},
+			},
+			Target: Target{Kind: TargetDNAT, Name: "DNAT", ToAddr: netip.MustParseAddr("10.180.0.1"), ToPort: 80},
+		},
+	}, {
 		name: "IPv6 DNAT",
 		spec: `-m udp -p udp -j DNAT --to-destination [fd00::1]:53`,
 		want: Rule{

@@ -375,3 +375,30 @@ func TestTraceNamesRulesVisited(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceHits checks the structured trace lists the same events as Trace, in
+// order, with the matched rule or the ending policy. Mutation-checked: not
+// recording the policy hit in runHooks fails this test.
+func TestTraceHits(t *testing.T) {
+	rs := mustRuleset(t, ruleset.IPv4, kubeRules)
+	pkt := Packet{Src: netip.MustParseAddr("10.0.1.5"), Dst: netip.MustParseAddr("172.30.0.1"), Proto: "tcp", DstPort: 80}
+	got, err := Trace(rs, thisNode, pkt, Options{AffinityHit: "KUBE-SEP-A1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := got.Outcomes[0]
+	if len(o.Hits) != len(o.Trace) {
+		t.Fatalf("%d hits for %d trace lines", len(o.Hits), len(o.Trace))
+	}
+	var lines []string
+	for _, h := range o.Hits {
+		if h.Rule == nil {
+			lines = append(lines, h.Table+"/"+h.Chain+": policy "+h.Policy)
+		} else {
+			lines = append(lines, h.Table+"/"+h.Chain+": -A "+h.Chain+" "+h.Rule.String())
+		}
+	}
+	if diff := cmp.Diff(o.Trace, lines); diff != "" {
+		t.Errorf("hits differ from the trace (-trace +hits):\n%s", diff)
+	}
+}

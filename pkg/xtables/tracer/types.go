@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
 // Origin says where a packet enters the node's netfilter hooks.
@@ -114,6 +116,20 @@ type Outcome struct {
 	// Trace lists the rules that matched and the chains that ended, as
 	// "table/CHAIN: rule" lines.
 	Trace []string
+	// Hits are the same events as Trace, structured, for callers that word
+	// them (switchyard explain).
+	Hits []Hit
+}
+
+// Hit is one event of a trace: a rule that matched, or a built-in chain that
+// ended with its policy.
+type Hit struct {
+	Table, Chain string
+	// Rule is the rule that matched, or nil when the built-in chain ended
+	// and its Policy applied.
+	Rule *ruleset.Rule
+	// Policy is the built-in chain's policy when Rule is nil.
+	Policy string
 }
 
 // String formats the outcome on one line.

@@ -90,6 +90,7 @@ type walker struct {
 	dnatDone   bool
 	masquerade bool
 	trace      []string
+	hits       []Hit
 
 	choices   []bool
 	decisions []bool
@@ -136,6 +137,7 @@ func (w *walker) outcome(verdict Verdict) Outcome {
 		Mark:        w.mark,
 		Probability: w.prob,
 		Trace:       w.trace,
+		Hits:        w.hits,
 	}
 }
 
@@ -152,6 +154,7 @@ func (w *walker) runHooks(path []hook) (Verdict, error) {
 		}
 		if f == flowContinue {
 			w.note("%s/%s: policy %s", h.table, h.chain, chain.Policy)
+			w.hits = append(w.hits, Hit{Table: h.table, Chain: h.chain, Policy: chain.Policy})
 			if chain.Policy == "DROP" {
 				f = flowDrop
 			}
@@ -183,6 +186,7 @@ func (w *walker) runChain(table string, chain *ruleset.Chain, depth int) (flow, 
 			continue
 		}
 		w.note("%s/%s: -A %s %s", table, chain.Name, chain.Name, rule)
+		w.hits = append(w.hits, Hit{Table: table, Chain: chain.Name, Rule: rule})
 		target := &rule.Target
 		switch target.Kind {
 		case ruleset.TargetNone:
