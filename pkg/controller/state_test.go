@@ -201,6 +201,16 @@ func TestStateFollowsSyncs(t *testing.T) {
 			SnapshotService: []string{"ns/web:http -> 10.180.0.2:8080"}}, st, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("state (-want +got):\n%s", diff)
 		}
+		// The retry is full, and fails too: the last full sync is still the last
+		// successful one.
+		kernel.FailNext("Restore", errors.New("injected again"))
+		if err := c.sync(ctx); err == nil {
+			t.Fatal("sync succeeded, want the injected failure")
+		}
+		f := c.State().Families[0]
+		if f.LastSync.Kind != "full" || f.LastSync.Reason != proxy.ReasonFailed || f.LastFullSync.Reason != "someone asked" || f.LastFullSync.Generation != 5 {
+			t.Errorf("after a failed full sync: last sync %+v, last full sync %+v; want a failed full sync, and the full sync of generation 5", f.LastSync, f.LastFullSync)
+		}
 	})
 	t.Run("periodic due", func(t *testing.T) {
 		sync(t)
