@@ -11,8 +11,8 @@ import (
 
 // startStateDumps logs the state dump each time the process receives one of
 // dumpSignals (SIGUSR1), until the returned stop function is called. It is installed
-// by Run itself, so that every way of starting the daemon gets it; once installed,
-// SIGUSR1 no longer kills the process (Go's default for it).
+// by Run itself, so that every way of starting the daemon gets it. (Without it, Go
+// catches SIGUSR1 and does nothing.)
 func (c *Controller) startStateDumps(ctx context.Context) (stop func()) {
 	if len(dumpSignals) == 0 {
 		return func() {}

@@ -121,8 +121,8 @@ func loggedPayloads(log string) map[string][]string {
 //
 // mutation-checked: making iptables.Proxier digest plan.Payload[1:] instead of the
 // payload fails "digest is the logged payload"; dropping the signal.Notify in
-// startStateDumps (Go's default for SIGUSR1 then kills the daemon) fails "SIGUSR1
-// logs the dump".
+// startStateDumps (Go then catches SIGUSR1 and does nothing) fails "SIGUSR1 logs
+// the dump".
 func (s *suite) testStateDump(t *testing.T) {
 	ctx := t.Context()
 	c := s.cluster
