@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
 )
@@ -377,5 +378,40 @@ func TestStateConcurrentWithSyncs(t *testing.T) {
 	close(stop)
 	if problems := <-done; len(problems) > 0 {
 		t.Errorf("%d bad dumps, the first: %s", len(problems), problems[0])
+	}
+}
+
+// TestStateInIPVSMode checks the dump in IPVS mode over the fake kernel: the digest
+// is the SHA-256 of the Proxier's AppliedText (whose match with the kernel
+// pkg/ipvs's TestStatusDigestsTheKernelState checks), it moves with an endpoint
+// change, and the snapshot is the same mode-neutral view.
+func TestStateInIPVSMode(t *testing.T) {
+	w := newScenarioWorld(t, "ipvs")
+	w.run(t, "set-service web 172.30.0.10")
+	w.run(t, "set-slice web 10.180.0.1")
+	w.run(t, "sync")
+	digestOf := func() (State, string) {
+		t.Helper()
+		st := w.c.State()
+		providers, _ := w.c.currentProviders()
+		text := providers[0].(*ipvs.Proxier).AppliedText()
+		if !strings.Contains(string(text), "-a -t 172.30.0.10:80 -r 10.180.0.1:") {
+			t.Errorf("applied text without the real server:\n%s", text)
+		}
+		return st, sha256Hex(text)
+	}
+	first, want := digestOf()
+	if f := first.Families[0]; f.AppliedPayload.SHA256 != want || f.AppliedGeneration != 1 || f.LastFullSync == nil {
+		t.Errorf("first dump: %+v, want digest %s of generation 1 after a full sync", f, want)
+	}
+	w.run(t, "set-slice web 10.180.0.1 10.180.0.2")
+	w.run(t, "sync")
+	second, want := digestOf()
+	if f := second.Families[0]; f.AppliedPayload.SHA256 != want || f.AppliedPayload.SHA256 == first.Families[0].AppliedPayload.SHA256 ||
+		f.AppliedGeneration != 2 || f.LastSync.Kind != "partial" {
+		t.Errorf("after a partial sync: %+v, want a new digest %s of generation 2", f, want)
+	}
+	if got := summarize(second).SnapshotService; len(got) != 2 {
+		t.Errorf("snapshot endpoints %v, want two", got)
 	}
 }
