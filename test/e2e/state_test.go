@@ -126,7 +126,7 @@ func loggedPayloads(log string) map[string][]string {
 func (s *suite) testStateDump(t *testing.T) {
 	ctx := t.Context()
 	c := s.cluster
-	node := c.AddNode(t, "node-7", map[string]string{v1.LabelTopologyZone: "zone-a"})
+	node := c.AddNode(t, "node-state", map[string]string{v1.LabelTopologyZone: "zone-a"})
 	sy := c.AddSwitchyard(t, node, testbed.SwitchyardOptions{ExtraArgs: []string{"--v=9"}})
 	t.Cleanup(func() { _ = sy.Process.Stop() })
 
@@ -134,8 +134,8 @@ func (s *suite) testStateDump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before.Node != "node-7" || before.Mode != "iptables" || len(before.Families) != 2 {
-		t.Fatalf("dump says node %q, mode %q, %d families; want node-7, iptables, 2", before.Node, before.Mode, len(before.Families))
+	if before.Node != "node-state" || before.Mode != "iptables" || len(before.Families) != 2 {
+		t.Fatalf("dump says node %q, mode %q, %d families; want node-state, iptables, 2", before.Node, before.Mode, len(before.Families))
 	}
 	t.Run("digest is the logged payload", func(t *testing.T) {
 		checkDigests(ctx, t, sy)
@@ -225,9 +225,9 @@ func (s *suite) testStateDump(t *testing.T) {
 		if logged == nil {
 			t.Fatalf("no \"State dump\" logged within %s of SIGUSR1; log:\n%s", syncWait, sy.Process.Tail(5))
 		}
-		if got := logged.endpointsOf("state-probe"); logged.Node != "node-7" || !slices.Equal(got, want) ||
+		if got := logged.endpointsOf("state-probe"); logged.Node != "node-state" || !slices.Equal(got, want) ||
 			logged.Snapshot.Generation < after.Snapshot.Generation {
-			t.Errorf("logged dump: node %q, state-probe endpoints %v, generation %d; want node-7, %v, at least %d",
+			t.Errorf("logged dump: node %q, state-probe endpoints %v, generation %d; want node-state, %v, at least %d",
 				logged.Node, got, logged.Snapshot.Generation, want, after.Snapshot.Generation)
 		}
 		if exited, err := sy.Process.Exited(); exited {
