@@ -75,6 +75,12 @@ type Controller struct {
 	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
 
+	// syncMu is held for a whole sync and while the state dump collects what it
+	// shows, so that a dump never shows half of a sync (see state.go). syncRecords
+	// holds each family's last syncs, for the dump.
+	syncMu      sync.Mutex
+	syncRecords map[v1.IPFamily]*familyRecord
+
 	mu sync.Mutex
 	// facts are the node's facts the providers were built for.
 	facts node.Facts
@@ -150,6 +156,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.nodeState = state
+	stopDumps := c.startStateDumps(ctx)
+	defer stopDumps()
 	c.setUpNFAcct(ctx)
 	c.services.OnServeError(func(err error) {
 		logger.Error(err, "Health-check server stopped; the load balancer will see this node as unhealthy")

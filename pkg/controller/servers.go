@@ -81,13 +81,15 @@ func (c *Controller) healthMux() *http.ServeMux {
 	return mux
 }
 
-// metricsMux serves /metrics, /healthz, /proxyMode and, only with --profiling, as in
-// kube-proxy, /debug/pprof/.
+// metricsMux serves /metrics, /healthz, /proxyMode, /debug/state (always: see
+// stateHandler for why it does not need --profiling) and, only with --profiling, as
+// in kube-proxy, /debug/pprof/.
 func (c *Controller) metricsMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(c.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("/healthz", c.health.HealthzHandler())
 	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, c.cfg.Mode) })
+	mux.Handle("/debug/state", c.stateHandler())
 	if c.cfg.EnableProfiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

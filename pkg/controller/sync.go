@@ -21,6 +21,8 @@ import (
 // Provider syncs its family from it.
 func (c *Controller) sync(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
 	providers, facts := c.currentProviders()
 	if len(providers) == 0 {
 		return errNoProxiers
@@ -33,6 +35,7 @@ func (c *Controller) sync(ctx context.Context) error {
 	for _, p := range providers {
 		res, err := p.Sync(ctx, snap)
 		c.recordSync(ctx, p.Family(), res, err)
+		c.recordForDump(p.Family(), snap.Generation, res, err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Family(), err))
 			continue

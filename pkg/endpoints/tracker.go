@@ -259,3 +259,22 @@ func (t *Tracker) refreshServiceLocked(key types.NamespacedName, next *Snapshot)
 		t.portsOf[key] = newNames
 	}
 }
+
+// Latest returns the newest snapshot taken, without taking one, and the Services
+// with events since it was taken (not in any snapshot yet), sorted. Unlike Snapshot
+// it changes nothing, so a state dump can call it as often as it likes: taking
+// snapshots would move trigger times out of the next sync's snapshot and reset the
+// pending-changes counts. Before the first Snapshot it returns an empty snapshot of
+// generation 0.
+func (t *Tracker) Latest() (*Snapshot, []types.NamespacedName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	dirty := slices.Collect(maps.Keys(t.dirty))
+	slices.SortFunc(dirty, func(a, b types.NamespacedName) int {
+		if a.Namespace != b.Namespace {
+			return cmpString(a.Namespace, b.Namespace)
+		}
+		return cmpString(a.Name, b.Name)
+	})
+	return t.last, dirty
+}

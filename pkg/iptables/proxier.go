@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -31,6 +32,11 @@ type Proxier struct {
 	// rendered is the Config renders use: cfg plus whether the nfacct counters
 	// exist, decided at each full sync. Only the sync goroutine uses it.
 	rendered Config
+
+	// mu is held for a whole sync, so that Status never reports half of one.
+	mu sync.Mutex
+	// digest identifies the last restore payload applied (see proxy.AppliedDigest).
+	digest proxy.AppliedDigest
 }
 
 var _ proxy.Provider = &Proxier{}
@@ -98,6 +104,8 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 // nothing is assumed about the kernel and the next sync is full; the caller keeps the
 // changes pending by retrying with a newer snapshot.
 func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (SyncResult, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var res SyncResult
 	d := p.state.Begin(snap)
 	res.Full, res.Reason = d.Full, d.Reason
@@ -135,6 +143,12 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 		return res, fmt.Errorf("applying %s payload (%d bytes): %w", proxy.SyncKind(res.Full), len(plan.Payload), err)
 	}
 	p.state.Succeeded(snap)
+	if len(plan.Payload) > 0 {
+		// Hashed here, once per sync that wrote something: the buffer is the
+		// render's, and a sync that has nothing to write leaves the kernel as the
+		// previous payload left it.
+		p.digest = proxy.DigestOf(plan.Payload, snap.Generation)
+	}
 	if res.Full {
 		p.filterRules, p.natRules = res.Stats.FilterRules, res.Stats.NATRules
 	} else {
@@ -181,6 +195,17 @@ func (p *Proxier) ensureCounters() bool {
 		}
 	}
 	return true
+}
+
+// Status implements proxy.Provider. Its digest is of the last iptables-restore input
+// applied, unsplit: what -v=9 logs as the payload, and what the kernel received when
+// it took one restore.
+func (p *Proxier) Status() proxy.Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state.Status()
+	st.Digest = p.digest
+	return st
 }
 
 // CheckKernel implements proxy.Provider with the canary chains: when one is gone,

@@ -58,6 +58,8 @@ type Proxier struct {
 	// terminating holds, per virtual server, the weight-0 real servers waiting for
 	// their connections to end, with when they were drained.
 	terminating map[Key]map[netip.AddrPort]time.Time
+	// rules is the companion iptables-restore input the last full sync applied.
+	rules []byte
 }
 
 // NewProxier returns a Proxier for cfg's family. A full sync runs at least every
@@ -316,6 +318,7 @@ func (p *Proxier) syncFull(ctx context.Context, snap *endpoints.Snapshot, res *S
 		res.RestoreFailed = true
 		return fmt.Errorf("restoring the companion iptables rules: %w", err)
 	}
+	p.rules = rules
 
 	// Addresses before virtual servers, so a new VIP is local when its service appears.
 	bound := map[netip.Addr]bool{}

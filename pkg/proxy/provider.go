@@ -25,6 +25,10 @@ type Provider interface {
 	// kernel (kube-proxy's canary chains): false means someone flushed it, and the
 	// caller requests a full sync.
 	CheckKernel(ctx context.Context) (ok bool, err error)
+	// Status reports what the Provider holds applied, for the state dump. It may be
+	// called from any goroutine; it waits for a sync in progress rather than report
+	// half of one, and may cost O(applied state) (the dump is on demand only).
+	Status() Status
 }
 
 // TerminationChecker is implemented by Providers that drain removed endpoints (IPVS

@@ -132,3 +132,16 @@ func (s *SyncState) Applied() *endpoints.Snapshot {
 	defer s.mu.Unlock()
 	return s.applied
 }
+
+// Status returns the state machine's part of a Provider's Status: the applied
+// snapshot, the last full sync, and the reason the next sync will be full, if it
+// will (including a periodic one that is due).
+func (s *SyncState) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Applied: s.applied, LastFull: s.lastFull, NextFullReason: s.needFull}
+	if st.NextFullReason == "" && s.applied != nil && s.period > 0 && s.now().Sub(s.lastFull) >= s.period {
+		st.NextFullReason = ReasonPeriodic
+	}
+	return st
+}

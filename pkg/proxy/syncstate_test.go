@@ -156,3 +156,60 @@ func TestSyncStateRequestDuringSync(t *testing.T) {
 		t.Errorf("reason = %q, want the request made during the previous sync", d.Reason)
 	}
 }
+
+// TestSyncStateStatus checks what Status reports through a Provider's life: the
+// applied snapshot, the last full sync's start, and the reason the next sync will be
+// full, including a periodic one that has come due.
+// mutation-checked: returning needFull only (no periodic check) fails "period over".
+func TestSyncStateStatus(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)}
+	s := NewSyncState(time.Hour, clock.now)
+	tracker := endpoints.NewTracker("node1")
+	type want struct {
+		generation uint64 // of Applied, 0 for nil
+		lastFull   time.Time
+		next       string
+	}
+	check := func(t *testing.T, w want) {
+		t.Helper()
+		st := s.Status()
+		var got want
+		if st.Applied != nil {
+			got.generation = st.Applied.Generation
+		}
+		got.lastFull, got.next = st.LastFull, st.NextFullReason
+		if diff := cmp.Diff(w, got, cmp.AllowUnexported(want{})); diff != "" {
+			t.Errorf("status (-want +got):\n%s", diff)
+		}
+	}
+	start := clock.t
+	t.Run("new", func(t *testing.T) { check(t, want{next: ReasonStart}) })
+	t.Run("full sync done", func(t *testing.T) {
+		snap := tracker.Snapshot()
+		s.Begin(snap)
+		check(t, want{}) // during the sync: nothing known applied, nothing requested
+		s.Succeeded(snap)
+		check(t, want{generation: 1, lastFull: start})
+	})
+	t.Run("requested", func(t *testing.T) {
+		s.RequestFull("asked")
+		check(t, want{generation: 1, lastFull: start, next: "asked"})
+		snap := tracker.Snapshot()
+		clock.t = clock.t.Add(time.Minute)
+		s.Begin(snap)
+		s.Succeeded(snap)
+		check(t, want{generation: 2, lastFull: start.Add(time.Minute)})
+	})
+	t.Run("failed", func(t *testing.T) {
+		s.Begin(tracker.Snapshot())
+		s.Failed()
+		check(t, want{lastFull: start.Add(time.Minute), next: ReasonFailed})
+		snap := tracker.Snapshot()
+		s.Begin(snap)
+		s.Succeeded(snap)
+	})
+	t.Run("period over", func(t *testing.T) {
+		clock.t = clock.t.Add(time.Hour)
+		check(t, want{generation: 4, lastFull: start.Add(time.Minute), next: ReasonPeriodic})
+	})
+}

@@ -138,6 +138,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)
 	t.Run("datapath", s.testDatapath)
+	t.Run("state dump", s.testStateDump)
 	// Last: it ends node-2's Switchyard.
 	t.Run("a changed config file ends the process", s.testConfigChangeExits)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,6 +261,19 @@ func (s *Switchyard) Metrics(ctx context.Context) (string, error) {
 	}
 	if status != http.StatusOK {
 		return "", fmt.Errorf("GET %s: HTTP %d", s.MetricsURL, status)
+	}
+	return body, nil
+}
+
+// DebugState fetches Switchyard's state dump, /debug/state on the metrics address.
+func (s *Switchyard) DebugState(ctx context.Context) (string, error) {
+	url := strings.TrimSuffix(s.MetricsURL, "/metrics") + "/debug/state"
+	status, body, err := get(ctx, s.Node.HTTPClient(), url)
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		return "", fmt.Errorf("GET %s: HTTP %d", url, status)
 	}
 	return body, nil
 }
