@@ -10,6 +10,10 @@
 // every reachable endpoint with its probability. Session affinity
 // (-m recent --rcheck) misses unless Options.AffinityHit names the list.
 //
+// In IPVS mode, Options.IPSets give the contents of the ipsets the companion
+// rules match, and Options.IPVS the virtual server that takes the packet and the
+// real server its scheduler picked.
+//
 // Simplifications: only the first (NEW) packet is traced; routing is "local
 // if the destination is a node address or loopback, else forwarded"; the
 // outgoing interface is whatever Packet.OutIface says.

@@ -82,6 +82,8 @@ func (w *walker) match(match ruleset.Match) (bool, error) {
 			p = 1 / float64(m.Every)
 		}
 		return w.decide(p) != m.Negate, nil
+	case *ruleset.SetMatch:
+		return w.matchSet(m)
 	case *ruleset.RecentMatch:
 		var hit bool
 		switch m.Command {

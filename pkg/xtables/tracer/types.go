@@ -77,6 +77,26 @@ type Options struct {
 	// MaxOutcomes bounds the number of random branches explored; 0 means
 	// 4096.
 	MaxOutcomes int
+	// IPSets are the contents of the ipsets that "-m set" matches name, by
+	// set name.
+	IPSets map[string]*IPSet
+	// IPVS, when set, is the kernel's virtual server that owns the packet's
+	// destination: the packet is handed to it and DNATed to IPVS.Dest.
+	IPVS *IPVS
+}
+
+// IPVS is the virtual server a packet meets, with the real server its scheduler
+// picked. The kernel's IPVS hooks sit in LOCAL_IN after the filter table (a
+// packet that arrives for a VIP) and in LOCAL_OUT after the nat table (a packet
+// a local process sends); there the connection is DNATed to the real server and
+// the packet leaves through POSTROUTING, where masquerading is decided.
+type IPVS struct {
+	// VirtualServer names the virtual server in the trace, as "TCP/10.96.0.1:80".
+	VirtualServer string
+	// Dest is the real server picked. When it is not valid the virtual server
+	// has none: the kernel answers ICMP port unreachable (ip_vs_leave), so the
+	// packet is rejected.
+	Dest netip.AddrPort
 }
 
 // Verdict is how a traced packet ends.
@@ -130,6 +150,9 @@ type Hit struct {
 	Rule *ruleset.Rule
 	// Policy is the built-in chain's policy when Rule is nil.
 	Policy string
+	// IPVS is set, with Table "ipvs", for the virtual server's step: its Dest is
+	// the real server picked, or not valid when it has none.
+	IPVS *IPVS
 }
 
 // String formats the outcome on one line.

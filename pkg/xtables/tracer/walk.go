@@ -98,6 +98,9 @@ type walker struct {
 }
 
 func (w *walker) run() (Outcome, error) {
+	if w.opts.IPVS != nil {
+		return w.runIPVS()
+	}
 	var path []hook
 	if w.pkt.Origin == FromLocalProcess {
 		path = []hook{{"raw", "OUTPUT"}, {"mangle", "OUTPUT"}, {"nat", "OUTPUT"}, {"filter", "OUTPUT"},
@@ -246,4 +249,39 @@ func (w *walker) decide(p float64) bool {
 		w.prob *= 1 - p
 	}
 	return hit
+}
+
+// runIPVS follows a packet to a virtual server: the hooks before IPVS, the
+// virtual server's DNAT to its real server, then the way out, where the nat
+// table decides masquerading. The IPVS hooks run in LOCAL_IN after filter (at
+// priority NF_IP_PRI_NAT_SRC-2) and in LOCAL_OUT after nat (NF_IP_PRI_NAT_DST+1).
+func (w *walker) runIPVS() (Outcome, error) {
+	var before []hook
+	if w.pkt.Origin == FromLocalProcess {
+		before = []hook{{"raw", "OUTPUT"}, {"mangle", "OUTPUT"}, {"nat", "OUTPUT"}}
+	} else {
+		before = []hook{{"raw", "PREROUTING"}, {"mangle", "PREROUTING"}, {"nat", "PREROUTING"},
+			{"mangle", "INPUT"}, {"filter", "INPUT"}}
+	}
+	verdict, err := w.runHooks(before)
+	if err != nil || verdict != Accept {
+		return w.outcome(verdict), err
+	}
+	vs := w.opts.IPVS
+	if !vs.Dest.IsValid() {
+		w.note("ipvs %s: no real servers; the kernel answers ICMP port unreachable", vs.VirtualServer)
+		w.hits = append(w.hits, Hit{Table: "ipvs", Chain: vs.VirtualServer, IPVS: vs})
+		return w.outcome(Reject), nil
+	}
+	w.note("ipvs %s: real server %s", vs.VirtualServer, vs.Dest)
+	w.hits = append(w.hits, Hit{Table: "ipvs", Chain: vs.VirtualServer, IPVS: vs})
+	w.pkt.Dst, w.pkt.DstPort = vs.Dest.Addr(), int(vs.Dest.Port())
+	w.dnatDone = true
+	w.endpoint = vs.Dest.String()
+	after := []hook{{"mangle", "POSTROUTING"}, {"nat", "POSTROUTING"}}
+	if w.pkt.Origin == FromLocalProcess {
+		after = append([]hook{{"filter", "OUTPUT"}}, after...)
+	}
+	verdict, err = w.runHooks(after)
+	return w.outcome(verdict), err
 }
