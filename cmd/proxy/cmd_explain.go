@@ -13,7 +13,12 @@ Offline, with -f or --kubeconfig: the rules are rendered from the objects exactl
 dry-run renders them (same inputs, same flags). Live, when neither is given or with
 --live: this node's rules are read with iptables-save (read-only; run it in the node's
 network namespace), its addresses from its interfaces (or --node-ip); -f or
---kubeconfig then only name the pods and nodes behind the endpoints.
+--kubeconfig then only name the Services, pods and nodes behind the endpoints.
+
+With --mode ipvs the answer comes from IPVS mode's state: the virtual server, its
+scheduler and its real servers with their weights, and the companion iptables rules
+and ipsets that masquerade, filter source ranges and refuse unknown ports. Live, the
+IPVS table is read over netlink and the ipsets with the ipset program.
 
 Exit codes: 0 when the packet gets through (delivered, or not for a Service and left
 untouched), 1 when it is dropped or rejected or the rules cannot be read, 2 for usage
@@ -27,6 +32,9 @@ const explainExample = `  # A pod reaching a cluster IP, with the bundled exampl
 
   # On a node: what its rules do with a UDP packet the node itself sends
   switchyard explain --src 10.0.0.5 --dst 10.96.0.10:53 --proto udp --from node
+
+  # The same packet in IPVS mode, with the lc scheduler
+  switchyard explain -f manifests/examples/ --cluster-cidr 10.244.0.0/16 --mode ipvs --ipvs-scheduler lc --src 10.244.1.99 --dst 10.96.10.10:80
 
   # On a node, naming the pods behind the endpoints from the cluster
   switchyard explain --live --kubeconfig ~/.kube/config --node node1 --src 10.244.1.5 --dst 10.96.0.1:443`
@@ -48,8 +56,10 @@ func newExplainCommand() *cobra.Command {
 	fs := cmd.Flags()
 	opts.register(fs)
 	eo.registerExplain(fs)
+	eo.ipvs = registerIPVSDryRun(fs)
 	registerCompletions(cmd, map[string][]string{
-		"mode":              {"iptables\tthe only mode explain knows yet"},
+		"mode":              {"iptables", "ipvs"},
+		"ipvs-scheduler":    ipvsSchedulerValues(),
 		"proto":             {"tcp", "udp", "sctp"},
 		"from":              {"pod\ta pod on this node", "node\ta process on the node", "outside\tanother machine"},
 		"output":            {"text", "json"},

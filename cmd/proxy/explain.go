@@ -26,6 +26,8 @@ type explainOptions struct {
 	live bool
 	// iptablesBackend is the backend whose rules --live reads: auto, nft or legacy.
 	iptablesBackend string
+	// ipvs are dry-run's IPVS-mode flags, for --mode ipvs offline.
+	ipvs *ipvsDryRunOptions
 
 	// kernel reads the live node; nil means the real one (tests put a fake here).
 	kernel liveKernel
@@ -57,31 +59,18 @@ func explainPacket(ctx context.Context, opts *dryRunOptions, eo *explainOptions,
 	if eo.output != "text" && eo.output != "json" {
 		return explainUsage(stderr, fmt.Sprintf("-o %q: want text or json", eo.output))
 	}
-	if opts.mode != "iptables" {
-		return explainUsage(stderr, fmt.Sprintf("--mode %q is not supported by explain yet (iptables)", opts.mode))
-	}
-	var in *explain.IPTablesInput
+	var e *explain.Explanation
 	var code int
-	if eo.live || (len(opts.files) == 0 && opts.kubeconfig == "") {
-		in, code = liveInput(ctx, opts, eo, pkt, stderr)
-	} else {
-		in, code = offlineInput(ctx, opts, pkt, stderr)
+	switch opts.mode {
+	case "iptables":
+		e, code = explainIPTables(ctx, opts, eo, pkt, stderr)
+	case "ipvs":
+		e, code = explainIPVS(ctx, opts, eo, pkt, stderr)
+	default:
+		return explainUsage(stderr, fmt.Sprintf("--mode %q: want iptables or ipvs", opts.mode))
 	}
-	if in == nil {
+	if e == nil {
 		return code
-	}
-	e, err := explain.IPTables(*in, pkt)
-	if err != nil && eo.fallback != nil {
-		// The live rules parsed but hold a match the tracer cannot follow.
-		var rs *ruleset.Ruleset
-		if rs, err = eo.fallback(err); err == nil {
-			in.Rules = rs
-			e, err = explain.IPTables(*in, pkt)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return 1
 	}
 	if eo.output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -95,6 +84,41 @@ func explainPacket(ctx context.Context, opts *dryRunOptions, eo *explainOptions,
 		return 1
 	}
 	return e.ExitCode()
+}
+
+// explainIPTables explains pkt with iptables mode's rules, rendered offline or read
+// live. On failure it returns nil and the exit code.
+func explainIPTables(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt explain.Packet, stderr io.Writer) (*explain.Explanation, int) {
+	var in *explain.IPTablesInput
+	var code int
+	if eo.isLive(opts) {
+		in, code = liveInput(ctx, opts, eo, pkt, stderr)
+	} else {
+		in, code = offlineInput(ctx, opts, pkt, stderr)
+	}
+	if in == nil {
+		return nil, code
+	}
+	e, err := explain.IPTables(*in, pkt)
+	if err != nil && eo.fallback != nil {
+		// The live rules parsed but hold a match the tracer cannot follow.
+		var rs *ruleset.Ruleset
+		if rs, err = eo.fallback(err); err == nil {
+			in.Rules = rs
+			e, err = explain.IPTables(*in, pkt)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return nil, 1
+	}
+	return e, 0
+}
+
+// isLive reports whether explain reads this node's kernel: with --live, or when no
+// objects are given to render from.
+func (o *explainOptions) isLive(opts *dryRunOptions) bool {
+	return o.live || (len(opts.files) == 0 && opts.kubeconfig == "")
 }
 
 // explainUsage reports a bad command line as every command does, and returns exit 2.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/explain"
+	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
@@ -23,6 +24,9 @@ type liveKernel interface {
 	Save(ctx context.Context, family v1.IPFamily, backend string) ([]byte, error)
 	// LocalAddrs returns the addresses of the node's interfaces.
 	LocalAddrs() ([]netip.Addr, error)
+	// IPVS returns the node's IPVS table, ipsets and links, and a function that
+	// releases them.
+	IPVS() (explain.IPVSKernel, func(), error)
 }
 
 // hostKernel reads the host (the network namespace switchyard runs in).
@@ -50,6 +54,17 @@ func (hostKernel) Save(ctx context.Context, family v1.IPFamily, backend string) 
 		return nil, err
 	}
 	return ipt.SaveAll(ctx)
+}
+
+// IPVS opens the kernel's IPVS table over netlink; the ipsets are read with the
+// ipset program.
+func (hostKernel) IPVS() (explain.IPVSKernel, func(), error) {
+	handle, err := ipvs.NewIPVS()
+	if err != nil {
+		return explain.IPVSKernel{}, nil, fmt.Errorf("opening the IPVS table (is the ip_vs module loaded?): %w", err)
+	}
+	k := explain.IPVSKernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}}
+	return k, handle.Close, nil
 }
 
 // LocalAddrs lists the addresses on the host's interfaces.
@@ -91,14 +106,9 @@ func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt
 		eo.fallback = func(cause error) (*ruleset.Ruleset, error) { return kubeRulesOnly(family, dump, cause, stderr) }
 	}
 	in := &explain.IPTablesInput{Rules: rs, PodInterface: podInterface(opts), NodeName: opts.nodeName}
-	if len(opts.nodeIPs) > 0 {
-		if in.NodeAddrs, err = parseAddrs("node-ip", opts.nodeIPs); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %v\n", err)
-			return nil, 2
-		}
-	} else if in.NodeAddrs, err = kernel.LocalAddrs(); err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return nil, 1
+	var code int
+	if in.NodeAddrs, code = liveNodeAddrs(opts, kernel, stderr); code != 0 {
+		return nil, code
 	}
 	if in.NodeName == "" {
 		in.NodeName, _ = os.Hostname()
@@ -114,6 +124,25 @@ func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt
 		}
 	}
 	return in, 0
+}
+
+// liveNodeAddrs returns --node-ip, or else the addresses of the node's interfaces.
+// On failure it returns the exit code.
+func liveNodeAddrs(opts *dryRunOptions, kernel liveKernel, stderr io.Writer) ([]netip.Addr, int) {
+	if len(opts.nodeIPs) > 0 {
+		addrs, err := parseAddrs("node-ip", opts.nodeIPs)
+		if err != nil {
+			fmt.Fprintf(stderr, "switchyard: %v\n", err)
+			return nil, 2
+		}
+		return addrs, 0
+	}
+	addrs, err := kernel.LocalAddrs()
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
+		return nil, 1
+	}
+	return addrs, 0
 }
 
 // kubeRulesOnly is the way out when the node's rules include some that switchyard

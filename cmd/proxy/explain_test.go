@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -95,14 +96,14 @@ func TestExplainJSON(t *testing.T) {
 // TestExplainUsage checks bad input is one clear line and exit 2, with no output.
 func TestExplainUsage(t *testing.T) {
 	tests := map[string][]string{
-		"explain needs --src IP and --dst IP:PORT":      {"--dst", "10.96.10.10:80"},
-		`--dst "10.96.10.10": want IP:PORT`:             {"--src", "10.244.1.99", "--dst", "10.96.10.10"},
-		`--proto "icmp": want tcp, udp or sctp`:         {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--proto", "icmp"},
-		`--from "host": want pod, node or outside`:      {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--from", "host"},
-		"are of different IP families":                  {"--src", "fd00::1", "--dst", "10.96.10.10:80"},
-		`-o "yaml": want text or json`:                  {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "-o", "yaml"},
-		"has no IPv6 rules to explain":                  {"--src", "fd00::1", "--dst", "[fd00::2]:80", "--ip-family", "ipv4"},
-		`--mode "ipvs" is not supported by explain yet`: {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--mode", "ipvs"},
+		"explain needs --src IP and --dst IP:PORT": {"--dst", "10.96.10.10:80"},
+		`--dst "10.96.10.10": want IP:PORT`:        {"--src", "10.244.1.99", "--dst", "10.96.10.10"},
+		`--proto "icmp": want tcp, udp or sctp`:    {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--proto", "icmp"},
+		`--from "host": want pod, node or outside`: {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--from", "host"},
+		"are of different IP families":             {"--src", "fd00::1", "--dst", "10.96.10.10:80"},
+		`-o "yaml": want text or json`:             {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "-o", "yaml"},
+		"has no IPv6 rules to explain":             {"--src", "fd00::1", "--dst", "[fd00::2]:80", "--ip-family", "ipv4"},
+		`--mode "nftables": want iptables or ipvs`: {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--mode", "nftables"},
 	}
 	for want, args := range tests {
 		code, stdout, stderr := runExplain(t, args...)
@@ -115,10 +116,19 @@ func TestExplainUsage(t *testing.T) {
 	}
 }
 
-// fakeKernel serves a canned iptables-save dump and address list.
+// fakeKernel serves a canned iptables-save dump and address list, and an IPVS
+// table when ipvs is set.
 type fakeKernel struct {
 	dump  []byte
 	addrs []netip.Addr
+	ipvs  *explain.IPVSKernel
+}
+
+func (k fakeKernel) IPVS() (explain.IPVSKernel, func(), error) {
+	if k.ipvs == nil {
+		return explain.IPVSKernel{}, nil, errors.New("no IPVS in this fake kernel")
+	}
+	return *k.ipvs, func() {}, nil
 }
 
 func (k fakeKernel) Save(context.Context, v1.IPFamily, string) ([]byte, error) { return k.dump, nil }
@@ -178,6 +188,7 @@ func parseExplainFlags(t *testing.T, args []string) (*dryRunOptions, *explainOpt
 	opts.register(fs)
 	var eo explainOptions
 	eo.registerExplain(fs)
+	eo.ipvs = registerIPVSDryRun(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
