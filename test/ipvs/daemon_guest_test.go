@@ -24,6 +24,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	libipvs "github.com/moby/ipvs"
+
+	"github.com/switchyard-io/switchyard/pkg/explain"
 )
 
 // daemon is the switchyard process in the guest.
@@ -304,6 +306,25 @@ func TestGuestDaemon(t *testing.T) {
 	if got := countPods(t, 10, "", web); !cmp.Equal(got, map[string]int{"pod-a": 5, "pod-b": 5}) {
 		t.Errorf("10 connections to %s through rr: %v, want 5 each on pod-a and pod-b", web, got)
 	}
+	// explain --live --mode ipvs reads the kernel the daemon programmed and must agree
+	// with the connections just made: the outside client reaches pod-a and pod-b and is
+	// masqueraded (it is outside the cluster CIDR); pod-c, a pod of the cluster, is not;
+	// a port the Service does not have is refused by KUBE-IPVS-FILTER.
+	// mutation-checked: dropping kube-ipvs0's addresses from explain's local addresses
+	// (pkg/explain ReadIPVSInput) fails the unknown-port check (not-a-service); reading
+	// the ipsets as empty fails the client check (no masquerade predicted).
+	eventually(t, d, 20*time.Second, "explain agrees for the outside client", func() error {
+		return explainAgrees(client, "192.168.100.2", web, explain.FromOutside, []string{"pod-a", "pod-b"})
+	})
+	eventually(t, d, 20*time.Second, "explain agrees for pod-c", func() error {
+		return explainAgrees("pod-c", pods["pod-c"], web, explain.FromPod, []string{"pod-a", "pod-b"})
+	})
+	if _, err := dial("", fmt.Sprintf("%s:%d", webClusterIP, webPort+1), 3*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a port %s does not have: %v, want connection refused", webClusterIP, err)
+	}
+	if err := explainRefuses("192.168.100.2", fmt.Sprintf("%s:%d", webClusterIP, webPort+1), explain.FromOutside, "KUBE-IPVS-FILTER"); err != nil {
+		t.Error(err)
+	}
 	// A process on the node reaches kube-apiserver through default/kubernetes: IPVS
 	// sends 10.96.0.1:443 to 10.250.0.1:6443 out of eth0. The connection's source is the
 	// VIP itself (a local address), so the daemon's KUBE-MARK-MASQ rule for sources
@@ -341,6 +362,9 @@ func TestGuestDaemon(t *testing.T) {
 		}
 		return nil
 	})
+	if err := explainRefuses("192.168.100.2", web, explain.FromOutside, "no real servers"); err != nil {
+		t.Error(err)
+	}
 
 	// The Service deleted: its virtual server and its address go.
 	announce(t, stepDeleteService)
