@@ -12,6 +12,7 @@ package conntrack
 import (
 	"context"
 	"net/netip"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -29,17 +30,25 @@ type Flow struct {
 	ReplySrc netip.AddrPort
 }
 
-// Interface deletes conntrack entries. The netlink implementation is in
-// netlink_linux.go; pkg/conntrack/testing has a fake.
+// Interface deletes stale conntrack entries. The netlink implementation is in
+// netlink_linux.go; pkg/conntrack/testing has a strict fake.
 type Interface interface {
-	// DeleteFlows deletes every entry of the family that match selects, and returns
-	// how many it deleted.
-	DeleteFlows(ctx context.Context, family v1.IPFamily, match func(Flow) bool) (int, error)
+	// DeleteStale deletes every entry of the family that filter matches, and reports
+	// how many it read and deleted. An implementation may read only the entries whose
+	// original destination is one of filter.Frontends(family) (the netlink one asks
+	// the kernel to filter its dump so), but it decides each entry with filter.Match.
+	DeleteStale(ctx context.Context, family v1.IPFamily, filter *StaleUDP) (Result, error)
 }
 
-// frontend is a UDP destination that the proxy translates.
-type frontend struct {
-	addr netip.AddrPort
+// Result says what one DeleteStale call did, for metrics, logs and the figures in
+// docs/reliability.md.
+type Result struct {
+	// Deleted is the number of entries deleted.
+	Deleted int
+	// Read is the number of entries the kernel handed over (after its own filter).
+	Read int
+	// Dumps is the number of table dumps (each one a walk of the kernel's hash table).
+	Dumps int
 }
 
 // StaleUDP is a pure, precomputed filter: it matches UDP flows to a service frontend
@@ -106,6 +115,19 @@ func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP
 		consider(name)
 	}
 	return f
+}
+
+// Frontends lists, sorted, the frontends of family whose entries Match may select:
+// the original destinations an implementation must read.
+func (f *StaleUDP) Frontends(family v1.IPFamily) []netip.AddrPort {
+	var out []netip.AddrPort
+	for fe := range f.allowed {
+		if endpoints.FamilyOf(fe.Addr()) == family {
+			out = append(out, fe)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
 }
 
 // Empty reports whether the filter can match nothing, so the conntrack table need

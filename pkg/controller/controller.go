@@ -66,7 +66,8 @@ type Controller struct {
 	now func() time.Time
 	// onSynced, when set, is told each Provider's sync result; scenario tests read it.
 	onSynced func(family v1.IPFamily, res proxy.Result, err error)
-	// lastSynced is the last snapshot every Provider applied.
+	// lastSynced is the last snapshot every Provider applied and whose stale
+	// conntrack entries were cleaned: the base of the next cleanup.
 	lastSynced *endpoints.Snapshot
 	// noLocal keeps each family's no-local-endpoints counts up to date; only the sync
 	// goroutine uses it.

@@ -250,25 +250,37 @@ func noLocalEndpoints(snap *endpoints.Snapshot, family v1.IPFamily, nodeName str
 
 // cleanConntrack deletes UDP conntrack entries that still point at endpoints which are
 // gone, now that the rules no longer send new flows there. Only the service ports that
-// changed since the last snapshot every Provider applied are checked, whatever other
-// snapshots were taken in between.
+// changed since the last snapshot every Provider applied and cleaned are checked,
+// whatever other snapshots were taken in between; a sync that changed no UDP service
+// does not read the table (kubernetes#129982: reading it all after every sync blocked
+// syncs on busy nodes). A cleanup that failed is retried from the same base at the
+// next sync, so no stale entry is forgotten.
 func (c *Controller) cleanConntrack(ctx context.Context, snap *endpoints.Snapshot, facts node.Facts) {
 	logger := klog.FromContext(ctx)
-	prev := c.lastSynced
-	c.lastSynced = snap
-	filter := conntrack.NewStaleUDP(prev, snap, facts.IPs)
-	if filter.Empty() {
-		return
-	}
+	filter := conntrack.NewStaleUDP(c.lastSynced, snap, facts.IPs)
+	failed := false
 	for _, family := range facts.Families() {
-		n, err := c.conntrack.DeleteFlows(ctx, family, filter.Match)
+		fam := string(family)
+		start := time.Now()
+		var res conntrack.Result
+		var err error
+		if !filter.Empty() {
+			res, err = c.conntrack.DeleteStale(ctx, family, filter)
+		}
+		elapsed := time.Since(start)
+		c.metrics.ConntrackCleanup.WithLabelValues(fam).Observe(elapsed.Seconds())
+		c.metrics.ConntrackDeleted.WithLabelValues(fam).Add(float64(res.Deleted))
+		c.metrics.ConntrackRead.WithLabelValues(fam).Add(float64(res.Read))
 		if err != nil {
-			logger.Error(err, "Deleting stale UDP conntrack entries", "family", family)
+			failed = true
+			logger.Error(err, "Deleting stale UDP conntrack entries", "family", family, "deleted", res.Deleted, "elapsed", elapsed)
 			continue
 		}
-		c.metrics.ConntrackEntriesDeleted.Add(float64(n))
-		if n > 0 {
-			logger.V(2).Info("Deleted stale UDP conntrack entries", "family", family, "count", n)
+		if res.Dumps > 0 {
+			logger.V(2).Info("Deleted stale UDP conntrack entries", "family", family, "deleted", res.Deleted, "read", res.Read, "dumps", res.Dumps, "elapsed", elapsed)
 		}
+	}
+	if !failed {
+		c.lastSynced = snap
 	}
 }

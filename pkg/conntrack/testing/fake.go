@@ -3,6 +3,7 @@ package testing
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -13,7 +14,7 @@ import (
 )
 
 // Fake is an in-memory conntrack table. It is safe for concurrent use, and its zero
-// value is an empty table. FailNext("DeleteFlows", err) makes the next DeleteFlows
+// value is an empty table. FailNext("DeleteStale", err) makes the next DeleteStale
 // fail with err, deleting nothing.
 type Fake struct {
 	mu     sync.Mutex
@@ -23,7 +24,7 @@ type Fake struct {
 	faults *fault.Injector
 }
 
-// Scans returns how many times the table was read (DeleteFlows calls): a sync whose
+// Scans returns how many times the table was read (DeleteStale calls): a sync whose
 // changes touch no UDP service must not read it at all.
 func (f *Fake) Scans() int {
 	f.mu.Lock()
@@ -31,14 +32,14 @@ func (f *Fake) Scans() int {
 	return f.scans
 }
 
-// FailNext makes the next call of op (only "DeleteFlows") fail with err.
+// FailNext makes the next call of op (only "DeleteStale") fail with err.
 func (f *Fake) FailNext(op string, err error) { f.injector().FailNext(op, err) }
 
 // Take is called by each operation; see fault.Injector.Take.
 func (f *Fake) Take(op string) error { return f.injector().Take(op) }
 
 func (f *Fake) injector() *fault.Injector {
-	f.once.Do(func() { f.faults = fault.New("DeleteFlows") })
+	f.once.Do(func() { f.faults = fault.New("DeleteStale") })
 	return f.faults
 }
 
@@ -58,26 +59,38 @@ func (f *Fake) Flows() []conntrack.Flow {
 	return append([]conntrack.Flow(nil), f.flows...)
 }
 
-// DeleteFlows implements conntrack.Interface.
-func (f *Fake) DeleteFlows(ctx context.Context, family v1.IPFamily, match func(conntrack.Flow) bool) (int, error) {
+// DeleteStale implements conntrack.Interface. Like the kernel's filtered dump, it
+// reads only the entries of family whose original destination is one of
+// filter.Frontends(family), and deletes those filter.Match selects.
+func (f *Fake) DeleteStale(ctx context.Context, family v1.IPFamily, filter *conntrack.StaleUDP) (conntrack.Result, error) {
+	var res conntrack.Result
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return res, err
 	}
-	if err := f.Take("DeleteFlows"); err != nil {
-		return 0, err
+	if err := f.Take("DeleteStale"); err != nil {
+		return res, err
+	}
+	frontends := map[netip.AddrPort]bool{}
+	for _, fe := range filter.Frontends(family) {
+		frontends[fe] = true
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scans++
+	res.Dumps = 1
 	kept := f.flows[:0]
-	deleted := 0
 	for _, fl := range f.flows {
-		if endpoints.FamilyOf(fl.OrigDst.Addr()) == family && match(fl) {
-			deleted++
+		if endpoints.FamilyOf(fl.OrigDst.Addr()) != family || !frontends[fl.OrigDst] {
+			kept = append(kept, fl)
+			continue
+		}
+		res.Read++
+		if filter.Match(fl) {
+			res.Deleted++
 			continue
 		}
 		kept = append(kept, fl)
 	}
 	f.flows = kept
-	return deleted, nil
+	return res, nil
 }
