@@ -132,10 +132,8 @@ func (s *suite) testMetricsMatchKubeProxy(t *testing.T) {
 	// The other direction: every kubeproxy_* family kube-proxy exports exists in
 	// Switchyard too, but for these, listed on purpose (README, "Health and metrics").
 	notExported := map[string]string{
-		"kubeproxy_conntrack_reconciler_deleted_entries_total": "Switchyard deletes stale UDP entries after each sync (switchyard_conntrack_entries_deleted_total), with no periodic reconciler",
-		"kubeproxy_conntrack_reconciler_sync_duration_seconds": "likewise",
-		"kubeproxy_proxy_healthz_total":                        "not exported",
-		"kubeproxy_proxy_livez_total":                          "not exported",
+		"kubeproxy_proxy_healthz_total": "not exported",
+		"kubeproxy_proxy_livez_total":   "not exported",
 	}
 	for _, name := range slices.Sorted(maps.Keys(kpAfter)) {
 		if _, listed := notExported[name]; strings.HasPrefix(name, "kubeproxy_") && syAfter[name] == nil && !listed {
