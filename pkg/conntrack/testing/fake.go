@@ -35,6 +35,9 @@ func (f *Fake) Scans() int {
 // FailNext makes the next call of op (only "DeleteStale") fail with err.
 func (f *Fake) FailNext(op string, err error) { f.injector().FailNext(op, err) }
 
+// Pending returns how many injected failures of op are still to come.
+func (f *Fake) Pending(op string) int { return f.injector().Pending(op) }
+
 // Take is called by each operation; see fault.Injector.Take.
 func (f *Fake) Take(op string) error { return f.injector().Take(op) }
 
