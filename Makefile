@@ -42,3 +42,7 @@ bench-sync: ## Rule-sync latency vs kube-proxy on the testbed, quick pass at 1k 
 
 bench-full: ## Rule-sync latency vs kube-proxy at every scale up to 50k services (root, about an hour).
 	hack/bench-full.sh
+
+.PHONY: bench-conntrack
+bench-conntrack: ## Stale UDP conntrack cleanup: time and memory at up to 250k entries, before and after (root, a few minutes).
+	hack/bench-conntrack.sh

@@ -11,6 +11,7 @@ package conntrack
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -58,6 +59,8 @@ type StaleUDP struct {
 	// empty set (deleted service, no endpoints) matches every flow to it that was
 	// translated.
 	allowed map[netip.AddrPort]map[netip.AddrPort]struct{}
+	// nodePorts are the frontends in allowed that are a node address and node port.
+	nodePorts map[netip.AddrPort]struct{}
 }
 
 // NewStaleUDP builds the filter for a sync from prev (the snapshot last applied, nil at
@@ -65,8 +68,13 @@ type StaleUDP struct {
 // (next.ChangedSince(prev)) are considered, however many snapshots were taken in
 // between; when that is unknown, and at start, all UDP service ports are.
 func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP {
-	f := &StaleUDP{allowed: map[netip.AddrPort]map[netip.AddrPort]struct{}{}}
+	f := &StaleUDP{allowed: map[netip.AddrPort]map[netip.AddrPort]struct{}{}, nodePorts: map[netip.AddrPort]struct{}{}}
 	add := func(port *endpoints.ServicePort, eps []*endpoints.Endpoint) {
+		if port.NodePort != 0 {
+			for _, ip := range nodeIPs {
+				f.nodePorts[netip.AddrPortFrom(ip, uint16(port.NodePort))] = struct{}{}
+			}
+		}
 		serving := map[netip.AddrPort]struct{}{}
 		for _, ep := range eps {
 			if ep.Ready || ep.Serving {
@@ -127,6 +135,48 @@ func (f *StaleUDP) Frontends(family v1.IPFamily) []netip.AddrPort {
 		}
 	}
 	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
+}
+
+// Dump says which entries one kernel-filtered dump reads: UDP entries whose original
+// destination is Addr:Port, or any address on Port when Addr is the zero Addr.
+type Dump struct {
+	// Addr is the destination address, or the zero Addr for any.
+	Addr netip.Addr
+	// Port is the destination port.
+	Port uint16
+}
+
+// String returns "addr:port", "*:port", or "*" for every UDP entry.
+func (d Dump) String() string {
+	switch {
+	case d.Addr.IsValid():
+		return netip.AddrPortFrom(d.Addr, d.Port).String()
+	case d.Port != 0:
+		return fmt.Sprintf("*:%d", d.Port)
+	}
+	return "*"
+}
+
+// Dumps lists, in the order of Frontends, dumps of family that together read every entry Match may
+// select: one per service address and port, and one per node port whatever the node
+// address, since a node port is reached on each of the node's addresses and ports in
+// the node-port range carry little else. Each dump is a walk of the kernel's whole
+// hash table, so the fewer the better; service ports are not grouped the same way,
+// because a port such as 53 carries every DNS flow of the node.
+func (f *StaleUDP) Dumps(family v1.IPFamily) []Dump {
+	seen := map[Dump]struct{}{}
+	var out []Dump
+	for _, fe := range f.Frontends(family) {
+		d := Dump{Addr: fe.Addr(), Port: fe.Port()}
+		if _, nodePort := f.nodePorts[fe]; nodePort {
+			d.Addr = netip.Addr{}
+		}
+		if _, dup := seen[d]; !dup {
+			seen[d] = struct{}{}
+			out = append(out, d)
+		}
+	}
 	return out
 }
 

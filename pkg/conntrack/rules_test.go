@@ -200,3 +200,22 @@ func TestFrontends(t *testing.T) {
 		t.Errorf("Frontends without any UDP port = %v", got)
 	}
 }
+
+// TestDumps checks how a cleanup groups frontends into kernel walks: one per service
+// address and port, one per node port whatever the node address.
+// mutation-checked: not grouping node ports (Addr kept) fails this.
+func TestDumps(t *testing.T) {
+	port := dnsPort(func(p *endpoints.ServicePort) {
+		p.ExternalIPs = []netip.Addr{netip.MustParseAddr("203.0.113.10")}
+		p.NodePort = 30053
+	})
+	nodeIPs := []netip.Addr{netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("192.168.1.2")}
+	f := NewStaleUDP(snap(1, port, dnsEndpoint("10.180.0.1:53", nil)), snap(2, port), nodeIPs)
+	var got []string
+	for _, d := range f.Dumps(v1.IPv4Protocol) {
+		got = append(got, d.String())
+	}
+	if diff := cmp.Diff([]string{"172.30.0.10:53", "*:30053", "203.0.113.10:53"}, got); diff != "" {
+		t.Errorf("Dumps (-want +got):\n%s", diff)
+	}
+}

@@ -127,17 +127,18 @@ func TestDumpRequestFilter(t *testing.T) {
 	tests := []struct {
 		name      string
 		family    uint8
-		frontend  netip.AddrPort
+		dump      Dump
 		wantFlags uint32
 		wantDst   netip.AddrPort
 	}{
-		{"frontend", unix.AF_INET, netip.MustParseAddrPort("172.30.0.10:53"), filterFlagProtoNum | filterFlagIPDst | filterFlagProtoDst, netip.MustParseAddrPort("172.30.0.10:53")},
-		{"IPv6 frontend", unix.AF_INET6, netip.MustParseAddrPort("[fd00:30::10]:53"), filterFlagProtoNum | filterFlagIPDst | filterFlagProtoDst, netip.MustParseAddrPort("[fd00:30::10]:53")},
-		{"protocol only", unix.AF_INET, noFrontend, filterFlagProtoNum, netip.AddrPort{}},
+		{"frontend", unix.AF_INET, Dump{netip.MustParseAddr("172.30.0.10"), 53}, filterFlagProtoNum | filterFlagIPDst | filterFlagProtoDst, netip.MustParseAddrPort("172.30.0.10:53")},
+		{"IPv6 frontend: port only", unix.AF_INET6, Dump{netip.MustParseAddr("fd00:30::10"), 53}, filterFlagProtoNum | filterFlagProtoDst, netip.AddrPort{}},
+		{"node port", unix.AF_INET, Dump{Port: 30053}, filterFlagProtoNum | filterFlagProtoDst, netip.AddrPort{}},
+		{"protocol only", unix.AF_INET, Dump{}, filterFlagProtoNum, netip.AddrPort{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hdr, body, _, err := nextMessage(dumpRequest(tt.family, unix.IPPROTO_UDP, tt.frontend))
+			hdr, body, _, err := nextMessage(dumpRequest(tt.family, unix.IPPROTO_UDP, tt.dump))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -27,14 +27,14 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 )
 
-// IP plan. Node 192.168.0.2. The UDP service "dns" 172.30.0.10:53 (node port 30053)
+// IP plan. Node 192.168.0.2 and 192.168.1.2. The UDP service "dns" 172.30.0.10:53 (node port 30053)
 // loses endpoint 10.180.0.1:53 and keeps 10.180.0.2:53. The unchanged UDP service
 // "other" 172.30.0.11:53 has endpoint 10.180.0.3:53. The bulk of the table is UDP
 // flows from clients in 10.1.0.0/16 to 1000 frontends in 172.30.128.0/22 that are
 // not in the snapshot, translated to 10.181.0.0/22: a busy node's other traffic.
 
 var (
-	nodeIP    = netip.MustParseAddr("192.168.0.2")
+	nodeIPs   = []netip.Addr{netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("192.168.1.2")}
 	dnsName   = endpoints.ServicePortName{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "dns"}, Port: "dns", Protocol: v1.ProtocolUDP}
 	otherName = endpoints.ServicePortName{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "other"}, Port: "dns", Protocol: v1.ProtocolUDP}
 )
@@ -66,6 +66,7 @@ func specialFlows() []flow {
 	add(64, unix.IPPROTO_UDP, "172.30.0.10:53", "10.180.0.2:53", false, true)     // to the kept endpoint
 	add(32, unix.IPPROTO_UDP, "192.168.0.2:30053", "10.180.0.1:53", true, true)   // node port, removed endpoint
 	add(32, unix.IPPROTO_UDP, "192.168.0.2:30053", "10.180.0.2:53", false, true)  // node port, kept endpoint
+	add(8, unix.IPPROTO_UDP, "192.168.1.2:30053", "10.180.0.1:53", true, true)    // node port on the second node address
 	add(8, unix.IPPROTO_UDP, "172.30.0.10:53", "", true, true)                    // untranslated, from before the endpoints
 	add(8, unix.IPPROTO_TCP, "172.30.0.10:53", "10.180.0.1:53", false, false)     // TCP is never touched
 	add(8, unix.IPPROTO_UDP, "172.30.0.10:5353", "10.180.0.1:5353", false, false) // another port of the address
@@ -124,14 +125,15 @@ func entriesFromEnv(t *testing.T) int {
 // TestCleanupDeletesExactlyTheStaleEntries fills a namespace's conntrack table, runs
 // the cleanup of a one-endpoint change of a UDP service, and checks that exactly the
 // stale entries went and every other stayed — with the kernel filtering the dump to
-// the service's two frontends (two dumps, 200 entries read, however large the table),
+// the service's cluster IP and node port (two dumps, 208 entries read, however large
+// the table),
 // and again with the fallback of one dump filtered on UDP alone. With
 // SWITCHYARD_CONNTRACK_BASELINE=1 it also runs the implementation before the change
 // (netlink.ConntrackDeleteFilters over the whole table); both print their time and
 // memory (docs/reliability.md, "Conntrack cleanup").
 //
 // mutation-checked: sending the CTA_FILTER flags without filterFlagProtoDst makes
-// Read 216 instead of 200 (the flows to 172.30.0.10:5353 and 192.168.0.2:30054 come
+// Read 224 instead of 208 (the flows to 172.30.0.10:5353 and 192.168.0.2:30054 come
 // up) and fails; reading the reply tuple's destination instead of its source in
 // parseEntry deletes the kept endpoint's 96 entries and fails. (Dropping the CTA_ID
 // from deletes is caught by TestDeleteRoundTrip, not here: nothing recreates an
@@ -144,7 +146,7 @@ func TestCleanupDeletesExactlyTheStaleEntries(t *testing.T) {
 	insert(t, ns, n, special)
 
 	prev, next := snapshots()
-	filter := conntrack.NewStaleUDP(prev, next, []netip.Addr{nodeIP})
+	filter := conntrack.NewStaleUDP(prev, next, nodeIPs)
 	wantStale, wantRead := 0, 0
 	for _, f := range special {
 		if f.stale {
@@ -308,8 +310,12 @@ func create(t *testing.T, ns *namespace, flows []flow) {
 	}
 	defer h.Close()
 	for _, f := range flows {
+		family := netlink.InetFamily(netlink.FAMILY_V4)
+		if f.src.Addr().Is6() {
+			family = netlink.FAMILY_V6
+		}
 		ct := &netlink.ConntrackFlow{
-			FamilyType: netlink.FAMILY_V4,
+			FamilyType: uint8(family),
 			Forward:    netlink.IPTuple{Protocol: f.proto, SrcIP: ip(f.src), DstIP: ip(f.dst), SrcPort: f.src.Port(), DstPort: f.dst.Port()},
 			Reverse:    netlink.IPTuple{Protocol: f.proto, SrcIP: ip(f.ep), DstIP: ip(f.src), SrcPort: f.ep.Port(), DstPort: f.src.Port()},
 			TimeOut:    1200,
@@ -317,7 +323,7 @@ func create(t *testing.T, ns *namespace, flows []flow) {
 		if f.proto == unix.IPPROTO_TCP {
 			ct.ProtoInfo = &netlink.ProtoInfoTCP{State: 3} // ESTABLISHED
 		}
-		if err := h.ConntrackCreate(netlink.ConntrackTable, netlink.FAMILY_V4, ct); err != nil {
+		if err := h.ConntrackCreate(netlink.ConntrackTable, family, ct); err != nil {
 			t.Fatalf("creating %+v: %v", f, err)
 		}
 	}
@@ -361,5 +367,74 @@ func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a network namespace and writes its conntrack table (sudo make e2e)")
+	}
+}
+
+// TestCleanupIPv6 checks an IPv6 cleanup: the kernel filter and the deletes with
+// 16-byte addresses, and that the IPv4 table is left alone.
+func TestCleanupIPv6(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t)
+	var flows []flow
+	add := func(n int, src, dst, ep string, stale bool) {
+		for i := 0; i < n; i++ {
+			s := netip.MustParseAddrPort(src)
+			s = netip.AddrPortFrom(s.Addr(), s.Port()+uint16(i))
+			flows = append(flows, flow{proto: unix.IPPROTO_UDP, src: s, dst: netip.MustParseAddrPort(dst), ep: netip.MustParseAddrPort(ep), stale: stale})
+		}
+	}
+	add(4, "[fd00:1::1]:40000", "[fd00:30::10]:53", "[fd00:180::1]:53", true)
+	add(4, "[fd00:1::1]:41000", "[fd00:30::10]:53", "[fd00:180::2]:53", false)
+	add(2, "[fd00:1::1]:42000", "[fd00:30::10]:5353", "[fd00:180::1]:5353", false)
+	add(4, "10.1.0.1:40000", "172.30.0.10:53", "10.180.0.1:53", false) // IPv4: another family's cleanup
+	create(t, ns, flows)
+
+	v6 := func(s string) []netip.Addr { return []netip.Addr{netip.MustParseAddr(s)} }
+	mk := func(gen uint64, eps ...string) *endpoints.Snapshot {
+		s := &endpoints.Snapshot{
+			Services:   map[endpoints.ServicePortName]*endpoints.ServicePort{dnsName: {Name: dnsName, Port: 53, ClusterIPs: append(v6("fd00:30::10"), netip.MustParseAddr("172.30.0.10"))}},
+			Endpoints:  map[endpoints.ServicePortName][]*endpoints.Endpoint{},
+			Changed:    map[endpoints.ServicePortName]struct{}{dnsName: {}},
+			Generation: gen,
+		}
+		for _, e := range eps {
+			a := netip.MustParseAddrPort(e)
+			s.Endpoints[dnsName] = append(s.Endpoints[dnsName], &endpoints.Endpoint{IP: a.Addr(), Port: int32(a.Port()), Ready: true, Serving: true})
+		}
+		return s
+	}
+	filter := conntrack.NewStaleUDP(mk(1, "[fd00:180::1]:53", "[fd00:180::2]:53"), mk(2, "[fd00:180::2]:53"), nil)
+	res, err := conntrack.Netlink{NetNS: ns.path}.DeleteStale(context.Background(), v1.IPv6Protocol, filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (conntrack.Result{Deleted: 4, Read: 8, Dumps: 1}); res != want {
+		t.Errorf("DeleteStale = %+v, want %+v", res, want)
+	}
+	h, err := netlink.NewHandleAt(ns.handle, unix.NETLINK_NETFILTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var left []string
+	for _, family := range []netlink.InetFamily{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		list, err := h.ConntrackTableList(netlink.ConntrackTable, family)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range list {
+			left = append(left, fmt.Sprintf("%s:%d<%s", f.Forward.SrcIP, f.Forward.SrcPort, f.Reverse.SrcIP))
+		}
+	}
+	var want []string
+	for _, f := range flows {
+		if !f.stale {
+			want = append(want, fmt.Sprintf("%s:%d<%s", f.src.Addr(), f.src.Port(), f.ep.Addr()))
+		}
+	}
+	slices.Sort(left)
+	slices.Sort(want)
+	if !slices.Equal(left, want) {
+		t.Errorf("left:\n%s\nwant:\n%s", strings.Join(left, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -3,7 +3,6 @@ package testing
 
 import (
 	"context"
-	"net/netip"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -62,9 +61,9 @@ func (f *Fake) Flows() []conntrack.Flow {
 	return append([]conntrack.Flow(nil), f.flows...)
 }
 
-// DeleteStale implements conntrack.Interface. Like the kernel's filtered dump, it
-// reads only the entries of family whose original destination is one of
-// filter.Frontends(family), and deletes those filter.Match selects.
+// DeleteStale implements conntrack.Interface. Like the kernel's filtered dumps, it
+// reads only the entries of family that one of filter.Dumps(family) selects, and
+// deletes those filter.Match selects.
 func (f *Fake) DeleteStale(ctx context.Context, family v1.IPFamily, filter *conntrack.StaleUDP) (conntrack.Result, error) {
 	var res conntrack.Result
 	if err := ctx.Err(); err != nil {
@@ -73,17 +72,25 @@ func (f *Fake) DeleteStale(ctx context.Context, family v1.IPFamily, filter *conn
 	if err := f.Take("DeleteStale"); err != nil {
 		return res, err
 	}
-	frontends := map[netip.AddrPort]bool{}
-	for _, fe := range filter.Frontends(family) {
-		frontends[fe] = true
+	dumps := filter.Dumps(family)
+	read := func(fl conntrack.Flow) bool {
+		if fl.Protocol != v1.ProtocolUDP || endpoints.FamilyOf(fl.OrigDst.Addr()) != family {
+			return false
+		}
+		for _, d := range dumps {
+			if d.Port == fl.OrigDst.Port() && (!d.Addr.IsValid() || d.Addr == fl.OrigDst.Addr()) {
+				return true
+			}
+		}
+		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scans++
-	res.Dumps = 1
+	res.Dumps = len(dumps)
 	kept := f.flows[:0]
 	for _, fl := range f.flows {
-		if endpoints.FamilyOf(fl.OrigDst.Addr()) != family || !frontends[fl.OrigDst] {
+		if !read(fl) {
 			kept = append(kept, fl)
 			continue
 		}

@@ -51,15 +51,16 @@ func TestFakeFailNext(t *testing.T) {
 	}
 }
 
-// TestFakeReadsOnlyFrontends checks that the fake, like the kernel's filtered dump,
-// reads only entries to the filter's frontends of the family asked.
+// TestFakeReadsOnlyFrontends checks that the fake, like the kernel's filtered dumps,
+// reads only UDP entries to the filter's frontends of the family asked.
 func TestFakeReadsOnlyFrontends(t *testing.T) {
 	var f Fake
 	toService := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("172.30.0.10:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.1:53")}
 	elsewhere := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("8.8.8.8:53"), ReplySrc: netip.MustParseAddrPort("8.8.8.8:53")}
-	f.Add(toService, elsewhere, elsewhere)
-	if res, err := f.DeleteStale(context.Background(), v1.IPv6Protocol, noEndpoints()); err != nil || res != (conntrack.Result{Dumps: 1}) {
-		t.Errorf("IPv6 DeleteStale = %+v, %v; want one dump reading nothing", res, err)
+	tcp := conntrack.Flow{Protocol: v1.ProtocolTCP, OrigDst: netip.MustParseAddrPort("172.30.0.10:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.1:53")}
+	f.Add(toService, elsewhere, elsewhere, tcp)
+	if res, err := f.DeleteStale(context.Background(), v1.IPv6Protocol, noEndpoints()); err != nil || res != (conntrack.Result{}) {
+		t.Errorf("IPv6 DeleteStale = %+v, %v; want no dump", res, err)
 	}
 	res, err := f.DeleteStale(context.Background(), v1.IPv4Protocol, noEndpoints())
 	if err != nil {
@@ -68,7 +69,7 @@ func TestFakeReadsOnlyFrontends(t *testing.T) {
 	if diff := cmp.Diff(conntrack.Result{Deleted: 1, Read: 1, Dumps: 1}, res); diff != "" {
 		t.Errorf("IPv4 DeleteStale (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]conntrack.Flow{elsewhere, elsewhere}, f.Flows(), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+	if diff := cmp.Diff([]conntrack.Flow{elsewhere, elsewhere, tcp}, f.Flows(), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
 		t.Errorf("flows left (-want +got):\n%s", diff)
 	}
 }
