@@ -67,8 +67,11 @@ type Controller struct {
 	// onSynced, when set, is told each Provider's sync result; scenario tests read it.
 	onSynced func(family v1.IPFamily, res proxy.Result, err error)
 	// lastSynced is the last snapshot every Provider applied and whose stale
-	// conntrack entries were cleaned: the base of the next cleanup.
+	// conntrack entries were cleaned: the base of the next cleanup. Only the
+	// cleaner's worker uses it.
 	lastSynced *endpoints.Snapshot
+	// cleaner runs the conntrack cleanup off the sync loop.
+	cleaner conntrackCleaner
 	// noLocal keeps each family's no-local-endpoints counts up to date; only the sync
 	// goroutine uses it.
 	noLocal map[v1.IPFamily]*noLocalCounts
@@ -157,6 +160,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.nodeState = state
+	defer c.waitConntrack() // a running cleanup is bounded, and stops early once ctx is done
 	stopDumps := c.startStateDumps(ctx)
 	defer stopDumps()
 	c.setUpNFAcct(ctx)

@@ -126,11 +126,11 @@ func (c *Controller) setPending() {
 }
 
 // afterSync does what follows a sync that every Provider applied: health, stale UDP
-// flows, health-check ports.
+// flows (in the background, see conntrackCleaner), health-check ports.
 func (c *Controller) afterSync(ctx context.Context, start time.Time, snap *endpoints.Snapshot, facts node.Facts) {
 	logger := klog.FromContext(ctx)
 	c.health.Updated(start)
-	c.cleanConntrack(ctx, snap, facts)
+	c.requestCleanup(ctx, snap, facts)
 	ports, ready := healthChecks(snap, facts.Name)
 	if err := c.services.Sync(ports, ready); err != nil {
 		logger.Error(err, "Some health-check node ports could not be served")
@@ -254,7 +254,8 @@ func noLocalEndpoints(snap *endpoints.Snapshot, family v1.IPFamily, nodeName str
 // whatever other snapshots were taken in between; a sync that changed no UDP service
 // does not read the table (kubernetes#129982: reading it all after every sync blocked
 // syncs on busy nodes). A cleanup that failed is retried from the same base at the
-// next sync, so no stale entry is forgotten.
+// next sync, so no stale entry is forgotten. Only the conntrackCleaner's worker calls
+// it, one at a time.
 func (c *Controller) cleanConntrack(ctx context.Context, snap *endpoints.Snapshot, facts node.Facts) {
 	logger := klog.FromContext(ctx)
 	filter := conntrack.NewStaleUDP(c.lastSynced, snap, facts.IPs)
