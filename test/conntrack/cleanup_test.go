@@ -6,6 +6,7 @@ package conntrack
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -109,8 +110,19 @@ func snapshots() (prev, next *endpoints.Snapshot) {
 	return make(1, "10.180.0.1:53", "10.180.0.2:53"), make(2, "10.180.0.2:53")
 }
 
-// entriesFromEnv is the table size: SWITCHYARD_CONNTRACK_ENTRIES, or a CI-sized 20,000.
+// Flags for runs in the QEMU guest (test/vm/cmd/vmexec passes arguments, not the
+// environment): the same as SWITCHYARD_CONNTRACK_ENTRIES and _BASELINE.
+var (
+	entriesFlag  = flag.Int("conntrack.entries", 0, "conntrack entries to insert (default: SWITCHYARD_CONNTRACK_ENTRIES, or 20000)")
+	baselineFlag = flag.Bool("conntrack.baseline", false, "also run the implementation before the bounded cleanup")
+)
+
+// entriesFromEnv is the table size: -conntrack.entries, SWITCHYARD_CONNTRACK_ENTRIES,
+// or a CI-sized 20,000.
 func entriesFromEnv(t *testing.T) int {
+	if *entriesFlag > 0 {
+		return *entriesFlag
+	}
 	s := os.Getenv("SWITCHYARD_CONNTRACK_ENTRIES")
 	if s == "" {
 		return 20000
@@ -190,7 +202,7 @@ func TestCleanupDeletesExactlyTheStaleEntries(t *testing.T) {
 		})
 	}
 
-	if os.Getenv("SWITCHYARD_CONNTRACK_BASELINE") != "" {
+	if os.Getenv("SWITCHYARD_CONNTRACK_BASELINE") != "" || *baselineFlag {
 		t.Run("baseline: whole table through ConntrackDeleteFilters", func(t *testing.T) {
 			h, err := netlink.NewHandleAt(ns.handle, unix.NETLINK_NETFILTER)
 			if err != nil {
@@ -283,7 +295,15 @@ func insert(t *testing.T, ns *namespace, n int, special []flow) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := strconv.Atoi(strings.TrimSpace(string(max))); m < n {
+	if m, _ := strconv.Atoi(strings.TrimSpace(string(max))); m < n && os.Getenv("SWITCHYARD_VM_GUEST") == "1" {
+		// In the throwaway QEMU guest (test/vm) the kernel is the test's own: raise
+		// the maximum, and the hash size to a quarter of it as kube-proxy does.
+		for file, value := range map[string]int{"/proc/sys/net/netfilter/nf_conntrack_max": n + 10000, "/sys/module/nf_conntrack/parameters/hashsize": (n + 10000) / 4} {
+			if err := os.WriteFile(file, []byte(strconv.Itoa(value)), 0o644); err != nil {
+				t.Fatalf("guest: %v", err)
+			}
+		}
+	} else if m < n {
 		// nf_conntrack_max is the host's, read-only in a namespace: this test must
 		// not raise it.
 		t.Fatalf("%d entries asked, but nf_conntrack_max is %d on this host (read-only in a namespace)", n, m)
