@@ -6,6 +6,7 @@ package conntrack
 
 import (
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
@@ -17,8 +18,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
@@ -155,7 +158,9 @@ func TestCleanupDeletesExactlyTheStaleEntries(t *testing.T) {
 	n := entriesFromEnv(t)
 	ns := newNetns(t)
 	special := specialFlows()
+	start := time.Now()
 	insert(t, ns, n, special)
+	t.Logf("inserted %d entries in %v", n, time.Since(start).Round(time.Millisecond))
 
 	prev, next := snapshots()
 	filter := conntrack.NewStaleUDP(prev, next, nodeIPs)
@@ -320,33 +325,79 @@ func insert(t *testing.T, ns *namespace, n int, special []flow) {
 	create(t, ns, bulk)
 }
 
-// create inserts flows with vishvananda/netlink (an implementation independent of
-// the one under test), each with a 20-minute timeout.
+// create inserts flows with vishvananda/netlink's encoder (independent of the one
+// under test), each with a 20-minute timeout, many requests per send: under the QEMU
+// guest's emulation one request per round trip would take most of an hour at 1M.
 func create(t *testing.T, ns *namespace, flows []flow) {
 	t.Helper()
-	h, err := netlink.NewHandleAt(ns.handle, unix.NETLINK_NETFILTER)
+	sock, err := nl.GetNetlinkSocketAt(ns.handle, netns.None(), unix.NETLINK_NETFILTER)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	for _, f := range flows {
-		family := netlink.InetFamily(netlink.FAMILY_V4)
-		if f.src.Addr().Is6() {
-			family = netlink.FAMILY_V6
+	defer sock.Close()
+	const batch = 256
+	for len(flows) > 0 {
+		n := min(batch, len(flows))
+		var msgs []byte
+		for _, f := range flows[:n] {
+			msgs = append(msgs, newRequest(f).Serialize()...)
 		}
-		ct := &netlink.ConntrackFlow{
-			FamilyType: uint8(family),
-			Forward:    netlink.IPTuple{Protocol: f.proto, SrcIP: ip(f.src), DstIP: ip(f.dst), SrcPort: f.src.Port(), DstPort: f.dst.Port()},
-			Reverse:    netlink.IPTuple{Protocol: f.proto, SrcIP: ip(f.ep), DstIP: ip(f.src), SrcPort: f.ep.Port(), DstPort: f.src.Port()},
-			TimeOut:    1200,
+		if err := unix.Sendto(sock.GetFd(), msgs, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			t.Fatalf("sending %d conntrack creates: %v", n, err)
 		}
-		if f.proto == unix.IPPROTO_TCP {
-			ct.ProtoInfo = &netlink.ProtoInfoTCP{State: 3} // ESTABLISHED
+		for acks := 0; acks < n; {
+			replies, _, err := sock.Receive()
+			if err != nil {
+				t.Fatalf("reading conntrack create acknowledgements: %v", err)
+			}
+			for _, m := range replies {
+				if m.Header.Type != unix.NLMSG_ERROR {
+					continue
+				}
+				acks++
+				if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
+					t.Fatalf("creating a conntrack entry: %v", unix.Errno(-code))
+				}
+			}
 		}
-		if err := h.ConntrackCreate(netlink.ConntrackTable, family, ct); err != nil {
-			t.Fatalf("creating %+v: %v", f, err)
-		}
+		flows = flows[n:]
 	}
+}
+
+// newRequest builds the IPCTNL_MSG_CT_NEW request of one flow.
+func newRequest(f flow) *nl.NetlinkRequest {
+	family := uint8(unix.AF_INET)
+	if f.src.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	req := nl.NewNetlinkRequest(int(netlink.ConntrackTable)<<8|nl.IPCTNL_MSG_CT_NEW, unix.NLM_F_CREATE|unix.NLM_F_ACK)
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: family, Version: nl.NFNETLINK_V0})
+	req.AddData(tupleAttr(nl.CTA_TUPLE_ORIG, f.proto, f.src, f.dst))
+	req.AddData(tupleAttr(nl.CTA_TUPLE_REPLY, f.proto, f.ep, f.src))
+	req.AddData(nl.NewRtAttr(nl.CTA_TIMEOUT, nl.BEUint32Attr(1200)))
+	if f.proto == unix.IPPROTO_TCP {
+		info := nl.NewRtAttr(unix.NLA_F_NESTED|nl.CTA_PROTOINFO, nil)
+		tcp := nl.NewRtAttrChild(info, unix.NLA_F_NESTED|nl.CTA_PROTOINFO_TCP, nil)
+		nl.NewRtAttrChild(tcp, nl.CTA_PROTOINFO_TCP_STATE, []byte{nl.TCP_CONNTRACK_ESTABLISHED})
+		req.AddData(info)
+	}
+	return req
+}
+
+func tupleAttr(typ int, proto uint8, src, dst netip.AddrPort) *nl.RtAttr {
+	t := nl.NewRtAttr(unix.NLA_F_NESTED|typ, nil)
+	ip := nl.NewRtAttrChild(t, unix.NLA_F_NESTED|nl.CTA_TUPLE_IP, nil)
+	srcType, dstType := nl.CTA_IP_V4_SRC, nl.CTA_IP_V4_DST
+	if src.Addr().Is6() {
+		srcType, dstType = nl.CTA_IP_V6_SRC, nl.CTA_IP_V6_DST
+	}
+	nl.NewRtAttrChild(ip, srcType, src.Addr().AsSlice())
+	nl.NewRtAttrChild(ip, dstType, dst.Addr().AsSlice())
+	p := nl.NewRtAttrChild(t, unix.NLA_F_NESTED|nl.CTA_TUPLE_PROTO, nil)
+	nl.NewRtAttrChild(p, nl.CTA_PROTO_NUM, []byte{proto})
+	nl.NewRtAttrChild(p, nl.CTA_PROTO_SRC_PORT, nl.BEUint16Attr(src.Port()))
+	nl.NewRtAttrChild(p, nl.CTA_PROTO_DST_PORT, nl.BEUint16Attr(dst.Port()))
+	return t
 }
 
 func ip(a netip.AddrPort) net.IP { return net.IP(a.Addr().AsSlice()) }
