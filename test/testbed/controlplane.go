@@ -196,6 +196,9 @@ func startControlPlane(t testing.TB, options []Option) (*Cluster, error) {
 	if err := cluster.writeCredentials(); err != nil {
 		return nil, err
 	}
+	if err := cluster.writeAuditPolicy(); err != nil {
+		return nil, err
+	}
 	if err := cluster.writeIPTablesShims(); err != nil {
 		return nil, err
 	}
@@ -341,6 +344,8 @@ func (c *Cluster) startEtcdAndAPIServer(ctx context.Context) error {
 		"--token-auth-file", filepath.Join(c.Dir, "tokens.csv"),
 		"--authorization-mode", "RBAC",
 		"--profiling=false",
+		"--audit-policy-file", c.auditPolicyPath(),
+		"--audit-log-path", c.auditLogPath(),
 	)
 	if err != nil {
 		return err
