@@ -140,6 +140,7 @@ func testIPTables(t *testing.T, backend string) {
 	t.Run("adoption from kube-proxy", s.testAdoption)
 	t.Run("datapath", s.testDatapath)
 	t.Run("state dump", s.testStateDump)
+	t.Run("unprivileged", func(t *testing.T) { s.testUnprivileged(t, backend) })
 	// Last: it ends node-2's Switchyard.
 	t.Run("a changed config file ends the process", s.testConfigChangeExits)
 }
