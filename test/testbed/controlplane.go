@@ -344,6 +344,11 @@ func (c *Cluster) startEtcdAndAPIServer(ctx context.Context) error {
 		"--token-auth-file", filepath.Join(c.Dir, "tokens.csv"),
 		"--authorization-mode", "RBAC",
 		"--profiling=false",
+		// As kubeadm's kube-apiserver: privileged containers are allowed (kube-proxy's
+		// DaemonSet and Switchyard's --init-only container are privileged), so that
+		// the e2e suite's server-side apply of manifests/deploy judges them as a
+		// real cluster would.
+		"--allow-privileged=true",
 		"--audit-policy-file", c.auditPolicyPath(),
 		"--audit-log-path", c.auditLogPath(),
 	)
