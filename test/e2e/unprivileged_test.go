@@ -22,10 +22,10 @@ const (
 // testUnprivileged runs Switchyard on a new node as nobody (uid 65534, no groups) with
 // only the capabilities docs/security.md lists, ambient and as the whole bounding set:
 //
-//   - nft backend: CAP_NET_ADMIN alone. /healthz turns green, a cluster IP (both
-//     families) and a node port from outside reach exactly their pods, and the only
-//     thing refused is lowering its OOM score (CAP_SYS_RESOURCE), which is logged and
-//     not needed.
+//   - nft backend: CAP_NET_ADMIN alone. /healthz turns green, the per-namespace
+//     sysctls it was asked to set are set, a cluster IP (both families) and a node
+//     port from outside reach exactly their pods, and the only thing refused is
+//     lowering its OOM score (CAP_SYS_RESOURCE), which is logged and not needed.
 //   - legacy backend: CAP_NET_ADMIN and CAP_NET_RAW are not enough for a non-root
 //     user: iptables-legacy-restore cannot open the host's xtables lock file
 //     (/run/xtables.lock, root's, mode 0600), so nothing is programmed and /healthz
@@ -33,16 +33,29 @@ const (
 //     capabilities); the test pins the failure so the documentation stays true.
 //
 // Mutation-checked: running the nft case with no capabilities at all (Capabilities:
-// []string{}) fails at AddSwitchyard (iptables-nft-restore: Permission denied, /healthz
-// never 200); giving the legacy case uid 0 (running it without Capabilities) fails
-// "the lock file refuses a non-root iptables-legacy".
+// []string{}) fails at AddSwitchyard (/healthz 503 "no successful sync yet" for 60 s);
+// running the legacy case as root (without Capabilities) fails "the lock file refuses
+// a non-root iptables-legacy" (the message never comes).
 func (s *suite) testUnprivileged(t *testing.T, backend string) {
 	ctx := t.Context()
 	node := s.cluster.AddNode(t, "node-nobody", map[string]string{v1.LabelTopologyZone: "zone-a"})
 	switch backend {
 	case "nft":
-		proxy := s.cluster.AddSwitchyard(t, node, testbed.SwitchyardOptions{Capabilities: []string{"net_admin"}})
+		// Two per-network-namespace sysctls it must write at start: route_localnet
+		// (localhost node ports) and a conntrack timeout. CAP_NET_ADMIN is enough for
+		// net sysctls of the process's own namespace; a container additionally needs
+		// a writable /proc/sys (docs/security.md).
+		proxy := s.cluster.AddSwitchyard(t, node, testbed.SwitchyardOptions{Capabilities: []string{"net_admin"},
+			ExtraArgs: []string{"--iptables-localhost-nodeports", "--conntrack-tcp-timeout-close-wait=1h0m3s"}})
 		checkCredentials(t, proxy, capNetAdmin)
+		for path, want := range map[string]string{
+			"/proc/sys/net/ipv4/conf/all/route_localnet":                  "1",
+			"/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait": "3603",
+		} {
+			if got, err := node.Exec(ctx, "cat", path); err != nil || strings.TrimSpace(got) != want {
+				t.Errorf("%s in the node's namespace: %q (%v), want %s", path, got, err, want)
+			}
+		}
 		web := names(s.b1, s.b2, s.b3)
 		for _, tc := range []struct {
 			name string
