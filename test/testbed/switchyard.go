@@ -93,6 +93,10 @@ type SwitchyardOptions struct {
 	// LocalhostNodePorts is written as iptables.localhostNodePorts with
 	// AsKubeProxy (kube-proxy would write true); false by default, as the flag.
 	LocalhostNodePorts bool
+	// Capabilities, when not nil, runs Switchyard as UnprivilegedUID (nobody) with
+	// only these Linux capabilities ("net_admin", "net_raw"; unprivileged.go), to
+	// show what it needs (docs/security.md). Not with AsKubeProxy.
+	Capabilities []string
 }
 
 // Switchyard is `switchyard run` on a node, as a real process.
@@ -126,6 +130,14 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 	}
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = c.RestrictedKubeconfig
+	}
+	if opts.Capabilities != nil {
+		if opts.AsKubeProxy {
+			t.Fatalf("testbed: switchyard on %s: Capabilities and AsKubeProxy together are not supported", node.Name)
+		}
+		if opts.Kubeconfig, err = c.unprivilegedKubeconfig(t, opts.Kubeconfig); err != nil {
+			t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
+		}
 	}
 	if opts.IPTablesBackend == "" {
 		opts.IPTablesBackend = c.IPTablesBackend
@@ -161,6 +173,9 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 	} else {
 		proxy.Args = append(append([]string{binary, "run", "--hostname-override", node.Name}, settings...),
 			append([]string{"--iptables-backend", opts.IPTablesBackend, "--min-sync-period", opts.MinSyncPeriod.String()}, opts.ExtraArgs...)...)
+	}
+	if opts.Capabilities != nil {
+		proxy.Args = unprivilegedArgv(opts.Capabilities, proxy.Args)
 	}
 	if err := proxy.start(); err != nil {
 		t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
