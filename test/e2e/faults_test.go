@@ -468,6 +468,9 @@ func (s *faultSuite) testDeleted(t *testing.T) {
 // which never splits, between the IPv4 and the IPv6 restore), with changes pending
 // that the sync was applying. The kernel is then half-way (dry-run --diff exit 1);
 // after a restart it equals a full render and the changes are in.
+// mutation-checked: a full sync that deletes no stale chain (Render given no
+// existing chains in pkg/iptables Proxier.render) leaves the killed run's chains
+// behind and fails the convergence wait after the restart.
 func (s *faultSuite) testKilledMidSync(t *testing.T) {
 	ctx := t.Context()
 	bigServices := s.createBigServices(ctx, t, 0)
