@@ -604,10 +604,10 @@ func bigEndpoints(node *testbed.Node, service string, generation int) []testbed.
 	return specs
 }
 
-// faultsLongEnv makes the apiserver outage last 60 s instead of 10 s.
+// faultsLongEnv makes the apiserver outage last 60 s instead of 5 s.
 const faultsLongEnv = "SWITCHYARD_FAULTS_LONG"
 
-// testAPIServerDown: kube-apiserver is stopped for 10 s (60 s with
+// testAPIServerDown: kube-apiserver is stopped for 5 s (60 s with
 // SWITCHYARD_FAULTS_LONG=1). Rules and traffic stay, /healthz stays 200 (nothing is
 // pending: a control-plane outage must not make every node's proxy look broken, as
 // in kube-proxy). The restarted apiserver's watch cache starts at the current etcd
@@ -616,7 +616,7 @@ const faultsLongEnv = "SWITCHYARD_FAULTS_LONG"
 // the outage is applied and the kernel converges.
 func (s *faultSuite) testAPIServerDown(t *testing.T) {
 	ctx := t.Context()
-	outage := 10 * time.Second
+	outage := 5 * time.Second
 	if os.Getenv(faultsLongEnv) != "" {
 		outage = 60 * time.Second
 	}
