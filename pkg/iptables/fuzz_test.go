@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -19,14 +20,13 @@ import (
 	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
 )
 
-// hostileSeeds returns the hostile cases of docs/reliability.md as (Service, slice,
-// slice) triples, including the values the API server itself refuses (an old object
-// stored before a validation was added, or a client that bypasses validation, can
-// still hand them to the proxy).
+// hostileSeeds returns the hostile cases of docs/reliability.md, including values the
+// API server itself refuses (an object stored before a validation was added, or
+// written by a client that bypasses validation, can still reach the proxy).
 //
 // The fuzz corpus uses small sizes (ports, endpoints): mutating a 100 kB input is
 // slow, and what a size can break is already shown by the unit test at full size.
-func hostileSeeds(ports, endpointCount int) [][3]any {
+func hostileSeeds(ports, endpointCount int) []hostileSeed {
 	manyPorts := makeService("ns", "many-ports", "172.30.0.20", func(s *v1.Service) {
 		s.Spec.Ports = nil
 		for i := range ports {
@@ -84,19 +84,25 @@ func hostileSeeds(ports, endpointCount int) [][3]any {
 	})
 	lbSlice := makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.13"})
 
-	return [][3]any{
-		{manyPorts, manyPortsSlice, nil},
-		{makeService("ns", "big", "172.30.0.21"), big, nil},
-		{makeService("ns", "dup", "172.30.0.22"), dup1, dup2},
-		{makeService("ns", "web", "172.30.0.23"), wrongFamily, wrongFamily6},
-		{nil, makeSlice("ns", "not-yet", "not-yet-1", 8080, ep{ip: "10.180.0.14"}), nil},
-		{twoProtocols, twoProtocolsSlice, nil},
-		{affinity(86400), stickySlice, nil},
-		{affinity(1 << 30), stickySlice, nil},
-		{affinity(-1), stickySlice, nil},
-		{externalIsNode, extSlice, nil},
-		{ranges, lbSlice, nil},
+	return []hostileSeed{
+		{"many-ports", [3]any{manyPorts, manyPortsSlice, nil}},
+		{"big", [3]any{makeService("ns", "big", "172.30.0.21"), big, nil}},
+		{"dup", [3]any{makeService("ns", "dup", "172.30.0.22"), dup1, dup2}},
+		{"wrong-family", [3]any{makeService("ns", "web", "172.30.0.23"), wrongFamily, wrongFamily6}},
+		{"slice-first", [3]any{nil, makeSlice("ns", "not-yet", "not-yet-1", 8080, ep{ip: "10.180.0.14"}), nil}},
+		{"two-protocols", [3]any{twoProtocols, twoProtocolsSlice, nil}},
+		{"affinity-max", [3]any{affinity(86400), stickySlice, nil}},
+		{"affinity-huge", [3]any{affinity(1 << 30), stickySlice, nil}},
+		{"affinity-negative", [3]any{affinity(-1), stickySlice, nil}},
+		{"ext", [3]any{externalIsNode, extSlice, nil}},
+		{"lb", [3]any{ranges, lbSlice, nil}},
 	}
+}
+
+// hostileSeed is one hostile case: a Service and up to two EndpointSlices (nil: none).
+type hostileSeed struct {
+	name    string
+	objects [3]any
 }
 
 // FuzzRenderApply builds a Service and two EndpointSlices from fuzz bytes (JSON, so the
@@ -111,7 +117,9 @@ func hostileSeeds(ports, endpointCount int) [][3]any {
 //
 // mutation-checked: rendering port.LoadBalancerSourceRanges instead of
 // port.SourceRangesOf(cfg.Family) in fragment.go fails TestHostileSeedsRender on the
-// "lb" seed (an IPv6 range in the IPv4 table).
+// "lb" seed (an IPv6 range in the IPv4 table); binding external IPs to kube-ipvs0
+// even when they are node IPs (dropping !nodeIP(ip) in pkg/ipvs/render.go) fails it
+// on the "ext" seed.
 func FuzzRenderApply(f *testing.F) {
 	encode := func(obj any) []byte {
 		if obj == nil {
@@ -124,7 +132,7 @@ func FuzzRenderApply(f *testing.F) {
 		return data
 	}
 	for _, seed := range hostileSeeds(101, 20) {
-		f.Add(encode(seed[0]), encode(seed[1]), encode(seed[2]))
+		f.Add(encode(seed.objects[0]), encode(seed.objects[1]), encode(seed.objects[2]))
 	}
 	f.Fuzz(func(t *testing.T, svcJSON, sliceJSON, slice2JSON []byte) {
 		tracker := endpoints.NewTracker(testNode)
@@ -171,6 +179,14 @@ func checkRenders(t *testing.T, prev, snap *endpoints.Snapshot) {
 				t.Fatalf("%s IPVS virtual server %v has an address of the wrong family", cfg.Family, s.Key)
 			}
 		}
+		// An external or load-balancer IP equal to the node's IP must not be bound to
+		// kube-ipvs0: unbinding it when the Service goes would take the node's own
+		// address with it (kube-proxy binds only addresses that are not local).
+		for _, a := range state.Addresses {
+			if slices.Contains(cfg.NodeIPs, a) || a.Is4() != (cfg.Family == v1.IPv4Protocol) {
+				t.Fatalf("%s IPVS would bind %v to the dummy interface (node IPs %v)", cfg.Family, a, cfg.NodeIPs)
+			}
+		}
 	}
 }
 
@@ -188,14 +204,14 @@ func testConfigV6() *Config {
 // FuzzRenderApply in the ordinary unit-test pass, one subtest each, and checks the
 // cases whose outcome is more than "loads": everything that could be programmed is.
 func TestHostileSeedsRender(t *testing.T) {
-	for i, seed := range hostileSeeds(150, 1000) {
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
+	for _, seed := range hostileSeeds(150, 1000) {
+		t.Run(seed.name, func(t *testing.T) {
 			tracker := endpoints.NewTracker(testNode)
 			empty := tracker.Snapshot()
-			if svc, ok := seed[0].(*v1.Service); ok {
+			if svc, ok := seed.objects[0].(*v1.Service); ok {
 				_ = tracker.OnServiceUpdate(svc)
 			}
-			for _, obj := range seed[1:] {
+			for _, obj := range seed.objects[1:] {
 				if slice, ok := obj.(*discovery.EndpointSlice); ok {
 					_ = tracker.OnEndpointSliceUpdate(slice)
 				}
