@@ -7,6 +7,7 @@ import "errors"
 // reason label of switchyard_invalid_objects_total; like kube-proxy's Event reasons
 // (FailedToStartServiceHealthcheck) they are CamelCase and stable.
 const (
+	ReasonInvalidName            = "InvalidName"
 	ReasonInvalidClusterIP       = "InvalidClusterIP"
 	ReasonInvalidExternalIP      = "InvalidExternalIP"
 	ReasonInvalidLoadBalancerIP  = "InvalidLoadBalancerIP"

@@ -36,6 +36,10 @@ func TestReason(t *testing.T) {
 		{name: "duplicate port", want: ReasonDuplicatePort, service: makeService("ns", "s", func(s *v1.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, s.Spec.Ports[0])
 		})},
+		{name: "quote in namespace", want: ReasonInvalidName, service: makeService(`sh"op`, "s")},
+		{name: "space in port name", want: ReasonInvalidPort, service: makeService("ns", "s", func(s *v1.Service) {
+			s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: "p 81", Port: 81})
+		})},
 		{name: "two problems, first wins", want: ReasonInvalidClusterIP, service: makeService("ns", "s", func(s *v1.Service) {
 			s.Spec.ClusterIPs = []string{"10.96.0.10", "10.96.0.11"}
 			s.Spec.ExternalIPs = []string{"bad"}

@@ -9,6 +9,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Labels and annotations that change how a Service is proxied.
@@ -61,6 +62,15 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 	var errs []error
 	fail := func(reason, format string, args ...any) {
 		errs = append(errs, invalid(reason, fmt.Errorf("service %s: "+format, append([]any{key}, args...)...)))
+	}
+	// The names end up in rule comments: a quote, a space or a newline there would
+	// make iptables-restore refuse the whole payload, every other Service's changes
+	// with it. The API server only stores valid names, so this never triggers for an
+	// object read from it; it keeps a manifest (dry-run) or a client that bypasses
+	// validation from breaking the sync.
+	if msgs := slices.Concat(validation.IsDNS1123Label(svc.Namespace), validation.IsDNS1035Label(svc.Name)); len(msgs) > 0 {
+		fail(ReasonInvalidName, "invalid namespace or name: %s", strings.Join(msgs, "; "))
+		return nil, errors.Join(errs...)
 	}
 
 	clusterIPs := svc.Spec.ClusterIPs
@@ -177,6 +187,12 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 		if protocol != v1.ProtocolTCP && protocol != v1.ProtocolUDP && protocol != v1.ProtocolSCTP {
 			fail(ReasonInvalidPort, "port %q: unsupported protocol %q", sp.Name, sp.Protocol)
 			continue
+		}
+		if sp.Name != "" {
+			if msgs := validation.IsDNS1123Label(sp.Name); len(msgs) > 0 {
+				fail(ReasonInvalidPort, "port name %q: %s", sp.Name, strings.Join(msgs, "; "))
+				continue
+			}
 		}
 		if sp.Port < 1 || sp.Port > 65535 {
 			fail(ReasonInvalidPort, "port %q: port %d out of range 1-65535", sp.Name, sp.Port)

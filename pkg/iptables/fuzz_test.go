@@ -84,6 +84,12 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 	})
 	lbSlice := makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.13"})
 
+	badPortName := makeService("ns", "ports", "172.30.0.62", func(s *v1.Service) {
+		s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: "p 81", Port: 81, Protocol: v1.ProtocolTCP})
+	})
+	badPortNameSlice := makeSlice("ns", "ports", "ports-1", 8080, ep{ip: "10.180.0.17"})
+	badPortNameSlice.Ports = append(badPortNameSlice.Ports, discovery.EndpointPort{Name: ptr.To("p 81"), Port: ptr.To(int32(8081)), Protocol: ptr.To(v1.ProtocolTCP)})
+
 	return []hostileSeed{
 		{"many-ports", [3]any{manyPorts, manyPortsSlice, nil}},
 		{"big", [3]any{makeService("ns", "big", "172.30.0.21"), big, nil}},
@@ -96,6 +102,11 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 		{"affinity-negative", [3]any{affinity(-1), stickySlice, nil}},
 		{"ext", [3]any{externalIsNode, extSlice, nil}},
 		{"lb", [3]any{ranges, lbSlice, nil}},
+		// Names the API refuses; written into rule comments they would break the
+		// payload (unterminated quote, extra argument).
+		{"quote-in-namespace", [3]any{makeService(`sh"op`, "web", "172.30.0.60"), makeSlice(`sh"op`, "web", "web-1", 8080, ep{ip: "10.180.0.15"}), nil}},
+		{"newline-in-name", [3]any{makeService("ns", "we\nb", "172.30.0.61"), makeSlice("ns", "we\nb", "web-1", 8080, ep{ip: "10.180.0.16"}), nil}},
+		{"space-in-port-name", [3]any{badPortName, badPortNameSlice, nil}},
 	}
 }
 
