@@ -48,6 +48,9 @@ func TestReason(t *testing.T) {
 		{name: "no service label", want: ReasonNoServiceLabel, slice: makeSlice("ns", "", "s-1", nil)},
 		{name: "address of the wrong family", want: ReasonEndpointFamilyMismatch, slice: makeSlice("ns", "s", "s-1", []discovery.Endpoint{makeEndpoint("fd00::1", "")})},
 		{name: "unparseable address", want: ReasonInvalidEndpointAddress, slice: makeSlice("ns", "s", "s-1", []discovery.Endpoint{makeEndpoint("10.0.0.300", "")})},
+		{name: "zoned address", want: ReasonInvalidEndpointAddress, slice: makeSlice("ns", "s", "s-1", []discovery.Endpoint{makeEndpoint("fe80::1%eth0", "")}, func(s *discovery.EndpointSlice) {
+			s.AddressType = discovery.AddressTypeIPv6
+		})},
 		{name: "trigger time", want: ReasonInvalidTriggerTime, slice: makeSlice("ns", "s", "s-1", nil, func(s *discovery.EndpointSlice) {
 			s.Annotations = map[string]string{TriggerTimeAnnotation: "yesterday"}
 		})},

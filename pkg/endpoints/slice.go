@@ -60,6 +60,12 @@ func convertSlice(slice *discovery.EndpointSlice) (*sliceInfo, error) {
 			errs = append(errs, invalid(ReasonInvalidEndpointAddress, fmt.Errorf("endpointslice %s/%s: endpoint address %q: %w", slice.Namespace, slice.Name, ep.Addresses[0], err)))
 			continue
 		}
+		if ip.Zone() != "" {
+			// The API refuses it; written into a rule it would make
+			// ip6tables-restore refuse the whole payload.
+			errs = append(errs, invalid(ReasonInvalidEndpointAddress, fmt.Errorf("endpointslice %s/%s: endpoint address %q: zoned address not allowed", slice.Namespace, slice.Name, ep.Addresses[0])))
+			continue
+		}
 		ip = ip.Unmap()
 		if (slice.AddressType == discovery.AddressTypeIPv4) != ip.Is4() {
 			errs = append(errs, invalid(ReasonEndpointFamilyMismatch, fmt.Errorf("endpointslice %s/%s: address %s does not match addressType %s", slice.Namespace, slice.Name, ip, slice.AddressType)))

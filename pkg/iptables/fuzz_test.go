@@ -90,6 +90,10 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 	badPortNameSlice := makeSlice("ns", "ports", "ports-1", 8080, ep{ip: "10.180.0.17"})
 	badPortNameSlice.Ports = append(badPortNameSlice.Ports, discovery.EndpointPort{Name: ptr.To("p 81"), Port: ptr.To(int32(8081)), Protocol: ptr.To(v1.ProtocolTCP)})
 
+	dualStack := makeService("ns", "dual", "172.30.0.63", func(s *v1.Service) { s.Spec.ClusterIPs = []string{"172.30.0.63", "fd00:30::63"} })
+	zoned := makeSlice("ns", "dual", "dual-1", 8080, ep{ip: "fd00:10::1"})
+	zoned.Endpoints = append(zoned.Endpoints, discovery.Endpoint{Addresses: []string{"fe80::1%eth0"}})
+
 	return []hostileSeed{
 		{"many-ports", [3]any{manyPorts, manyPortsSlice, nil}},
 		{"big", [3]any{makeService("ns", "big", "172.30.0.21"), big, nil}},
@@ -107,6 +111,8 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 		{"quote-in-namespace", [3]any{makeService(`sh"op`, "web", "172.30.0.60"), makeSlice(`sh"op`, "web", "web-1", 8080, ep{ip: "10.180.0.15"}), nil}},
 		{"newline-in-name", [3]any{makeService("ns", "we\nb", "172.30.0.61"), makeSlice("ns", "we\nb", "web-1", 8080, ep{ip: "10.180.0.16"}), nil}},
 		{"space-in-port-name", [3]any{badPortName, badPortNameSlice, nil}},
+		// A zoned IPv6 endpoint address: ip6tables-restore refuses "-s fe80::1%eth0".
+		{"zoned-endpoint", [3]any{dualStack, zoned, nil}},
 	}
 }
 
@@ -128,7 +134,8 @@ type hostileSeed struct {
 //
 // mutation-checked: rendering port.LoadBalancerSourceRanges instead of
 // port.SourceRangesOf(cfg.Family) in fragment.go fails TestHostileSeedsRender on the
-// "lb" seed (an IPv6 range in the IPv4 table); binding external IPs to kube-ipvs0
+// "lb" seed (an IPv6 range in the IPv4 table); accepting zoned endpoint addresses in
+// pkg/endpoints/slice.go fails it on "zoned-endpoint"; binding external IPs to kube-ipvs0
 // even when they are node IPs (dropping !nodeIP(ip) in pkg/ipvs/render.go) fails it
 // on the "ext" seed.
 func FuzzRenderApply(f *testing.F) {
