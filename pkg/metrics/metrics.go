@@ -110,7 +110,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.RestoreBytes)
 	m.SyncsTotal = counterVec("switchyard", "syncs_total", "Syncs by kind (full, partial) and result (success, error)", "sync", "result", family)
 	m.Backend = gaugeVec("switchyard", "iptables_backend_info", "The iptables backend in use (value 1)", "backend", "reason")
-	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Objects that could not be fully converted, by kind", "kind")
+	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Services and EndpointSlices that could not be fully programmed, once per object and problem, by kind and reason", "kind", "reason")
 	m.ConntrackEntriesDeleted = counter("switchyard", "conntrack_entries_deleted_total", "Stale UDP conntrack entries deleted")
 	m.IPVSOperations = counterVec("switchyard", "ipvs_operations_total", "IPVS netlink operations, by kind", "op")
 	m.IPVSGracefulTerminations = gauge("switchyard", "ipvs_graceful_terminations", "Real servers at weight 0 waiting for their connections to end")
