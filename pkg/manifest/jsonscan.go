@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // The functions here walk JSON text that is already known to be valid (it passed
@@ -74,10 +75,17 @@ func objectFields(data []byte) ([]jsonField, error) {
 	}
 }
 
-// field returns the value of the member called key, or nil.
+// field returns the value of the member called key, or nil. Like encoding/json, which
+// read these members before, it prefers an exact match and then takes a key that
+// differs only in case.
 func field(fields []jsonField, key string) []byte {
 	for _, f := range fields {
 		if f.key == key {
+			return f.value
+		}
+	}
+	for _, f := range fields {
+		if strings.EqualFold(f.key, key) {
 			return f.value
 		}
 	}

@@ -295,6 +295,9 @@ func splitJSON(data []byte) ([]document, bool) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, false
 	}
+	if docs, ok := splitValidJSON(data); ok {
+		return docs, true
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var docs []document
 	for {
@@ -315,6 +318,28 @@ func splitJSON(data []byte) ([]document, bool) {
 		offset := start + leadingSpace(data[start:])
 		docs = append(docs, document{line: lineAt(data, offset), data: data[offset:dec.InputOffset()], json: true})
 	}
+}
+
+// splitValidJSON is splitJSON's fast path for the common case, a stream of valid JSON
+// values separated by white space: one validating scan per value, with no decoder
+// buffering a copy of it. It reports false on anything else, for splitJSON's decoder
+// to find the values it can and report the rest as before.
+func splitValidJSON(data []byte) ([]document, bool) {
+	var docs []document
+	// Lines are counted from the previous value on, not from the start each time,
+	// so that a stream of many small values stays linear.
+	line, counted := 1, 0
+	for offset := skipSpace(data, 0); offset < len(data); offset = skipSpace(data, offset) {
+		end, err := skipValue(data, offset)
+		if err != nil || !json.Valid(data[offset:end]) {
+			return nil, false
+		}
+		line += bytes.Count(data[counted:offset], []byte("\n"))
+		counted = offset
+		docs = append(docs, document{line: line, data: data[offset:end], json: true})
+		offset = end
+	}
+	return docs, true
 }
 
 // validOnly is a JSON value that is checked by the decoder and then dropped.
@@ -512,20 +537,41 @@ func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVe
 }
 
 // readTypeAndName decodes apiVersion, kind and metadata's name and namespace from an
-// object's members.
+// object's members. It reads only those members (and in metadata only name and
+// namespace, not labels or annotations), since every item of a big List goes through it.
 func readTypeAndName(fields []jsonField) (typeAndName, error) {
 	var meta typeAndName
 	for _, f := range []struct {
 		key  string
-		into any
-	}{{"apiVersion", &meta.APIVersion}, {"kind", &meta.Kind}, {"metadata", &meta.Metadata}} {
-		if value := field(fields, f.key); value != nil {
-			if err := json.Unmarshal(value, f.into); err != nil {
-				return meta, err
-			}
+		into *string
+	}{{"apiVersion", &meta.APIVersion}, {"kind", &meta.Kind}} {
+		if err := unmarshalField(fields, f.key, f.into); err != nil {
+			return meta, err
 		}
 	}
-	return meta, nil
+	metadata := field(fields, "metadata")
+	if metadata == nil {
+		return meta, nil
+	}
+	metadataFields, err := objectFields(metadata)
+	if err != nil {
+		// Not an object, or with a duplicate key: let encoding/json decide, as
+		// before, and the typed decoding report duplicates.
+		return meta, json.Unmarshal(metadata, &meta.Metadata)
+	}
+	if err := unmarshalField(metadataFields, "name", &meta.Metadata.Name); err != nil {
+		return meta, err
+	}
+	return meta, unmarshalField(metadataFields, "namespace", &meta.Metadata.Namespace)
+}
+
+// unmarshalField decodes the member key of fields, if there is one, into into.
+func unmarshalField(fields []jsonField, key string, into any) error {
+	value := field(fields, key)
+	if value == nil {
+		return nil
+	}
+	return json.Unmarshal(value, into)
 }
 
 // decodeTyped decodes one Service, EndpointSlice or Node, strictly, as the API
