@@ -240,3 +240,18 @@ func TestReadBigDump(t *testing.T) {
 		t.Errorf("service 3 namespace = %q", ns)
 	}
 }
+
+// BenchmarkReadDump decodes a 10k × 10 dump (one JSON List, as `kubectl get -o json`
+// prints it) from memory; `make bench` also times the whole dry-run on such a file.
+func BenchmarkReadDump(b *testing.B) {
+	var dump bytes.Buffer
+	writeDump(&dump, 10000, 10)
+	b.SetBytes(int64(dump.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		objs, errs := Decode("dump.json", dump.Bytes())
+		if len(errs) != 1 || objs.Len() != 20001 {
+			b.Fatalf("got %d objects, problems %v", objs.Len(), errs)
+		}
+	}
+}
