@@ -24,7 +24,9 @@ var dryRunHeader = regexp.MustCompile(`# switchyard dry-run: node \S+, IPv4, (\d
 // DRYRUN_ROUNDS times, `kubectl get services,endpointslices -A -o json` and
 // `switchyard dry-run --kubeconfig` against it, both run in the control plane's
 // namespace as a user would run them, and reports the medians and their ratio (the
-// target: dry-run within 2x of kubectl). hack/bench-dryrun-cluster.sh runs it as root.
+// target: dry-run within 2x of kubectl). With SWITCHYARD_BASE_BIN, that binary (the
+// script builds main's) is timed in the same rounds too. hack/bench-dryrun-cluster.sh
+// runs it as root.
 func TestDryRunClusterBench(t *testing.T) {
 	testbed.Require(t)
 	scale, err := ParseScale(env("DRYRUN_CLUSTER_SCALE", "10000x10"))
@@ -72,10 +74,11 @@ func TestDryRunClusterBench(t *testing.T) {
 		return inNetns(cluster.Tool("kubectl"), "--kubeconfig", cluster.AdminKubeconfig,
 			"get", "services,endpointslices", "-A", "-o", "json")
 	}
-	dryRun := func() *exec.Cmd {
+	dryRunWith := func(binary string) *exec.Cmd {
 		return inNetns(binary, "dry-run", "--kubeconfig", cluster.AdminKubeconfig,
 			"--node", "bench-node", "--node-ip", "192.168.0.10", "--ip-family", "ipv4", "--cluster-cidr", "10.244.0.0/16")
 	}
+	dryRun := func() *exec.Cmd { return dryRunWith(binary) }
 
 	// The dry run must have read everything: every benchmark Service (and the
 	// apiserver's own) with all its endpoints.
@@ -94,12 +97,18 @@ func TestDryRunClusterBench(t *testing.T) {
 	}
 	t.Logf("dry-run --kubeconfig rendered %d service ports, %d endpoints", ports, endpoints)
 
-	var kubectlSamples, dryRunSamples []ProcessSample
+	type contender struct {
+		samples *[]ProcessSample
+		cmd     func() *exec.Cmd
+	}
+	var kubectlSamples, dryRunSamples, baseSamples []ProcessSample
+	contenders := []contender{{&kubectlSamples, kubectl}, {&dryRunSamples, dryRun}}
+	base := os.Getenv("SWITCHYARD_BASE_BIN")
+	if base != "" {
+		contenders = append(contenders, contender{&baseSamples, func() *exec.Cmd { return dryRunWith(base) }})
+	}
 	for range rounds {
-		for _, c := range []struct {
-			samples *[]ProcessSample
-			cmd     func() *exec.Cmd
-		}{{&kubectlSamples, kubectl}, {&dryRunSamples, dryRun}} {
+		for _, c := range contenders {
 			s, err := MeasureProcess(c.cmd())
 			if err != nil {
 				t.Fatal(err)
@@ -113,4 +122,10 @@ func TestDryRunClusterBench(t *testing.T) {
 	t.Logf("switchyard dry-run --kubeconfig:                %v", d)
 	t.Logf("dry-run/kubectl: wall %.2f (target <= 2), CPU %.2f, peak RSS %.2f",
 		d.Wall.Seconds()/k.Wall.Seconds(), d.CPU.Seconds()/k.CPU.Seconds(), float64(d.MaxRSS)/float64(k.MaxRSS))
+	if base != "" {
+		b := MedianSample(baseSamples)
+		t.Logf("base binary's dry-run --kubeconfig:           %v", b)
+		t.Logf("dry-run/base: wall %.2f, CPU %.2f, peak RSS %.2f; output identical: %v",
+			d.Wall.Seconds()/b.Wall.Seconds(), d.CPU.Seconds()/b.CPU.Seconds(), float64(d.MaxRSS)/float64(b.MaxRSS), b.OutputSHA256 == d.OutputSHA256)
+	}
 }
