@@ -24,11 +24,6 @@ func FromCluster(ctx context.Context, kubeconfigPath string) (*Objects, error) {
 		return nil, fmt.Errorf("loading kubeconfig %q: %w", kubeconfigPath, err)
 	}
 	config.UserAgent = "switchyard-dry-run"
-	// Protobuf, as kube-proxy and kubectl's own informers use for built-in kinds: at
-	// 10k Services x 10 endpoints the JSON pages cost most of a dry run's time in
-	// decoding. JSON stays acceptable for servers or proxies that do not speak it.
-	config.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	config.ContentType = "application/vnd.kubernetes.protobuf"
 	client, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		return nil, fmt.Errorf("creating client for %s: %w", config.Host, err)
