@@ -50,6 +50,8 @@ type Controller struct {
 	// themselves, so their owners see it with kubectl describe.
 	events      record.EventRecorder
 	broadcaster record.EventBroadcaster
+	// problems deduplicates those reports across resyncs.
+	problems *problemLog
 	// newIPTables opens the kernel interface of one family; tests replace it.
 	newIPTables func(ctx context.Context, family v1.IPFamily) (xtables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
@@ -133,6 +135,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 		metrics:  metrics.New(),
 		health:   health.NewProxierHealth(cfg.healthTimeout(), nil),
 		noLocal:  map[v1.IPFamily]*noLocalCounts{},
+		problems: newProblemLog(),
 	}
 	c.services = health.NewServiceHealth("", c.health)
 	c.broadcaster = record.NewBroadcaster()

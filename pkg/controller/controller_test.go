@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/nfacct"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
@@ -223,13 +224,13 @@ func TestControllerReportsInvalidServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range events.Items {
-			if e.InvolvedObject.Name == "bad" && e.Reason == "InvalidService" && strings.Contains(e.Message, "not-an-ip") {
+			if e.InvolvedObject.Name == "bad" && e.Reason == endpoints.ReasonInvalidExternalIP && strings.Contains(e.Message, "not-an-ip") {
 				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatal("no InvalidService event for ns/bad")
+	t.Fatal("no InvalidExternalIP event for ns/bad")
 }
 
 // TestControllerDeletesStaleUDPFlows checks that after an endpoint of a UDP service goes

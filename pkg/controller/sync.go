@@ -50,7 +50,11 @@ func (c *Controller) sync(ctx context.Context) error {
 			return err
 		}
 		// The changes in snap are not lost: a failed Provider syncs in full next time,
-		// from a newer snapshot, which includes them.
+		// from a newer snapshot, which includes them. That full sync is pending work
+		// even when no Service changed (a periodic or canary full sync failed), so
+		// /healthz turns red if it stays undone past the timeout; kube-proxy would
+		// stay green (kubernetes#57428: a held xtables lock).
+		c.health.QueuedUpdate()
 		logger.Error(err, "Sync failed; retrying with a full sync")
 		return err
 	}

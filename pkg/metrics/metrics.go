@@ -112,7 +112,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.RestoreBytes)
 	m.SyncsTotal = counterVec("switchyard", "syncs_total", "Syncs by kind (full, partial) and result (success, error)", "sync", "result", family)
 	m.Backend = gaugeVec("switchyard", "iptables_backend_info", "The iptables backend in use (value 1)", "backend", "reason")
-	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Objects that could not be fully converted, by kind", "kind")
+	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Services and EndpointSlices that could not be fully programmed, once per object and problem, by kind and reason", "kind", "reason")
 	// kube-proxy's conntrack reconciler metrics, same names, labels and buckets: one
 	// observation per family after every applied sync, a skipped cleanup (no UDP
 	// service changed) included, as kube-proxy cleans after every sync.
