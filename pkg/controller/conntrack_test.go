@@ -7,8 +7,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	discovery "k8s.io/api/discovery/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
@@ -38,13 +36,8 @@ func TestConntrackCleanupDoesNotBlockSyncs(t *testing.T) {
 	g := &gatedConntrack{gate: make(chan struct{}), calls: make(chan struct{}, 10), Fake: &conntracktest.Fake{}}
 	c.conntrack = g
 	ctx := context.Background()
-	dns := testService("dns", "172.30.0.53")
-	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
-	slice := func(ips ...string) *discovery.EndpointSlice {
-		s := testSlice("dns", ips...)
-		s.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
-		return s
-	}
+	dns := testUDPService()
+	slice := testUDPSlice
 	c.serviceHandler(ctx).OnAdd(dns, false)
 	c.sliceHandler(ctx).OnAdd(slice("10.180.0.1", "10.180.0.2", "10.180.0.3"), false)
 	first := make(chan error, 1)

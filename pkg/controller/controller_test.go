@@ -60,6 +60,21 @@ func testSlice(service string, ips ...string) *discovery.EndpointSlice {
 	return slice
 }
 
+// testUDPService is ns/dns, a UDP Service on 172.30.0.53:53 (port "dns"), for the
+// conntrack tests.
+func testUDPService() *v1.Service {
+	dns := testService("dns", "172.30.0.53")
+	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
+	return dns
+}
+
+// testUDPSlice is testUDPService's EndpointSlice with endpoints at ips.
+func testUDPSlice(ips ...string) *discovery.EndpointSlice {
+	s := testSlice("dns", ips...)
+	s.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
+	return s
+}
+
 // harness runs a Controller over a fake API server and a fake kernel.
 type harness struct {
 	t      *testing.T
@@ -236,13 +251,8 @@ func TestControllerReportsInvalidServices(t *testing.T) {
 // TestControllerDeletesStaleUDPFlows checks that after an endpoint of a UDP service goes
 // away, conntrack entries still pointing at it are deleted, and others are kept.
 func TestControllerDeletesStaleUDPFlows(t *testing.T) {
-	dns := testService("dns", "172.30.0.53")
-	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
-	slice := func(ips ...string) *discovery.EndpointSlice {
-		s := testSlice("dns", ips...)
-		s.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
-		return s
-	}
+	dns := testUDPService()
+	slice := testUDPSlice
 	h := startController(t, testNode(), dns, slice("10.180.0.1", "10.180.0.2"))
 	h.waitForRules("the dns service", func(nat string) bool { return strings.Contains(nat, "10.180.0.2:53") })
 
@@ -273,13 +283,8 @@ func TestControllerDeletesStaleUDPFlows(t *testing.T) {
 // mutation-checked: advancing lastSynced after a failed cleanup fails this (the TCP
 // change's sync then reads nothing and the stale entry stays).
 func TestControllerRetriesFailedConntrackCleanup(t *testing.T) {
-	dns := testService("dns", "172.30.0.53")
-	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
-	slice := func(ips ...string) *discovery.EndpointSlice {
-		s := testSlice("dns", ips...)
-		s.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
-		return s
-	}
+	dns := testUDPService()
+	slice := testUDPSlice
 	h := startController(t, testNode(), dns, slice("10.180.0.1", "10.180.0.2"))
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()

@@ -110,10 +110,8 @@ func TestExtraSnapshotKeepsConntrackScoped(t *testing.T) {
 	flows := &conntracktest.Fake{}
 	c.conntrack = flows
 	ctx := context.Background()
-	dns := testService("dns", "172.30.0.53")
-	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
-	dnsSlice := testSlice("dns", "10.180.0.9")
-	dnsSlice.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
+	dns := testUDPService()
+	dnsSlice := testUDPSlice("10.180.0.9")
 	c.serviceHandler(ctx).OnAdd(dns, false)
 	c.sliceHandler(ctx).OnAdd(dnsSlice, false)
 	c.serviceHandler(ctx).OnAdd(testService("web", "172.30.0.10"), false)
