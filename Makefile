@@ -42,3 +42,7 @@ bench-sync: ## Rule-sync latency vs kube-proxy on the testbed, quick pass at 1k 
 
 bench-full: ## Rule-sync latency vs kube-proxy at every scale up to 50k services (root, about an hour).
 	hack/bench-full.sh
+
+.PHONY: soak
+soak: tools ## Churn soak (root, about 35 minutes, not in CI): 5k services, 20 changes/s for SOAK_DURATION (30m); resources must stay flat.
+	hack/soak.sh
