@@ -127,7 +127,8 @@ func soakSamples(n int, heapGrowth, rssGrowth float64, tweak func(k int, s *Samp
 	return append(samples, Sample{ElapsedSeconds: float64(n*10 + 10), Phase: PhaseDelete, SyncsOK: float64(20*n + 5), Changes: float64(200 * n)})
 }
 
-// mutation-checked: dropping the heap criterion from Judge fails "heap leak"; using
+// mutation-checked: dropping the live heap criterion from Judge fails "heap leak"
+// and "small leak seen in the live heap only"; using
 // the first half instead of the second fails "leak starting late"; judging goroutines
 // over the second half only fails "goroutine step early"; ignoring the per-interval
 // sync check fails "syncs stall".
@@ -139,13 +140,14 @@ func TestJudge(t *testing.T) {
 	}{
 		{"flat", soakSamples(180, 0, 0, nil), nil},
 		{"slow drift under the limits", soakSamples(180, 3, 6, nil), nil},
-		{"heap leak", soakSamples(180, 8, 0, nil), []string{"heap in use grows"}},
+		{"heap leak", soakSamples(180, 16, 0, nil), []string{"live heap grows", "heap in use grows"}},
+		{"small leak seen in the live heap only", soakSamples(180, 6, 0, nil), []string{"live heap grows"}},
 		{"rss leak", soakSamples(180, 0, 15, nil), []string{"RSS grows"}},
 		{"leak starting late", soakSamples(180, 0, 0, func(k int, s *Sample) {
 			if k > 90 {
-				s.HeapInuseBytes += float64(k-90) * 0.2e6
+				s.NextGCBytes += float64(k-90) * 0.4e6
 			}
-		}), []string{"heap in use grows"}},
+		}), []string{"live heap grows"}},
 		{"goroutine step early", soakSamples(180, 0, 0, func(k int, s *Sample) {
 			if k > 10 {
 				s.Goroutines += 12

@@ -264,6 +264,7 @@ func TestSoak(t *testing.T) {
 		changes.Load(), churnSeconds, float64(changes.Load())/churnSeconds, apiErrors.Load(), late, churn.Counts())
 
 	// The rules against the model, once everything is applied.
+	phase.Store(PhaseCheck)
 	model := churn.Snapshot()
 	existing, endpoints := churn.Totals()
 	checks := map[string]any{}
@@ -302,6 +303,7 @@ func TestSoak(t *testing.T) {
 	}); err != nil {
 		t.Errorf("deleting: %v", err)
 	}
+	t.Logf("delete requests for %d Services returned in %.1fs (load average %s)", len(alive), time.Since(deleteStart).Seconds(), LoadAverage())
 	final, ok := waitSettled(ctx, proxy, 0, 3*time.Minute)
 	if !ok {
 		t.Errorf("after deleting everything: not settled on 0 Services within 3 minutes")
@@ -314,7 +316,7 @@ func TestSoak(t *testing.T) {
 			checks["final_pending_"+f.Family] = len(f.PendingServices)
 		}
 	}
-	t.Logf("deleted %d Services, settled in %.1fs", len(alive), time.Since(deleteStart).Seconds())
+	t.Logf("deleted %d Services, all applied %.1fs after the first delete request", len(alive), time.Since(deleteStart).Seconds())
 	after, err := saveAll(ctx, node)
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 
 // soakReport draws soak.png from the soak-samples.csv that TestSoak wrote into dir:
 // the daemon's memory, goroutines, open fds and sync and change rates over time, one
-// panel each, with the phases (load, churn, delete) shaded apart.
+// panel each, with the phases (load, churn, check, delete) shaded apart.
 func soakReport(dir string) int {
 	samples, err := bench.ReadSamples(filepath.Join(dir, "soak-samples.csv"))
 	if err != nil {
@@ -89,7 +89,7 @@ func soakChart(samples []bench.Sample, path string) error {
 		p.Title.Text = panel.title
 		p.Y.Label.Text = panel.unit
 		if n == len(panels)-1 {
-			p.X.Label.Text = "minutes since the daemon started (grey: load, white: churn, orange: delete)"
+			p.X.Label.Text = "minutes since the daemon started (grey: load, white: churn, blue: check, orange: delete)"
 		}
 		top := 0.0
 		var lines []*plotter.Line
@@ -146,6 +146,7 @@ func soakChart(samples []bench.Sample, path string) error {
 func phaseBands(samples []bench.Sample, top float64) []*plotter.Polygon {
 	fills := map[string]color.Color{
 		bench.PhaseLoad:   color.RGBA{R: 0xe8, G: 0xe8, B: 0xe8, A: 0xff},
+		bench.PhaseCheck:  color.RGBA{R: 0xd8, G: 0xe8, B: 0xf8, A: 0xff},
 		bench.PhaseDelete: color.RGBA{R: 0xfd, G: 0xe5, B: 0xc8, A: 0xff},
 	}
 	var bands []*plotter.Polygon
