@@ -4,7 +4,7 @@
 GO ?= go
 BIN := bin/switchyard
 
-.PHONY: build run test lint fuzz bench bench-full tools e2e sandbox clean
+.PHONY: build run test lint fuzz bench bench-dryrun-cluster bench-full tools e2e sandbox clean
 
 build: ## Build the switchyard binary into bin/.
 	$(GO) build -o $(BIN) ./cmd/proxy
@@ -21,8 +21,11 @@ lint: ## gofmt and go vet.
 fuzz: ## Longer fuzz runs of the manifest reader and model conversion.
 	FUZZTIME=$${FUZZTIME:-60s} hack/fuzz.sh
 
-bench: ## Go micro-benchmarks of render and partial render.
+bench: ## Go micro-benchmarks of render, partial render and manifest reading; dry-run -f over a 10k x 10 dump vs main.
 	hack/bench.sh
+
+bench-dryrun-cluster: ## dry-run --kubeconfig vs kubectl get against the testbed apiserver at 10k x 10 (root, a few minutes).
+	hack/bench-dryrun-cluster.sh
 
 tools: ## Build kube-apiserver, etcd, kubectl and kube-proxy v1.37.2 into .cache/tools (cached).
 	hack/build-tools.sh
@@ -42,6 +45,10 @@ bench-sync: ## Rule-sync latency vs kube-proxy on the testbed, quick pass at 1k 
 
 bench-full: ## Rule-sync latency vs kube-proxy at every scale up to 50k services (root, about an hour).
 	hack/bench-full.sh
+
+.PHONY: bench-conntrack
+bench-conntrack: ## Stale UDP conntrack cleanup: time and memory at up to 250k entries, before and after (root, a few minutes).
+	hack/bench-conntrack.sh
 
 .PHONY: soak
 soak: tools ## Churn soak (root, about 35 minutes, not in CI): 5k services, 20 changes/s for SOAK_DURATION (30m); resources must stay flat.

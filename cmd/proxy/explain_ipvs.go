@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
-	"os"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/explain"
@@ -67,55 +65,22 @@ func offlineIPVSInput(ctx context.Context, opts *dryRunOptions, eo *explainOptio
 // kube-ipvs0's addresses and the companion rules (iptables-save). Objects from -f or
 // --kubeconfig, when given, name the Services, pods and nodes.
 func liveIPVSInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt explain.Packet, stderr io.Writer) (*explain.IPVSInput, int) {
-	kernel := eo.kernel
-	if kernel == nil {
-		kernel = hostKernel{}
-	}
-	family := endpoints.FamilyOf(pkt.Dst.Addr())
-	dump, err := kernel.Save(ctx, family, eo.iptablesBackend)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: reading the %s rules: %v\n", family, err)
-		return nil, 1
-	}
-	rules, err := explain.RulesFromSave(rulesetFamily(family), dump)
-	if err != nil {
-		if rules, err = kubeRulesOnly(family, dump, err, stderr); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %v\n", err)
-			return nil, 1
-		}
-	}
-	nodeAddrs, code := liveNodeAddrs(opts, kernel, stderr)
-	if code != 0 {
+	f, code := readLiveFacts(ctx, opts, eo, pkt, stderr)
+	if f == nil {
 		return nil, code
 	}
-	nodeName := opts.nodeName
-	if nodeName == "" {
-		nodeName, _ = os.Hostname()
-	}
-	var snap *endpoints.Snapshot
-	var owners map[netip.Addr]explain.Owner
-	if len(opts.files) > 0 || opts.kubeconfig != "" {
-		objs, readErrs := readObjects(ctx, opts)
-		for _, err := range readErrs {
-			fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		}
-		if objs != nil {
-			owners = explain.OwnersFromSlices(objs.EndpointSlices)
-			snap = modelSnapshot(stderr, objs, nodeName)
-		}
-	}
-	k, release, err := kernel.IPVS()
+	k, release, err := f.kernel.IPVS()
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return nil, 1
 	}
 	defer release()
-	in, err := explain.ReadIPVSInput(ctx, k, family, rules, nodeAddrs, snap, nodeName)
+	in, err := explain.ReadIPVSInput(ctx, k, f.family, f.rules, f.nodeAddrs, f.snap, f.nodeName)
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return nil, 1
 	}
-	in.Owners = owners
+	in.Owners = f.owners
 	in.PodInterface = podInterface(opts)
 	return in, 0
 }

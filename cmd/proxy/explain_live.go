@@ -82,36 +82,51 @@ func (hostKernel) LocalAddrs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-// liveInput reads the node's rules for the packet's family and its addresses (or
-// --node-ip). Objects from -f or --kubeconfig, when given, only name the pods and
-// nodes behind endpoints and tell the Services' addresses apart.
-func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt explain.Packet, stderr io.Writer) (*explain.IPTablesInput, int) {
-	kernel := eo.kernel
-	if kernel == nil {
-		kernel = hostKernel{}
+// liveFacts is what live explain reads from the node in every mode: the packet
+// family's iptables rules, the node's addresses and name, and, when -f or
+// --kubeconfig is given, the objects that name Services, pods and nodes.
+type liveFacts struct {
+	kernel liveKernel
+	family v1.IPFamily
+	dump   []byte
+	rules  *ruleset.Ruleset
+	// whole is true when the whole dump parsed; false when rules hold the proxy's
+	// chains alone.
+	whole     bool
+	nodeAddrs []netip.Addr
+	nodeName  string
+	owners    map[netip.Addr]explain.Owner
+	snap      *endpoints.Snapshot
+}
+
+// readLiveFacts reads the node's rules for the packet's family (falling back to the
+// proxy's chains alone when other software's rules cannot be parsed), its addresses
+// (or --node-ip) and name, and the objects given with -f or --kubeconfig. On failure
+// it returns nil and the exit code.
+func readLiveFacts(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt explain.Packet, stderr io.Writer) (*liveFacts, int) {
+	f := &liveFacts{kernel: eo.kernel, family: endpoints.FamilyOf(pkt.Dst.Addr()), nodeName: opts.nodeName}
+	if f.kernel == nil {
+		f.kernel = hostKernel{}
 	}
-	family := endpoints.FamilyOf(pkt.Dst.Addr())
-	dump, err := kernel.Save(ctx, family, eo.iptablesBackend)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: reading the %s rules: %v\n", family, err)
+	var err error
+	if f.dump, err = f.kernel.Save(ctx, f.family, eo.iptablesBackend); err != nil {
+		fmt.Fprintf(stderr, "switchyard: reading the %s rules: %v\n", f.family, err)
 		return nil, 1
 	}
-	rs, err := explain.RulesFromSave(rulesetFamily(family), dump)
+	f.rules, err = explain.RulesFromSave(rulesetFamily(f.family), f.dump)
+	f.whole = err == nil
 	if err != nil {
-		if rs, err = kubeRulesOnly(family, dump, err, stderr); err != nil {
+		if f.rules, err = kubeRulesOnly(f.family, f.dump, err, stderr); err != nil {
 			fmt.Fprintf(stderr, "switchyard: %v\n", err)
 			return nil, 1
 		}
-	} else {
-		eo.fallback = func(cause error) (*ruleset.Ruleset, error) { return kubeRulesOnly(family, dump, cause, stderr) }
 	}
-	in := &explain.IPTablesInput{Rules: rs, PodInterface: podInterface(opts), NodeName: opts.nodeName}
 	var code int
-	if in.NodeAddrs, code = liveNodeAddrs(opts, kernel, stderr); code != 0 {
+	if f.nodeAddrs, code = liveNodeAddrs(opts, f.kernel, stderr); code != 0 {
 		return nil, code
 	}
-	if in.NodeName == "" {
-		in.NodeName, _ = os.Hostname()
+	if f.nodeName == "" {
+		f.nodeName, _ = os.Hostname()
 	}
 	if len(opts.files) > 0 || opts.kubeconfig != "" {
 		objs, readErrs := readObjects(ctx, opts)
@@ -119,11 +134,26 @@ func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt
 			fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		}
 		if objs != nil {
-			in.Owners = explain.OwnersFromSlices(objs.EndpointSlices)
-			in.Snapshot = modelSnapshot(stderr, objs, in.NodeName)
+			f.owners = explain.OwnersFromSlices(objs.EndpointSlices)
+			f.snap = modelSnapshot(stderr, objs, f.nodeName)
 		}
 	}
-	return in, 0
+	return f, 0
+}
+
+// liveInput reads the node's rules for the packet's family and its addresses (or
+// --node-ip). Objects from -f or --kubeconfig, when given, only name the pods and
+// nodes behind endpoints and tell the Services' addresses apart.
+func liveInput(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt explain.Packet, stderr io.Writer) (*explain.IPTablesInput, int) {
+	f, code := readLiveFacts(ctx, opts, eo, pkt, stderr)
+	if f == nil {
+		return nil, code
+	}
+	if f.whole {
+		eo.fallback = func(cause error) (*ruleset.Ruleset, error) { return kubeRulesOnly(f.family, f.dump, cause, stderr) }
+	}
+	return &explain.IPTablesInput{Rules: f.rules, NodeAddrs: f.nodeAddrs, NodeName: f.nodeName,
+		Owners: f.owners, Snapshot: f.snap, PodInterface: podInterface(opts)}, 0
 }
 
 // liveNodeAddrs returns --node-ip, or else the addresses of the node's interfaces.

@@ -11,7 +11,9 @@ package conntrack
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -29,17 +31,25 @@ type Flow struct {
 	ReplySrc netip.AddrPort
 }
 
-// Interface deletes conntrack entries. The netlink implementation is in
-// netlink_linux.go; pkg/conntrack/testing has a fake.
+// Interface deletes stale conntrack entries. The netlink implementation is in
+// netlink_linux.go; pkg/conntrack/testing has a strict fake.
 type Interface interface {
-	// DeleteFlows deletes every entry of the family that match selects, and returns
-	// how many it deleted.
-	DeleteFlows(ctx context.Context, family v1.IPFamily, match func(Flow) bool) (int, error)
+	// DeleteStale deletes every entry of the family that filter matches, and reports
+	// how many it read and deleted. An implementation may read only the entries whose
+	// original destination is one of filter.Frontends(family) (the netlink one asks
+	// the kernel to filter its dump so), but it decides each entry with filter.Match.
+	DeleteStale(ctx context.Context, family v1.IPFamily, filter *StaleUDP) (Result, error)
 }
 
-// frontend is a UDP destination that the proxy translates.
-type frontend struct {
-	addr netip.AddrPort
+// Result says what one DeleteStale call did, for metrics, logs and the figures in
+// docs/reliability.md.
+type Result struct {
+	// Deleted is the number of entries deleted.
+	Deleted int
+	// Read is the number of entries the kernel handed over (after its own filter).
+	Read int
+	// Dumps is the number of table dumps (each one a walk of the kernel's hash table).
+	Dumps int
 }
 
 // StaleUDP is a pure, precomputed filter: it matches UDP flows to a service frontend
@@ -49,6 +59,8 @@ type StaleUDP struct {
 	// empty set (deleted service, no endpoints) matches every flow to it that was
 	// translated.
 	allowed map[netip.AddrPort]map[netip.AddrPort]struct{}
+	// nodePorts are the frontends in allowed that are a node address and node port.
+	nodePorts map[netip.AddrPort]struct{}
 }
 
 // NewStaleUDP builds the filter for a sync from prev (the snapshot last applied, nil at
@@ -56,8 +68,13 @@ type StaleUDP struct {
 // (next.ChangedSince(prev)) are considered, however many snapshots were taken in
 // between; when that is unknown, and at start, all UDP service ports are.
 func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP {
-	f := &StaleUDP{allowed: map[netip.AddrPort]map[netip.AddrPort]struct{}{}}
+	f := &StaleUDP{allowed: map[netip.AddrPort]map[netip.AddrPort]struct{}{}, nodePorts: map[netip.AddrPort]struct{}{}}
 	add := func(port *endpoints.ServicePort, eps []*endpoints.Endpoint) {
+		if port.NodePort != 0 {
+			for _, ip := range nodeIPs {
+				f.nodePorts[netip.AddrPortFrom(ip, uint16(port.NodePort))] = struct{}{}
+			}
+		}
 		serving := map[netip.AddrPort]struct{}{}
 		for _, ep := range eps {
 			if ep.Ready || ep.Serving {
@@ -106,6 +123,61 @@ func NewStaleUDP(prev, next *endpoints.Snapshot, nodeIPs []netip.Addr) *StaleUDP
 		consider(name)
 	}
 	return f
+}
+
+// Frontends lists, sorted, the frontends of family whose entries Match may select:
+// the original destinations an implementation must read.
+func (f *StaleUDP) Frontends(family v1.IPFamily) []netip.AddrPort {
+	var out []netip.AddrPort
+	for fe := range f.allowed {
+		if endpoints.FamilyOf(fe.Addr()) == family {
+			out = append(out, fe)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
+}
+
+// Dump says which entries one kernel-filtered dump reads: UDP entries whose original
+// destination is Addr:Port, or any address on Port when Addr is the zero Addr.
+type Dump struct {
+	// Addr is the destination address, or the zero Addr for any.
+	Addr netip.Addr
+	// Port is the destination port.
+	Port uint16
+}
+
+// String returns "addr:port", "*:port", or "*" for every UDP entry.
+func (d Dump) String() string {
+	switch {
+	case d.Addr.IsValid():
+		return netip.AddrPortFrom(d.Addr, d.Port).String()
+	case d.Port != 0:
+		return fmt.Sprintf("*:%d", d.Port)
+	}
+	return "*"
+}
+
+// Dumps lists, in the order of Frontends, dumps of family that together read every entry Match may
+// select: one per service address and port, and one per node port whatever the node
+// address, since a node port is reached on each of the node's addresses and ports in
+// the node-port range carry little else. Each dump is a walk of the kernel's whole
+// hash table, so the fewer the better; service ports are not grouped the same way,
+// because a port such as 53 carries every DNS flow of the node.
+func (f *StaleUDP) Dumps(family v1.IPFamily) []Dump {
+	seen := map[Dump]struct{}{}
+	var out []Dump
+	for _, fe := range f.Frontends(family) {
+		d := Dump{Addr: fe.Addr(), Port: fe.Port()}
+		if _, nodePort := f.nodePorts[fe]; nodePort {
+			d.Addr = netip.Addr{}
+		}
+		if _, dup := seen[d]; !dup {
+			seen[d] = struct{}{}
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Empty reports whether the filter can match nothing, so the conntrack table need

@@ -50,6 +50,8 @@ type Controller struct {
 	// themselves, so their owners see it with kubectl describe.
 	events      record.EventRecorder
 	broadcaster record.EventBroadcaster
+	// problems deduplicates those reports across resyncs.
+	problems *problemLog
 	// newIPTables opens the kernel interface of one family; tests replace it.
 	newIPTables func(ctx context.Context, family v1.IPFamily) (xtables.Interface, error)
 	// conntrack deletes stale UDP flows; tests replace it.
@@ -66,8 +68,12 @@ type Controller struct {
 	now func() time.Time
 	// onSynced, when set, is told each Provider's sync result; scenario tests read it.
 	onSynced func(family v1.IPFamily, res proxy.Result, err error)
-	// lastSynced is the last snapshot every Provider applied.
+	// lastSynced is the last snapshot every Provider applied and whose stale
+	// conntrack entries were cleaned: the base of the next cleanup. Only the
+	// cleaner's worker uses it.
 	lastSynced *endpoints.Snapshot
+	// cleaner runs the conntrack cleanup off the sync loop.
+	cleaner conntrackCleaner
 	// noLocal keeps each family's no-local-endpoints counts up to date; only the sync
 	// goroutine uses it.
 	noLocal map[v1.IPFamily]*noLocalCounts
@@ -129,6 +135,7 @@ func newController(cfg Config, nodeName string, client kubernetes.Interface) *Co
 		metrics:  metrics.New(),
 		health:   health.NewProxierHealth(cfg.healthTimeout(), nil),
 		noLocal:  map[v1.IPFamily]*noLocalCounts{},
+		problems: newProblemLog(),
 	}
 	c.services = health.NewServiceHealth("", c.health)
 	c.broadcaster = record.NewBroadcaster()
@@ -156,6 +163,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.nodeState = state
+	defer c.waitConntrack() // a running cleanup is bounded, and stops early once ctx is done
 	stopDumps := c.startStateDumps(ctx)
 	defer stopDumps()
 	c.setUpNFAcct(ctx)

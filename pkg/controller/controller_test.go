@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/conntrack"
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/nfacct"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 	"github.com/switchyard-io/switchyard/pkg/xtables/ruleset"
@@ -222,13 +224,13 @@ func TestControllerReportsInvalidServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range events.Items {
-			if e.InvolvedObject.Name == "bad" && e.Reason == "InvalidService" && strings.Contains(e.Message, "not-an-ip") {
+			if e.InvolvedObject.Name == "bad" && e.Reason == endpoints.ReasonInvalidExternalIP && strings.Contains(e.Message, "not-an-ip") {
 				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatal("no InvalidService event for ns/bad")
+	t.Fatal("no InvalidExternalIP event for ns/bad")
 }
 
 // TestControllerDeletesStaleUDPFlows checks that after an endpoint of a UDP service goes
@@ -262,4 +264,43 @@ func TestControllerDeletesStaleUDPFlows(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("stale flow not deleted; table: %+v", h.flows.Flows())
+}
+
+// TestControllerRetriesFailedConntrackCleanup checks that a cleanup that failed is not
+// forgotten: the next sync, even one that changed no UDP service, cleans from the same
+// base, so the entry left stale by the failed cleanup goes.
+//
+// mutation-checked: advancing lastSynced after a failed cleanup fails this (the TCP
+// change's sync then reads nothing and the stale entry stays).
+func TestControllerRetriesFailedConntrackCleanup(t *testing.T) {
+	dns := testService("dns", "172.30.0.53")
+	dns.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}}
+	slice := func(ips ...string) *discovery.EndpointSlice {
+		s := testSlice("dns", ips...)
+		s.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}}
+		return s
+	}
+	h := startController(t, testNode(), dns, slice("10.180.0.1", "10.180.0.2"))
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; table: %+v", what, h.flows.Flows())
+			}
+		}
+	}
+	waitFor("the start-up cleanup", func() bool { return h.flows.Scans() >= 1 })
+
+	toGone := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("172.30.0.53:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.1:53")}
+	h.flows.Add(toGone)
+	h.flows.FailNext("DeleteStale", errors.New("netlink: injected"))
+	if _, err := h.client.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice("10.180.0.2"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the failed cleanup", func() bool { return h.flows.Pending("DeleteStale") == 0 })
+	if len(h.flows.Flows()) != 1 {
+		t.Fatalf("the failed cleanup deleted something: %+v", h.flows.Flows())
+	}
+	h.create(testService("web", "172.30.0.80")) // a TCP service: no UDP change
+	waitFor("the retried cleanup", func() bool { return len(h.flows.Flows()) == 0 })
 }

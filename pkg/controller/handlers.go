@@ -7,9 +7,11 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
@@ -26,7 +28,8 @@ func (c *Controller) sliceHandler(ctx context.Context) cache.ResourceEventHandle
 
 // trackerHandler feeds one kind of object to the tracker. A partly invalid object never
 // stops the others: its usable parts are programmed, and the rest is logged, counted
-// and reported with an Event on the object, where its owner sees it.
+// and reported with an Event on the object, where its owner sees it — once per
+// problem, not once per resync (see problemLog).
 func trackerHandler[T interface {
 	*v1.Service | *discovery.EndpointSlice
 	runtime.Object
@@ -39,10 +42,19 @@ func trackerHandler[T interface {
 			return
 		}
 		logger.V(4).Info(kind+" event", "object", klog.KObj(o), "resourceVersion", o.GetResourceVersion())
-		if err := update(o); err != nil {
-			logger.Error(err, kind+" partly invalid", "object", klog.KObj(o))
-			c.metrics.InvalidObjects.WithLabelValues(kind).Inc()
-			c.events.Eventf(o, v1.EventTypeWarning, "Invalid"+kind, "switchyard cannot program all of this %s: %v", kind, err)
+		err := update(o)
+		problem := ""
+		if err != nil {
+			problem = err.Error()
+		}
+		key := problemKey{kind: kind, name: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}
+		if c.problems.observe(key, problem) {
+			reason := endpoints.Reason(err)
+			logger.Error(err, kind+" partly invalid", "object", klog.KObj(o), "reason", reason)
+			c.metrics.InvalidObjects.WithLabelValues(kind, reason).Inc()
+			c.events.Eventf(o, v1.EventTypeWarning, reason, "switchyard cannot program all of this %s: %v", kind, err)
+		} else if err != nil {
+			logger.V(4).Info(kind+" still partly invalid (already reported)", "object", klog.KObj(o), "err", problem)
 		}
 		c.changed(isEndpoints)
 	}
@@ -55,6 +67,7 @@ func trackerHandler[T interface {
 			}
 			if o, ok := obj.(T); ok {
 				logger.V(4).Info(kind+" deleted", "object", klog.KObj(o))
+				c.problems.forget(problemKey{kind: kind, name: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
 				remove(o)
 				c.changed(isEndpoints)
 			}

@@ -113,3 +113,48 @@ func TestBindRetryServesOnceFree(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestDebugOnlyOnMetricsAddress checks that the health address, which listens on every
+// address by default (0.0.0.0:10256, for load-balancer probes), serves only /healthz
+// and /livez: /debug/state, /debug/pprof/ and /metrics are on the metrics address,
+// which is loopback by default (pkg/kubeproxyconfig TestMetricsOnLoopbackByDefault).
+// Mutation-checked: registering /debug/state in healthMux fails "health
+// /debug/state"; registering it only with --profiling fails the last check.
+func TestDebugOnlyOnMetricsAddress(t *testing.T) {
+	cfg := Defaults()
+	cfg.EnableProfiling = true
+	c := newController(cfg, "node1", fake.NewClientset())
+	// The server muxes answer 404 for a path they do not serve; /healthz and /livez
+	// answer 503 before the first sync, which still shows they are served.
+	served := func(code int) bool { return code != http.StatusNotFound }
+	for _, tc := range []struct {
+		name       string
+		mux        http.Handler
+		path       string
+		wantServed bool
+	}{
+		{"health /healthz", c.healthMux(), "/healthz", true},
+		{"health /livez", c.healthMux(), "/livez", true},
+		{"health /debug/state", c.healthMux(), "/debug/state", false},
+		{"health /debug/pprof/", c.healthMux(), "/debug/pprof/", false},
+		{"health /metrics", c.healthMux(), "/metrics", false},
+		{"health /proxyMode", c.healthMux(), "/proxyMode", false},
+		{"metrics /debug/state", c.metricsMux(), "/debug/state", true},
+		{"metrics /metrics", c.metricsMux(), "/metrics", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tc.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if got := served(rec.Code); got != tc.wantServed {
+				t.Errorf("GET %s: HTTP %d, served %t, want %t", tc.path, rec.Code, got, tc.wantServed)
+			}
+		})
+	}
+	cfg.EnableProfiling = false
+	c = newController(cfg, "node1", fake.NewClientset())
+	rec := httptest.NewRecorder()
+	c.metricsMux().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/state", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /debug/state without --profiling: HTTP %d, want 200 (docs/debugging.md)", rec.Code)
+	}
+}

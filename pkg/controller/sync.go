@@ -50,7 +50,11 @@ func (c *Controller) sync(ctx context.Context) error {
 			return err
 		}
 		// The changes in snap are not lost: a failed Provider syncs in full next time,
-		// from a newer snapshot, which includes them.
+		// from a newer snapshot, which includes them. That full sync is pending work
+		// even when no Service changed (a periodic or canary full sync failed), so
+		// /healthz turns red if it stays undone past the timeout; kube-proxy would
+		// stay green (kubernetes#57428: a held xtables lock).
+		c.health.QueuedUpdate()
 		logger.Error(err, "Sync failed; retrying with a full sync")
 		return err
 	}
@@ -126,11 +130,11 @@ func (c *Controller) setPending() {
 }
 
 // afterSync does what follows a sync that every Provider applied: health, stale UDP
-// flows, health-check ports.
+// flows (in the background, see conntrackCleaner), health-check ports.
 func (c *Controller) afterSync(ctx context.Context, start time.Time, snap *endpoints.Snapshot, facts node.Facts) {
 	logger := klog.FromContext(ctx)
 	c.health.Updated(start)
-	c.cleanConntrack(ctx, snap, facts)
+	c.requestCleanup(ctx, snap, facts)
 	ports, ready := healthChecks(snap, facts.Name)
 	if err := c.services.Sync(ports, ready); err != nil {
 		logger.Error(err, "Some health-check node ports could not be served")
@@ -250,25 +254,38 @@ func noLocalEndpoints(snap *endpoints.Snapshot, family v1.IPFamily, nodeName str
 
 // cleanConntrack deletes UDP conntrack entries that still point at endpoints which are
 // gone, now that the rules no longer send new flows there. Only the service ports that
-// changed since the last snapshot every Provider applied are checked, whatever other
-// snapshots were taken in between.
+// changed since the last snapshot every Provider applied and cleaned are checked,
+// whatever other snapshots were taken in between; a sync that changed no UDP service
+// does not read the table (kubernetes#129982: reading it all after every sync blocked
+// syncs on busy nodes). A cleanup that failed is retried from the same base at the
+// next sync, so no stale entry is forgotten. Only the conntrackCleaner's worker calls
+// it, one at a time.
 func (c *Controller) cleanConntrack(ctx context.Context, snap *endpoints.Snapshot, facts node.Facts) {
 	logger := klog.FromContext(ctx)
-	prev := c.lastSynced
-	c.lastSynced = snap
-	filter := conntrack.NewStaleUDP(prev, snap, facts.IPs)
-	if filter.Empty() {
-		return
-	}
+	filter := conntrack.NewStaleUDP(c.lastSynced, snap, facts.IPs)
+	failed := false
 	for _, family := range facts.Families() {
-		n, err := c.conntrack.DeleteFlows(ctx, family, filter.Match)
+		fam := string(family)
+		start := time.Now()
+		var res conntrack.Result
+		var err error
+		if !filter.Empty() {
+			res, err = c.conntrack.DeleteStale(ctx, family, filter)
+		}
+		elapsed := time.Since(start)
+		c.metrics.ConntrackCleanup.WithLabelValues(fam).Observe(elapsed.Seconds())
+		c.metrics.ConntrackDeleted.WithLabelValues(fam).Add(float64(res.Deleted))
+		c.metrics.ConntrackRead.WithLabelValues(fam).Add(float64(res.Read))
 		if err != nil {
-			logger.Error(err, "Deleting stale UDP conntrack entries", "family", family)
+			failed = true
+			logger.Error(err, "Deleting stale UDP conntrack entries", "family", family, "deleted", res.Deleted, "elapsed", elapsed)
 			continue
 		}
-		c.metrics.ConntrackEntriesDeleted.Add(float64(n))
-		if n > 0 {
-			logger.V(2).Info("Deleted stale UDP conntrack entries", "family", family, "count", n)
+		if res.Dumps > 0 {
+			logger.V(2).Info("Deleted stale UDP conntrack entries", "family", family, "deleted", res.Deleted, "read", res.Read, "dumps", res.Dumps, "elapsed", elapsed)
 		}
+	}
+	if !failed {
+		c.lastSynced = snap
 	}
 }

@@ -121,7 +121,11 @@ func TestExtraSnapshotKeepsConntrackScoped(t *testing.T) {
 	if err := c.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	c.waitConntrack()
 	scans := flows.Scans() // the first sync checks every UDP service
+	if scans == 0 {
+		t.Fatal("the first sync did not check the UDP services")
+	}
 
 	c.sliceHandler(ctx).OnUpdate(nil, testSlice("web", "10.180.0.1", "10.180.0.2"))
 	c.tracker.Snapshot() // someone else's snapshot
@@ -129,6 +133,7 @@ func TestExtraSnapshotKeepsConntrackScoped(t *testing.T) {
 	if err := c.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	c.waitConntrack()
 	restores := kernel.Restores()
 	if last := string(restores[len(restores)-1]); strings.Contains(last, ":KUBE-POSTROUTING") {
 		t.Errorf("the sync after an extra snapshot was full:\n%s", last)

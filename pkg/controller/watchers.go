@@ -47,6 +47,9 @@ func (c *Controller) checkCanaries(ctx context.Context) {
 		if !ok {
 			logger.Info("Canary chain missing: the tables were flushed; forcing a full sync", "family", p.Family())
 			p.RequestFullSync(reasonCanary)
+			// The kernel is known to be wrong: pending work for /healthz, as a queued
+			// change is, so a rebuild that cannot happen turns it red.
+			c.health.QueuedUpdate()
 			c.runner.Request()
 		}
 	}

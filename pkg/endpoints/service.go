@@ -9,6 +9,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Labels and annotations that change how a Service is proxied.
@@ -59,8 +60,17 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 	}
 	key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
 	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("service %s: "+format, append([]any{key}, args...)...))
+	fail := func(reason, format string, args ...any) {
+		errs = append(errs, invalid(reason, fmt.Errorf("service %s: "+format, append([]any{key}, args...)...)))
+	}
+	// The names end up in rule comments: a quote, a space or a newline there would
+	// make iptables-restore refuse the whole payload, every other Service's changes
+	// with it. The API server only stores valid names, so this never triggers for an
+	// object read from it; it keeps a manifest (dry-run) or a client that bypasses
+	// validation from breaking the sync.
+	if msgs := slices.Concat(validation.IsDNS1123Label(svc.Namespace), validation.IsDNS1035Label(svc.Name)); len(msgs) > 0 {
+		fail(ReasonInvalidName, "invalid namespace or name: %s", strings.Join(msgs, "; "))
+		return nil, errors.Join(errs...)
 	}
 
 	clusterIPs := svc.Spec.ClusterIPs
@@ -71,24 +81,24 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 	for _, s := range clusterIPs {
 		ip, err := parseIP(s)
 		if err != nil {
-			fail("cluster IP %q: %w", s, err)
+			fail(ReasonInvalidClusterIP, "cluster IP %q: %w", s, err)
 			continue
 		}
 		if slices.ContainsFunc(vips, func(o netip.Addr) bool { return FamilyOf(o) == FamilyOf(ip) }) {
-			fail("cluster IP %q: a second cluster IP of the same family", s)
+			fail(ReasonInvalidClusterIP, "cluster IP %q: a second cluster IP of the same family", s)
 			continue
 		}
 		vips = append(vips, ip)
 	}
 	if len(vips) == 0 {
-		return nil, errors.Join(append(errs, fmt.Errorf("service %s: no valid cluster IP", key))...)
+		return nil, errors.Join(append(errs, invalid(ReasonInvalidClusterIP, fmt.Errorf("service %s: no valid cluster IP", key)))...)
 	}
 
 	var externalIPs []netip.Addr
 	for _, s := range svc.Spec.ExternalIPs {
 		ip, err := parseIP(s)
 		if err != nil {
-			fail("external IP %q: %w", s, err)
+			fail(ReasonInvalidExternalIP, "external IP %q: %w", s, err)
 			continue
 		}
 		if !slices.Contains(externalIPs, ip) {
@@ -105,7 +115,7 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 		}
 		ip, err := parseIP(ing.IP)
 		if err != nil {
-			fail("load-balancer ingress IP %q: %w", ing.IP, err)
+			fail(ReasonInvalidLoadBalancerIP, "load-balancer ingress IP %q: %w", ing.IP, err)
 			continue
 		}
 		if !slices.Contains(lbVIPs, ip) {
@@ -118,14 +128,14 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 		// The API validation accepts whitespace padding here, so kube-proxy trims it.
 		prefix, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
-			fail("loadBalancerSourceRanges %q: %w", s, err)
+			fail(ReasonInvalidSourceRange, "loadBalancerSourceRanges %q: %w", s, err)
 			continue
 		}
 		if prefix.Addr().Is4In6() {
 			// An IPv4-mapped range is an IPv4 range written in IPv6; in IPv6 form it
 			// would make iptables-restore reject the whole IPv4 table.
 			if prefix.Bits() < 96 {
-				fail("loadBalancerSourceRanges %q: an IPv4-mapped range shorter than /96 mixes families", s)
+				fail(ReasonInvalidSourceRange, "loadBalancerSourceRanges %q: an IPv4-mapped range shorter than /96 mixes families", s)
 				continue
 			}
 			prefix = netip.PrefixFrom(prefix.Addr().Unmap(), prefix.Bits()-96)
@@ -150,7 +160,7 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 			affinity = *c.ClientIP.TimeoutSeconds
 		}
 		if affinity <= 0 || affinity > 86400 {
-			fail("sessionAffinityConfig.clientIP.timeoutSeconds %d out of range 1-86400; using %d", affinity, defaultAffinityTimeout)
+			fail(ReasonInvalidAffinityTimeout, "sessionAffinityConfig.clientIP.timeoutSeconds %d out of range 1-86400; using %d", affinity, defaultAffinityTimeout)
 			affinity = defaultAffinityTimeout
 		}
 	}
@@ -159,7 +169,7 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 	if svc.Spec.Type == v1.ServiceTypeLoadBalancer && externalLocal {
 		healthCheckNodePort = svc.Spec.HealthCheckNodePort
 		if healthCheckNodePort < 0 || healthCheckNodePort > 65535 {
-			fail("healthCheckNodePort %d out of range", healthCheckNodePort)
+			fail(ReasonInvalidHealthCheckPort, "healthCheckNodePort %d out of range", healthCheckNodePort)
 			healthCheckNodePort = 0
 		}
 	}
@@ -175,21 +185,27 @@ func ServicePorts(svc *v1.Service) ([]*ServicePort, error) {
 			protocol = v1.ProtocolTCP
 		}
 		if protocol != v1.ProtocolTCP && protocol != v1.ProtocolUDP && protocol != v1.ProtocolSCTP {
-			fail("port %q: unsupported protocol %q", sp.Name, sp.Protocol)
+			fail(ReasonInvalidPort, "port %q: unsupported protocol %q", sp.Name, sp.Protocol)
 			continue
 		}
+		if sp.Name != "" {
+			if msgs := validation.IsDNS1123Label(sp.Name); len(msgs) > 0 {
+				fail(ReasonInvalidPort, "port name %q: %s", sp.Name, strings.Join(msgs, "; "))
+				continue
+			}
+		}
 		if sp.Port < 1 || sp.Port > 65535 {
-			fail("port %q: port %d out of range 1-65535", sp.Name, sp.Port)
+			fail(ReasonInvalidPort, "port %q: port %d out of range 1-65535", sp.Name, sp.Port)
 			continue
 		}
 		nodePort := sp.NodePort
 		if nodePort < 0 || nodePort > 65535 {
-			fail("port %q: nodePort %d out of range", sp.Name, nodePort)
+			fail(ReasonInvalidPort, "port %q: nodePort %d out of range", sp.Name, nodePort)
 			nodePort = 0
 		}
 		name := ServicePortName{NamespacedName: key, Port: sp.Name, Protocol: protocol}
 		if seen[name] {
-			fail("port %q/%s: duplicate port name and protocol", sp.Name, protocol)
+			fail(ReasonDuplicatePort, "port %q/%s: duplicate port name and protocol", sp.Name, protocol)
 			continue
 		}
 		seen[name] = true

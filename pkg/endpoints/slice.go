@@ -34,8 +34,8 @@ type sliceInfo struct {
 func ServiceKeyOfSlice(slice *discovery.EndpointSlice) (types.NamespacedName, error) {
 	name := slice.Labels[discovery.LabelServiceName]
 	if name == "" {
-		return types.NamespacedName{}, fmt.Errorf("endpointslice %s/%s: no %s label, so it belongs to no service",
-			slice.Namespace, slice.Name, discovery.LabelServiceName)
+		return types.NamespacedName{}, invalid(ReasonNoServiceLabel, fmt.Errorf("endpointslice %s/%s: no %s label, so it belongs to no service",
+			slice.Namespace, slice.Name, discovery.LabelServiceName))
 	}
 	return types.NamespacedName{Namespace: slice.Namespace, Name: name}, nil
 }
@@ -57,12 +57,18 @@ func convertSlice(slice *discovery.EndpointSlice) (*sliceInfo, error) {
 		}
 		ip, err := netip.ParseAddr(ep.Addresses[0])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("endpointslice %s/%s: endpoint address %q: %w", slice.Namespace, slice.Name, ep.Addresses[0], err))
+			errs = append(errs, invalid(ReasonInvalidEndpointAddress, fmt.Errorf("endpointslice %s/%s: endpoint address %q: %w", slice.Namespace, slice.Name, ep.Addresses[0], err)))
+			continue
+		}
+		if ip.Zone() != "" {
+			// The API refuses it; written into a rule it would make
+			// ip6tables-restore refuse the whole payload.
+			errs = append(errs, invalid(ReasonInvalidEndpointAddress, fmt.Errorf("endpointslice %s/%s: endpoint address %q: zoned address not allowed", slice.Namespace, slice.Name, ep.Addresses[0])))
 			continue
 		}
 		ip = ip.Unmap()
 		if (slice.AddressType == discovery.AddressTypeIPv4) != ip.Is4() {
-			errs = append(errs, fmt.Errorf("endpointslice %s/%s: address %s does not match addressType %s", slice.Namespace, slice.Name, ip, slice.AddressType))
+			errs = append(errs, invalid(ReasonEndpointFamilyMismatch, fmt.Errorf("endpointslice %s/%s: address %s does not match addressType %s", slice.Namespace, slice.Name, ip, slice.AddressType)))
 			continue
 		}
 		ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready

@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -110,7 +111,7 @@ func (t *Tracker) OnEndpointSliceUpdate(slice *discovery.EndpointSlice) error {
 		if ts, err := time.Parse(time.RFC3339Nano, s); err == nil {
 			trigger = ts
 		} else {
-			convErr = errors.Join(convErr, err)
+			convErr = errors.Join(convErr, invalid(ReasonInvalidTriggerTime, fmt.Errorf("endpointslice %s/%s: annotation %s: %w", slice.Namespace, slice.Name, TriggerTimeAnnotation, err)))
 		}
 	}
 	t.mu.Lock()

@@ -26,7 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -142,16 +142,6 @@ func IsNotice(err error) bool {
 // manifestExtensions are the file name endings read when walking a directory. Files named
 // explicitly are read whatever their name.
 var manifestExtensions = []string{".yaml", ".yml", ".json"}
-
-// decoder decodes the kinds Switchyard uses, strictly, so that a misspelt field (say,
-// externalTrafficPolcy) is reported instead of silently changing what is programmed.
-var decoder = func() runtime.Decoder {
-	scheme := runtime.NewScheme()
-	// AddToScheme only fails on conflicting registrations, impossible in a fresh scheme.
-	_ = v1.AddToScheme(scheme)
-	_ = discovery.AddToScheme(scheme)
-	return serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
-}()
 
 // Read decodes every Service, EndpointSlice and Node in paths. A path may be a file (read
 // whatever its name), a directory (walked recursively in lexical order, reading
@@ -282,7 +272,12 @@ func (r *reader) decodeFile(name string, data []byte) {
 		docs = splitDocuments(data)
 	}
 	for i, doc := range docs {
-		r.decodeDocument(Source{File: name, Document: i + 1, Line: doc.line}, doc.data)
+		src := Source{File: name, Document: i + 1, Line: doc.line}
+		if doc.json {
+			r.decodeJSONDocument(src, doc.data)
+			continue
+		}
+		r.decodeDocument(src, doc.data)
 	}
 }
 
@@ -291,16 +286,24 @@ func (r *reader) decodeFile(name string, data []byte) {
 // instead. Without it, the YAML parser would read the first value and silently drop the
 // rest. A syntax error after the first value yields the valid values and then the
 // rest of the stream as one last document, whose decoding reports the error.
+//
+// The documents are slices of data, not copies, and are marked as valid JSON, so that
+// decodeDocument skips the YAML converter: for a 19 MB `kubectl get -o json` dump,
+// converting through YAML took 60% of a dry run's time and most of its memory.
 func splitJSON(data []byte) ([]document, bool) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, false
 	}
+	if docs, ok := splitValidJSON(data); ok {
+		return docs, true
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var docs []document
 	for {
 		start := dec.InputOffset()
-		var value json.RawMessage
+		// validOnly checks the value's syntax without copying it (json.RawMessage would).
+		var value validOnly
 		err := dec.Decode(&value)
 		if err == io.EOF {
 			return docs, true
@@ -313,9 +316,37 @@ func splitJSON(data []byte) ([]document, bool) {
 			return append(docs, document{line: lineAt(data, start+leadingSpace(rest)), data: rest}), true
 		}
 		offset := start + leadingSpace(data[start:])
-		docs = append(docs, document{line: lineAt(data, offset), data: value})
+		docs = append(docs, document{line: lineAt(data, offset), data: data[offset:dec.InputOffset()], json: true})
 	}
 }
+
+// splitValidJSON is splitJSON's fast path for the common case, a stream of valid JSON
+// values separated by white space: one validating scan per value, with no decoder
+// buffering a copy of it. It reports false on anything else, for splitJSON's decoder
+// to find the values it can and report the rest as before.
+func splitValidJSON(data []byte) ([]document, bool) {
+	var docs []document
+	// Lines are counted from the previous value on, not from the start each time,
+	// so that a stream of many small values stays linear.
+	line, counted := 1, 0
+	for offset := skipSpace(data, 0); offset < len(data); offset = skipSpace(data, offset) {
+		end, err := skipValue(data, offset)
+		if err != nil || !json.Valid(data[offset:end]) {
+			return nil, false
+		}
+		line += bytes.Count(data[counted:offset], []byte("\n"))
+		counted = offset
+		docs = append(docs, document{line: line, data: data[offset:end], json: true})
+		offset = end
+	}
+	return docs, true
+}
+
+// validOnly is a JSON value that is checked by the decoder and then dropped.
+type validOnly struct{}
+
+// UnmarshalJSON does nothing: the decoder has validated the value before calling it.
+func (*validOnly) UnmarshalJSON([]byte) error { return nil }
 
 func leadingSpace(data []byte) int64 {
 	return int64(len(data) - len(bytes.TrimLeft(data, " \t\r\n")))
@@ -330,6 +361,9 @@ func lineAt(data []byte, offset int64) int {
 type document struct {
 	line int
 	data []byte
+	// json is set when data is known to be one valid JSON value, which needs no
+	// conversion.
+	json bool
 }
 
 // splitDocuments splits a YAML stream at its "---" separator lines and "..." document end
@@ -423,6 +457,11 @@ func (r *reader) decodeDocument(src Source, doc []byte) {
 		r.fail(src, fmt.Errorf("not valid YAML or JSON: %w", err))
 		return
 	}
+	r.decodeJSONDocument(src, jsonDoc)
+}
+
+// decodeJSONDocument decodes a document that is one valid JSON value.
+func (r *reader) decodeJSONDocument(src Source, jsonDoc []byte) {
 	jsonDoc = bytes.TrimSpace(jsonDoc)
 	if len(jsonDoc) == 0 || bytes.Equal(jsonDoc, []byte("null")) {
 		return // an empty document, or one holding only comments
@@ -437,8 +476,22 @@ func (r *reader) decodeDocument(src Source, doc []byte) {
 // decodeObject decodes one JSON object. listGVK is the kind implied by an enclosing typed
 // list (a ServiceList's items carry no kind of their own in API responses).
 func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVersionKind) {
-	var meta typeAndName
-	if err := json.Unmarshal(jsonDoc, &meta); err != nil {
+	// Only the top-level members are split out here, so a List's items are not
+	// decoded twice (once for its kind, once for its items).
+	fields, err := objectFields(jsonDoc)
+	if err != nil {
+		// The YAML converter refused duplicate keys before the fast JSON path
+		// existed; keep its wording.
+		r.fail(src, fmt.Errorf("not valid YAML or JSON: %w", err))
+		return
+	}
+	meta, err := readTypeAndName(fields)
+	if err != nil {
+		// Decode the whole object the slow way for encoding/json's own message,
+		// which names the field and type.
+		if wholeErr := json.Unmarshal(jsonDoc, &meta); wholeErr != nil {
+			err = wholeErr
+		}
 		r.fail(src, fmt.Errorf("reading apiVersion, kind and metadata: %w", err))
 		return
 	}
@@ -447,11 +500,6 @@ func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVe
 	if gvk.Kind == "" && listGVK.Kind != "" {
 		gvk = listGVK
 		src.Kind = gvk.Kind
-		var err error
-		if jsonDoc, err = withTypeMeta(jsonDoc, gvk); err != nil {
-			r.fail(src, err)
-			return
-		}
 	}
 	switch {
 	case gvk.Kind == "":
@@ -463,7 +511,7 @@ func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVe
 	}
 
 	if gvk.Kind == "List" || (strings.HasSuffix(gvk.Kind, "List") && usedKinds[strings.TrimSuffix(gvk.Kind, "List")] != "") {
-		r.decodeList(src, jsonDoc, gvk)
+		r.decodeList(src, field(fields, "items"), gvk)
 		return
 	}
 	wantGroupVersion, used := usedKinds[gvk.Kind]
@@ -476,9 +524,9 @@ func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVe
 		return
 	}
 
-	obj, _, err := decoder.Decode(jsonDoc, nil, nil)
+	obj, err := decodeTyped(jsonDoc, gvk)
 	if err != nil && !runtime.IsStrictDecodingError(err) {
-		r.fail(src, fmt.Errorf("decoding: %w", err))
+		r.fail(src, err)
 		return
 	}
 	if err != nil {
@@ -488,6 +536,80 @@ func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVe
 	r.add(src, obj)
 }
 
+// readTypeAndName decodes apiVersion, kind and metadata's name and namespace from an
+// object's members. It reads only those members (and in metadata only name and
+// namespace, not labels or annotations), since every item of a big List goes through it.
+func readTypeAndName(fields []jsonField) (typeAndName, error) {
+	var meta typeAndName
+	for _, f := range []struct {
+		key  string
+		into *string
+	}{{"apiVersion", &meta.APIVersion}, {"kind", &meta.Kind}} {
+		if err := unmarshalField(fields, f.key, f.into); err != nil {
+			return meta, err
+		}
+	}
+	metadata := field(fields, "metadata")
+	if metadata == nil {
+		return meta, nil
+	}
+	metadataFields, err := objectFields(metadata)
+	if err != nil {
+		// Not an object, or with a duplicate key: let encoding/json decide, as
+		// before, and the typed decoding report duplicates.
+		return meta, json.Unmarshal(metadata, &meta.Metadata)
+	}
+	if err := unmarshalField(metadataFields, "name", &meta.Metadata.Name); err != nil {
+		return meta, err
+	}
+	return meta, unmarshalField(metadataFields, "namespace", &meta.Metadata.Namespace)
+}
+
+// unmarshalField decodes the member key of fields, if there is one, into into.
+func unmarshalField(fields []jsonField, key string, into any) error {
+	value := field(fields, key)
+	if value == nil {
+		return nil
+	}
+	return json.Unmarshal(value, into)
+}
+
+// decodeTyped decodes one Service, EndpointSlice or Node, strictly, as the API
+// server's JSON serializer does (sigs.k8s.io/json: case-sensitive, integers kept,
+// unknown and duplicate fields reported), straight into the typed object: the universal
+// deserializer that did this before sniffed the format and read the kind again for
+// every object. A duplicate field drops the object, as the YAML converter did before
+// JSON skipped it; unknown fields only warn.
+func decodeTyped(jsonDoc []byte, gvk schema.GroupVersionKind) (runtime.Object, error) {
+	var obj runtime.Object
+	switch gvk.Kind {
+	case "Service":
+		obj = &v1.Service{}
+	case "EndpointSlice":
+		obj = &discovery.EndpointSlice{}
+	case "Node":
+		obj = &v1.Node{}
+	default:
+		return nil, fmt.Errorf("decoding: kind %s is not decoded", gvk.Kind)
+	}
+	strictErrs, err := kjson.UnmarshalStrict(jsonDoc, obj)
+	if err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	// Items of a typed list carry no kind; the API server's decoder sets it.
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	for _, e := range strictErrs {
+		// sigs.k8s.io/json words these "duplicate field \"name\"".
+		if strings.HasPrefix(e.Error(), "duplicate field") {
+			return nil, fmt.Errorf("not valid YAML or JSON: %w", e)
+		}
+	}
+	if len(strictErrs) > 0 {
+		return obj, runtime.NewStrictDecodingError(strictErrs)
+	}
+	return obj, nil
+}
+
 // usedKinds maps each kind Switchyard reads to the one group/version it accepts.
 var usedKinds = map[string]string{
 	"Service":       "v1",
@@ -495,48 +617,43 @@ var usedKinds = map[string]string{
 	"EndpointSlice": "discovery.k8s.io/v1",
 }
 
-// withTypeMeta sets apiVersion and kind on a JSON object that lacks them.
-func withTypeMeta(jsonDoc []byte, gvk schema.GroupVersionKind) ([]byte, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(jsonDoc, &fields); err != nil {
-		return nil, fmt.Errorf("decoding: %w", err)
-	}
-	apiVersion, _ := json.Marshal(gvk.GroupVersion().String())
-	kind, _ := json.Marshal(gvk.Kind)
-	fields["apiVersion"], fields["kind"] = apiVersion, kind
-	out, err := json.Marshal(fields)
-	if err != nil {
-		return nil, fmt.Errorf("decoding: %w", err)
-	}
-	return out, nil
-}
-
 // decodeList decodes the items of a v1 List (as `kubectl get -o yaml` prints) or of a
-// typed list such as ServiceList (as the API returns).
-func (r *reader) decodeList(src Source, jsonDoc []byte, gvk schema.GroupVersionKind) {
-	var list struct {
-		Items []json.RawMessage `json:"items"`
-	}
-	if err := json.Unmarshal(jsonDoc, &list); err != nil {
-		r.fail(src, fmt.Errorf("decoding items: %w", err))
-		return
-	}
+// typed list such as ServiceList (as the API returns). items is the text of the list's
+// items member (nil if it has none). Each item is decoded and filed on its own, so a
+// bad item is reported and the others are kept, and no copy of the list is made.
+func (r *reader) decodeList(src Source, items []byte, gvk schema.GroupVersionKind) {
 	if src.Item > 0 {
 		r.fail(src, errors.New("a list nested in a list is not supported"))
+		return
+	}
+	items = bytes.TrimSpace(items)
+	if len(items) == 0 || bytes.Equal(items, []byte("null")) {
+		return
+	}
+	if items[0] != '[' {
+		// encoding/json's message names the type that was found.
+		var list []json.RawMessage
+		err := json.Unmarshal(items, &list)
+		if err == nil {
+			err = errMalformed
+		}
+		r.fail(src, fmt.Errorf("decoding items: %w", err))
 		return
 	}
 	var itemGVK schema.GroupVersionKind
 	if gvk.Kind != "List" {
 		itemGVK = gvk.GroupVersion().WithKind(strings.TrimSuffix(gvk.Kind, "List"))
 	}
-	for i, item := range list.Items {
+	err := eachElement(items, func(i int, item []byte) {
 		itemSrc := Source{File: src.File, Document: src.Document, Line: src.Line, Item: i + 1}
-		item = bytes.TrimSpace(item)
 		if len(item) == 0 || item[0] != '{' {
 			r.fail(itemSrc, errors.New("list item is not an object"))
-			continue
+			return
 		}
 		r.decodeObject(itemSrc, item, itemGVK)
+	})
+	if err != nil {
+		r.fail(src, fmt.Errorf("decoding items: %w", err))
 	}
 }
 

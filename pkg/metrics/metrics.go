@@ -39,7 +39,9 @@ type Metrics struct {
 	SyncsTotal               *prometheus.CounterVec
 	Backend                  *prometheus.GaugeVec
 	InvalidObjects           *prometheus.CounterVec
-	ConntrackEntriesDeleted  prometheus.Counter
+	ConntrackDeleted         *prometheus.CounterVec
+	ConntrackCleanup         *prometheus.HistogramVec
+	ConntrackRead            *prometheus.CounterVec
 	IPVSOperations           *prometheus.CounterVec
 	IPVSGracefulTerminations prometheus.Gauge
 }
@@ -110,8 +112,17 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.RestoreBytes)
 	m.SyncsTotal = counterVec("switchyard", "syncs_total", "Syncs by kind (full, partial) and result (success, error)", "sync", "result", family)
 	m.Backend = gaugeVec("switchyard", "iptables_backend_info", "The iptables backend in use (value 1)", "backend", "reason")
-	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Objects that could not be fully converted, by kind", "kind")
-	m.ConntrackEntriesDeleted = counter("switchyard", "conntrack_entries_deleted_total", "Stale UDP conntrack entries deleted")
+	m.InvalidObjects = counterVec("switchyard", "invalid_objects_total", "Services and EndpointSlices that could not be fully programmed, once per object and problem, by kind and reason", "kind", "reason")
+	// kube-proxy's conntrack reconciler metrics, same names, labels and buckets: one
+	// observation per family after every applied sync, a skipped cleanup (no UDP
+	// service changed) included, as kube-proxy cleans after every sync.
+	m.ConntrackDeleted = counterVec("kubeproxy", "conntrack_reconciler_deleted_entries_total", "Cumulative conntrack flows deleted by conntrack reconciler", family)
+	m.ConntrackCleanup = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Subsystem: "kubeproxy", Name: "conntrack_reconciler_sync_duration_seconds", Help: "ReconcileConntrackFlowsLatency latency in seconds",
+		Buckets: syncBuckets,
+	}, []string{family})
+	m.Registry.MustRegister(m.ConntrackCleanup)
+	m.ConntrackRead = counterVec("switchyard", "conntrack_entries_read_total", "Conntrack entries the kernel handed to the stale-flow cleanup (after its own filter)", family)
 	m.IPVSOperations = counterVec("switchyard", "ipvs_operations_total", "IPVS netlink operations, by kind", "op")
 	m.IPVSGracefulTerminations = gauge("switchyard", "ipvs_graceful_terminations", "Real servers at weight 0 waiting for their connections to end")
 

@@ -22,12 +22,19 @@ type diffRun struct {
 // kubeconfig) and its node name and backend.
 func (s *suite) dryRunDiff(ctx context.Context, t *testing.T, backend string) diffRun {
 	t.Helper()
+	return dryRunDiffOn(ctx, t, s.node1, s.sy1.ConfigPath, backend)
+}
+
+// dryRunDiffOn runs `switchyard dry-run --diff` in node's namespace with a daemon's
+// configuration file, the node's name and the backend.
+func dryRunDiffOn(ctx context.Context, t *testing.T, node *testbed.Node, configPath, backend string) diffRun {
+	t.Helper()
 	binary, err := testbed.SwitchyardBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	output, err := s.node1.Exec(ctx, binary, "dry-run", "--diff", "--config", s.sy1.ConfigPath,
-		"--node", s.node1.Name, "--iptables-backend", backend)
+	output, err := node.Exec(ctx, binary, "dry-run", "--diff", "--config", configPath,
+		"--node", node.Name, "--iptables-backend", backend)
 	run := diffRun{output: output}
 	var exitErr *exec.ExitError
 	switch {

@@ -135,10 +135,12 @@ func testIPTables(t *testing.T, backend string) {
 	// re-watch for a moment while its RBAC caches fill, which says nothing
 	// about the manifests.
 	t.Run("the ServiceAccount is allowed all it does", s.testNoDenials)
+	t.Run("least privilege", s.testLeastPrivilege)
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)
 	t.Run("datapath", s.testDatapath)
 	t.Run("state dump", s.testStateDump)
+	t.Run("unprivileged", func(t *testing.T) { s.testUnprivileged(t, backend) })
 	// Last: it ends node-2's Switchyard.
 	t.Run("a changed config file ends the process", s.testConfigChangeExits)
 }
@@ -1005,7 +1007,7 @@ func (s *suite) testNoDenials(t *testing.T) {
 		{Verb: "list", Resource: "services"}, {Verb: "watch", Resource: "services"},
 		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices"},
 		{Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices"},
-		{Verb: "list", Resource: "nodes"}, {Verb: "watch", Resource: "nodes"}, {Verb: "get", Resource: "nodes"},
+		{Verb: "list", Resource: "nodes"}, {Verb: "watch", Resource: "nodes"},
 		{Verb: "create", Resource: "events", Namespace: "default"},
 		{Verb: "patch", Resource: "events", Namespace: "default"},
 	}

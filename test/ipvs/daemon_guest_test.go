@@ -303,6 +303,7 @@ func TestGuestDaemon(t *testing.T) {
 		t.Errorf("%s bound on kube-ipvs0: %v, %v; want true", webClusterIP, ok, err)
 	}
 	t.Run("dry-run --diff", testDryRunDiff)
+	t.Run("rules deleted behind its back", func(t *testing.T) { testDeletedBehindItsBack(t, d) })
 	if got := countPods(t, 10, "", web); !cmp.Equal(got, map[string]int{"pod-a": 5, "pod-b": 5}) {
 		t.Errorf("10 connections to %s through rr: %v, want 5 each on pod-a and pod-b", web, got)
 	}

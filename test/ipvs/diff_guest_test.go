@@ -5,12 +5,14 @@ package ipvs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	libipvs "github.com/moby/ipvs"
 )
@@ -77,4 +79,33 @@ func testDryRunDiff(t *testing.T) {
 	if code, out := dryRunDiff(t); code != 0 || out != "" {
 		t.Errorf("dry-run --diff with the real server back: exit %d, want 0 and no output:\n%s", code, out)
 	}
+}
+
+// testDeletedBehindItsBack is issue 11's "rules deleted behind Switchyard's back" in
+// IPVS mode: pod-a's real server is deleted over netlink (no canary sees that), and
+// the nat and filter tables are flushed and their chains deleted, as a firewall reload
+// does (the canary chains go too). Within a canary interval (10 s) the daemon's full
+// sync rebuilds the companion rules and reconciles the IPVS table, so the kernel
+// equals a full render again (dry-run --diff exit 0), and /healthz is 200.
+// mutation-checked: not starting the canary check (watchCanary in pkg/controller
+// returning at once) leaves dry-run --diff at exit 1 for the whole minute.
+func testDeletedBehindItsBack(t *testing.T, d *daemon) {
+	setWebRealServer(t, pods["pod-a"], 8080, -1)
+	for _, table := range []string{"nat", "filter"} {
+		sh(t, "iptables-nft", "-w", "5", "-t", table, "-F")
+		sh(t, "iptables-nft", "-w", "5", "-t", table, "-X")
+	}
+	if code, _ := dryRunDiff(t); code != 1 {
+		t.Errorf("after the deletions: dry-run --diff exit %d, want 1", code)
+	}
+	converged := eventually(t, d, 60*time.Second, "dry-run --diff exit 0 after the deletions", func() error {
+		if code, out := dryRunDiff(t); code != 0 || out != "" {
+			return fmt.Errorf("exit %d:\n%s", code, out)
+		}
+		return nil
+	})
+	if err := healthz(); err != nil {
+		t.Errorf("/healthz after the repair: %v", err)
+	}
+	t.Logf("FIGURE ipvs: pod-a's real server and the nat and filter tables deleted: converged in %v", converged.Round(10*time.Millisecond))
 }

@@ -196,6 +196,9 @@ func startControlPlane(t testing.TB, options []Option) (*Cluster, error) {
 	if err := cluster.writeCredentials(); err != nil {
 		return nil, err
 	}
+	if err := cluster.writeAuditPolicy(); err != nil {
+		return nil, err
+	}
 	if err := cluster.writeIPTablesShims(); err != nil {
 		return nil, err
 	}
@@ -341,6 +344,13 @@ func (c *Cluster) startEtcdAndAPIServer(ctx context.Context) error {
 		"--token-auth-file", filepath.Join(c.Dir, "tokens.csv"),
 		"--authorization-mode", "RBAC",
 		"--profiling=false",
+		// As kubeadm's kube-apiserver: privileged containers are allowed (kube-proxy's
+		// DaemonSet and Switchyard's --init-only container are privileged), so that
+		// the e2e suite's server-side apply of manifests/deploy judges them as a
+		// real cluster would.
+		"--allow-privileged=true",
+		"--audit-policy-file", c.auditPolicyPath(),
+		"--audit-log-path", c.auditLogPath(),
 	)
 	if err != nil {
 		return err

@@ -202,9 +202,22 @@ func (c *Cluster) createNodeObject(ctx context.Context, node *Node) error {
 
 // Env returns the environment for programs run in the node: the test
 // process's environment with PATH starting with the cluster's iptables
-// backend shims and the pinned tools (kubectl, ...).
+// backend shims and the pinned tools (kubectl, ...), and XTABLES_LOCKFILE set
+// to the node's own lock file (XTablesLockFile).
 func (n *Node) Env() []string {
-	return n.cluster.env()
+	return append(n.cluster.env(), "XTABLES_LOCKFILE="+n.XTablesLockFile())
+}
+
+// XTablesLockFile is the xtables lock of the node's programs. iptables-legacy
+// serialises writers with an flock on /run/xtables.lock, a file the node
+// namespaces share with the host (`ip netns exec` keeps /run), although the
+// tables it guards are per network namespace: with the host's file, every
+// testbed node (and the host's own iptables) would wait for one another, and a
+// test holding the lock to see what a proxy does would hold the host's. Each
+// node therefore has its own file, which iptables reads from XTABLES_LOCKFILE.
+// iptables-nft takes no such lock.
+func (n *Node) XTablesLockFile() string {
+	return filepath.Join(n.cluster.Dir, n.Name+".xtables.lock")
 }
 
 // Exec runs argv inside the node's namespace with Env, and returns its

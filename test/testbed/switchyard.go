@@ -93,6 +93,16 @@ type SwitchyardOptions struct {
 	// LocalhostNodePorts is written as iptables.localhostNodePorts with
 	// AsKubeProxy (kube-proxy would write true); false by default, as the flag.
 	LocalhostNodePorts bool
+	// Capabilities, when not nil, runs Switchyard as UnprivilegedUID (nobody) with
+	// only these Linux capabilities ("net_admin", "net_raw"; unprivileged.go), to
+	// show what it needs (docs/security.md). Not with AsKubeProxy.
+	Capabilities []string
+	// PathPrefix, when set, is put first in Switchyard's PATH (before the
+	// node's iptables shims), for fault injection: a directory of
+	// iptables-nft-restore, iptables-legacy-restore, ... wrappers that
+	// Switchyard runs instead of the real programs. Only Switchyard's process
+	// sees it; Node.Exec keeps the real programs.
+	PathPrefix string
 }
 
 // Switchyard is `switchyard run` on a node, as a real process.
@@ -108,8 +118,9 @@ type Switchyard struct {
 	// ConfigPath is its KubeProxyConfiguration file when started AsKubeProxy.
 	ConfigPath string
 
-	cluster  *Cluster
-	restarts int
+	cluster    *Cluster
+	restarts   int
+	pathPrefix string
 }
 
 // AddSwitchyard runs `switchyard run` in node's namespace with the node's
@@ -127,6 +138,14 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = c.RestrictedKubeconfig
 	}
+	if opts.Capabilities != nil {
+		if opts.AsKubeProxy {
+			t.Fatalf("testbed: switchyard on %s: Capabilities and AsKubeProxy together are not supported", node.Name)
+		}
+		if opts.Kubeconfig, err = c.unprivilegedKubeconfig(t, opts.Kubeconfig); err != nil {
+			t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
+		}
+	}
 	if opts.IPTablesBackend == "" {
 		opts.IPTablesBackend = c.IPTablesBackend
 	}
@@ -138,6 +157,7 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 		HealthzURL: fmt.Sprintf("http://%s:%d/healthz", node.IP, SwitchyardHealthzPort),
 		MetricsURL: fmt.Sprintf("http://%s:%d/metrics", node.IP, SwitchyardMetricsPort),
 		cluster:    c,
+		pathPrefix: opts.PathPrefix,
 	}
 	// The testbed shares the host's kernel: the conntrack settings are all zero
 	// ("leave alone"), since some of them (nf_conntrack_max, the hashsize module
@@ -161,6 +181,9 @@ func (c *Cluster) AddSwitchyard(t testing.TB, node *Node, opts SwitchyardOptions
 	} else {
 		proxy.Args = append(append([]string{binary, "run", "--hostname-override", node.Name}, settings...),
 			append([]string{"--iptables-backend", opts.IPTablesBackend, "--min-sync-period", opts.MinSyncPeriod.String()}, opts.ExtraArgs...)...)
+	}
+	if opts.Capabilities != nil {
+		proxy.Args = unprivilegedArgv(opts.Capabilities, proxy.Args)
 	}
 	if err := proxy.start(); err != nil {
 		t.Fatalf("testbed: switchyard on %s: %v", node.Name, err)
@@ -204,7 +227,15 @@ func (s *Switchyard) start() error {
 		// A new log file per run keeps the earlier run's log for failures.
 		name = fmt.Sprintf("%s-%d", name, s.restarts)
 	}
-	process, err := s.cluster.startProcess(name, s.Node.Netns, s.Node.Env(), s.Args...)
+	env := s.Node.Env()
+	if s.pathPrefix != "" {
+		for i, variable := range env {
+			if path, ok := strings.CutPrefix(variable, "PATH="); ok {
+				env[i] = "PATH=" + s.pathPrefix + string(os.PathListSeparator) + path
+			}
+		}
+	}
+	process, err := s.cluster.startProcess(name, s.Node.Netns, env, s.Args...)
 	if err != nil {
 		return err
 	}
@@ -219,11 +250,20 @@ func (s *Switchyard) Restart(ctx context.Context) error {
 	if err := s.Process.Stop(); err != nil {
 		return err
 	}
-	s.restarts++
-	if err := s.start(); err != nil {
+	if err := s.Start(); err != nil {
 		return err
 	}
 	return s.WaitHealthy(ctx, 60*time.Second)
+}
+
+// Start starts Switchyard again with the same command line after its process
+// ended (stopped, killed, or exited), without waiting for anything.
+func (s *Switchyard) Start() error {
+	if exited, _ := s.Process.Exited(); !exited {
+		return fmt.Errorf("%s is still running (pid %d)", s, s.Process.Pid())
+	}
+	s.restarts++
+	return s.start()
 }
 
 // Healthz returns the HTTP status of /healthz, and its body.

@@ -13,7 +13,7 @@ import (
 )
 
 // Fake is an in-memory conntrack table. It is safe for concurrent use, and its zero
-// value is an empty table. FailNext("DeleteFlows", err) makes the next DeleteFlows
+// value is an empty table. FailNext("DeleteStale", err) makes the next DeleteStale
 // fail with err, deleting nothing.
 type Fake struct {
 	mu     sync.Mutex
@@ -23,7 +23,7 @@ type Fake struct {
 	faults *fault.Injector
 }
 
-// Scans returns how many times the table was read (DeleteFlows calls): a sync whose
+// Scans returns how many times the table was read (DeleteStale calls): a sync whose
 // changes touch no UDP service must not read it at all.
 func (f *Fake) Scans() int {
 	f.mu.Lock()
@@ -31,14 +31,17 @@ func (f *Fake) Scans() int {
 	return f.scans
 }
 
-// FailNext makes the next call of op (only "DeleteFlows") fail with err.
+// FailNext makes the next call of op (only "DeleteStale") fail with err.
 func (f *Fake) FailNext(op string, err error) { f.injector().FailNext(op, err) }
+
+// Pending returns how many injected failures of op are still to come.
+func (f *Fake) Pending(op string) int { return f.injector().Pending(op) }
 
 // Take is called by each operation; see fault.Injector.Take.
 func (f *Fake) Take(op string) error { return f.injector().Take(op) }
 
 func (f *Fake) injector() *fault.Injector {
-	f.once.Do(func() { f.faults = fault.New("DeleteFlows") })
+	f.once.Do(func() { f.faults = fault.New("DeleteStale") })
 	return f.faults
 }
 
@@ -58,26 +61,46 @@ func (f *Fake) Flows() []conntrack.Flow {
 	return append([]conntrack.Flow(nil), f.flows...)
 }
 
-// DeleteFlows implements conntrack.Interface.
-func (f *Fake) DeleteFlows(ctx context.Context, family v1.IPFamily, match func(conntrack.Flow) bool) (int, error) {
+// DeleteStale implements conntrack.Interface. Like the kernel's filtered dumps, it
+// reads only the entries of family that one of filter.Dumps(family) selects, and
+// deletes those filter.Match selects.
+func (f *Fake) DeleteStale(ctx context.Context, family v1.IPFamily, filter *conntrack.StaleUDP) (conntrack.Result, error) {
+	var res conntrack.Result
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return res, err
 	}
-	if err := f.Take("DeleteFlows"); err != nil {
-		return 0, err
+	if err := f.Take("DeleteStale"); err != nil {
+		return res, err
+	}
+	dumps := filter.Dumps(family)
+	read := func(fl conntrack.Flow) bool {
+		if fl.Protocol != v1.ProtocolUDP || endpoints.FamilyOf(fl.OrigDst.Addr()) != family {
+			return false
+		}
+		for _, d := range dumps {
+			if d.Port == fl.OrigDst.Port() && (!d.Addr.IsValid() || d.Addr == fl.OrigDst.Addr()) {
+				return true
+			}
+		}
+		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scans++
+	res.Dumps = len(dumps)
 	kept := f.flows[:0]
-	deleted := 0
 	for _, fl := range f.flows {
-		if endpoints.FamilyOf(fl.OrigDst.Addr()) == family && match(fl) {
-			deleted++
+		if !read(fl) {
+			kept = append(kept, fl)
+			continue
+		}
+		res.Read++
+		if filter.Match(fl) {
+			res.Deleted++
 			continue
 		}
 		kept = append(kept, fl)
 	}
 	f.flows = kept
-	return deleted, nil
+	return res, nil
 }

@@ -220,6 +220,11 @@ func TestParseRuleErrors(t *testing.T) {
 		{`-d 10.0.0.300 -j ACCEPT`, `bad address`},
 		{`-j DNAT`, `DNAT requires --to-destination`},
 		{`-j DNAT --to-destination 10.0.0.1:http`, `port ranges and names are not supported`},
+		// ip6tables-restore v1.8.9 refuses zoned addresses (checked in a netns:
+		// "host/network `fe80::1%eth0' not found", "Bad IP address").
+		// mutation-checked: dropping either zone check fails its row.
+		{`-s fe80::1%eth0 -j X`, `bad address "fe80::1%eth0"`},
+		{`-j DNAT --to-destination [fe80::1%eth0]:8080`, `zoned address`},
 		{`-j MARK`, `MARK requires one of`},
 		{`-j ACCEPT --random-fully`, `unknown option "--random-fully"`},
 		{`-m statistic --probability 0.5 -j X`, `requires --mode`},

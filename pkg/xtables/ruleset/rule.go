@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"fmt"
 	"net/netip"
 )
 
@@ -98,6 +99,11 @@ func parsePrefix(value string) (netip.Prefix, error) {
 	addr, err := netip.ParseAddr(value)
 	if err != nil {
 		return netip.Prefix{}, err
+	}
+	if addr.Zone() != "" {
+		// iptables parses addresses with inet_pton, which knows no zones:
+		// "host/network `fe80::1%eth0' not found".
+		return netip.Prefix{}, fmt.Errorf("host/network %q not found: zoned address", value)
 	}
 	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }

@@ -92,6 +92,10 @@ func (p *targetParser) finish(*Rule) error {
 // parseNATDestination parses DNAT's "ADDR", "ADDR:PORT" or "[ADDR6]:PORT".
 func parseNATDestination(s string) (netip.Addr, int, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if ap.Addr().Zone() != "" {
+			// As ip6tables-restore: Bad IP address "fe80::1%eth0".
+			return netip.Addr{}, 0, fmt.Errorf("bad IP address in %q: zoned address", s)
+		}
 		if ap.Port() == 0 {
 			return netip.Addr{}, 0, fmt.Errorf("invalid port in %q", s)
 		}
