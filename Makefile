@@ -49,3 +49,7 @@ bench-full: ## Rule-sync latency vs kube-proxy at every scale up to 50k services
 .PHONY: bench-conntrack
 bench-conntrack: ## Stale UDP conntrack cleanup: time and memory at up to 250k entries, before and after (root, a few minutes).
 	hack/bench-conntrack.sh
+
+.PHONY: soak
+soak: tools ## Churn soak (root, about 35 minutes, not in CI): 5k services, 20 changes/s for SOAK_DURATION (30m); resources must stay flat.
+	hack/soak.sh

@@ -1,8 +1,11 @@
 // Command benchreport turns the results-*.json files that TestSyncBench wrote into a
 // directory into results.md (a Markdown table) and PNG charts: one-change latency
-// against scale, and the distribution of one-change latency at each scale.
+// against scale, and the distribution of one-change latency at each scale. With
+// "soak" first it draws soak.png from the soak-samples.csv that TestSoak wrote
+// (make soak).
 //
 //	go -C test/bench/report run . "$PWD/bench/results/2026-11-25"
+//	go -C test/bench/report run . soak "$PWD/bench/results/2026-12-02-soak"
 package main
 
 import (
@@ -24,8 +27,11 @@ import (
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
+	if len(args) == 2 && args[0] == "soak" {
+		return soakReport(args[1])
+	}
 	if len(args) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: benchreport RESULTS_DIR")
+		fmt.Fprintln(os.Stderr, "usage: benchreport RESULTS_DIR | benchreport soak SOAK_DIR")
 		return 2
 	}
 	dir := args[0]
