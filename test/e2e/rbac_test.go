@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/test/testbed"
 )
 
@@ -262,8 +263,8 @@ func rbacManifestPermissions() ([]permission, error) {
 }
 
 // provokeEvents creates an EndpointSlice without its kubernetes.io/service-name label,
-// which every Switchyard reports with a Warning Event, then changes it so that the
-// same Event repeats and the daemons patch its count; it waits for both.
+// which every Switchyard reports with a Warning Event, then fixes and breaks it again so
+// that the same Event repeats and the daemons patch its count; it waits for both.
 func (s *suite) provokeEvents(t *testing.T) {
 	ctx := t.Context()
 	sliceClient := s.cluster.Clientset.DiscoveryV1().EndpointSlices(namespace)
@@ -286,7 +287,7 @@ func (s *suite) provokeEvents(t *testing.T) {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			list, err := s.cluster.Clientset.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
-				FieldSelector: "involvedObject.name=" + slice.Name + ",reason=InvalidEndpointSlice"})
+				FieldSelector: "involvedObject.name=" + slice.Name + ",reason=" + endpoints.ReasonNoServiceLabel})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,13 +301,21 @@ func (s *suite) provokeEvents(t *testing.T) {
 				for _, event := range list.Items {
 					seen = append(seen, fmt.Sprintf("%s from %s/%s count %d", event.Type, event.Source.Component, event.Source.Host, event.Count))
 				}
-				t.Fatalf("no InvalidEndpointSlice Event with count %d on %s after 20s; seen: %v", want, slice.Name, seen)
+				t.Fatalf("no %s Event with count %d on %s after 20s; seen: %v", endpoints.ReasonNoServiceLabel, want, slice.Name, seen)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	waitCount(1)
-	slice.Annotations = map[string]string{"e2e": "again"}
+	// Switchyard reports a problem object once, not on every update or resync
+	// (pkg/controller/problems.go): fix the slice, then break it again, so that the same
+	// Event repeats and its count is patched.
+	slice.Labels = map[string]string{discovery.LabelServiceName: "provoke-events-fixed"}
+	if slice, err = sliceClient.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // let every daemon see the fixed slice
+	slice.Labels = nil
 	if _, err := sliceClient.Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,9 @@ func (s *suite) testUnprivileged(t *testing.T, backend string) {
 		t.Run("the lock file refuses a non-root iptables-legacy", func(t *testing.T) {
 			proxy := s.cluster.AddSwitchyard(t, node, testbed.SwitchyardOptions{Capabilities: []string{"net_admin", "net_raw"}, NoWait: true})
 			defer proxy.Process.Stop()
-			const want = "can't open lock file /run/xtables.lock: Permission denied"
+			// The testbed gives each node its own lock file (XTABLES_LOCKFILE); on a
+			// real node it is /run/xtables.lock, root's too.
+			want := "can't open lock file " + node.XTablesLockFile() + ": Permission denied"
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				log, err := proxy.Log()
