@@ -20,6 +20,26 @@ func TestOwnerID(t *testing.T) {
 	}
 }
 
+// TestOurs checks which names Cleanup may take for a killed run's leftovers.
+// mutation-checked: ours returning true for every "sy-" name (what listNetns did
+// before) fails "sy-rst-123-v4nft", test/restore's namespace, whose iptables a
+// concurrent testbed's Cleanup once killed in CI.
+func TestOurs(t *testing.T) {
+	for name, want := range map[string]bool{
+		"sy-a1b2c3-cp":     true,
+		"sy-a1b2c3":        true,
+		"sy-dead00-cp":     true,
+		"sy-rst-123-v4nft": false,
+		"sy-A1B2C3-cp":     false,
+		"sy-a1b2c":         false,
+		"swct-123":         false,
+	} {
+		if got := ours(name); got != want {
+			t.Errorf("ours(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
 type fakeClient struct{}
 
 func (fakeClient) clientNetns() (string, string) { return "sy-test", "/bin/false" }

@@ -223,11 +223,28 @@ func listNetns() ([]string, error) {
 	}
 	var names []string
 	for _, entry := range entries {
-		if strings.HasPrefix(entry.Name(), Prefix) {
+		if ours(entry.Name()) {
 			names = append(names, entry.Name())
 		}
 	}
 	return names, nil
+}
+
+// ours reports whether a namespace or directory name is a testbed cluster's,
+// "sy-<6 hex>" or "sy-<6 hex>-rest". Other tests use the prefix too (test/restore's
+// "sy-rst-..."), and a concurrent package's namespaces must not be taken for
+// leftovers: that killed test/restore's iptables in one CI run.
+func ours(name string) bool {
+	id := ownerID(name)
+	if !strings.HasPrefix(name, Prefix) || len(id) != 6 {
+		return false
+	}
+	for _, r := range id {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // ownerID extracts the cluster id from a namespace or directory name,
