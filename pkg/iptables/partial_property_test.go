@@ -120,7 +120,6 @@ func dispatchChainOf(line string) string {
 type randomWorld struct {
 	services map[string]*v1.Service
 	slices   map[string]*discovery.EndpointSlice
-	nextIP   int
 }
 
 func newRandomWorld(*rand.Rand) *randomWorld {

@@ -85,55 +85,7 @@ func snapshot(gen uint64, ports map[*endpoints.ServicePort][]*endpoints.Endpoint
 	return s
 }
 
-// next returns a copy of prev with generation+1, no changes recorded.
-func next(prev *endpoints.Snapshot) *endpoints.Snapshot {
-	s := &endpoints.Snapshot{
-		Services:   maps2(prev.Services),
-		Endpoints:  maps2(prev.Endpoints),
-		Changed:    map[endpoints.ServicePortName]struct{}{},
-		Generation: prev.Generation + 1,
-	}
-	return s
-}
-
-func maps2[K comparable, V any](m map[K]V) map[K]V {
-	out := make(map[K]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// withEndpoints returns the next snapshot with name's endpoints replaced.
-func withEndpoints(prev *endpoints.Snapshot, name endpoints.ServicePortName, eps ...*endpoints.Endpoint) *endpoints.Snapshot {
-	s := next(prev)
-	if len(eps) == 0 {
-		delete(s.Endpoints, name)
-	} else {
-		s.Endpoints[name] = sortedEndpoints(eps...)
-	}
-	s.Changed[name] = struct{}{}
-	return s
-}
-
-// withoutService returns the next snapshot with name deleted.
-func withoutService(prev *endpoints.Snapshot, name endpoints.ServicePortName) *endpoints.Snapshot {
-	s := next(prev)
-	delete(s.Services, name)
-	delete(s.Endpoints, name)
-	s.Changed[name] = struct{}{}
-	return s
-}
-
 func key(proto v1.Protocol, addrPort string) Key {
 	ap := netip.MustParseAddrPort(addrPort)
 	return Key{Addr: ap.Addr(), Port: ap.Port(), Protocol: proto}
-}
-
-func rs(addrPorts ...string) []RealServer {
-	var out []RealServer
-	for _, a := range addrPorts {
-		out = append(out, RealServer{Addr: netip.MustParseAddrPort(a), Weight: 1})
-	}
-	return out
 }

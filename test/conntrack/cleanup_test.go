@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -399,8 +398,6 @@ func tupleAttr(typ int, proto uint8, src, dst netip.AddrPort) *nl.RtAttr {
 	nl.NewRtAttrChild(p, nl.CTA_PROTO_DST_PORT, nl.BEUint16Attr(dst.Port()))
 	return t
 }
-
-func ip(a netip.AddrPort) net.IP { return net.IP(a.Addr().AsSlice()) }
 
 // namespace is a network namespace the test created.
 type namespace struct {
