@@ -2,10 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -33,7 +29,7 @@ func completions(t *testing.T, args ...string) []string {
 
 // TestFlagValueCompletion checks the values offered for the flags that take one of a
 // few words, and the completion of flag names. The shells keep the candidates that
-// start with what was typed (TestBashCompletes checks that).
+// start with what was typed (test/completion's TestBashCompletes checks that).
 // mutation-checked: registering dry-run's completion under "mod" instead of "mode"
 // fails "dry-run --mode" (cobra then offers nothing).
 func TestFlagValueCompletion(t *testing.T) {
@@ -66,128 +62,6 @@ func TestFlagValueCompletion(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, completions(t, tc.args...)); diff != "" {
 				t.Errorf("completions (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-// completionScript writes `switchyard completion SHELL` to a file.
-func completionScript(t *testing.T, shell string) string {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"completion", shell}, &stdout, &stderr); code != 0 {
-		t.Fatalf("completion %s: exit %d: %s", shell, code, stderr.String())
-	}
-	path := filepath.Join(t.TempDir(), "switchyard."+shell)
-	if err := os.WriteFile(path, stdout.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// lookShell finds a shell, which hack/ci-deps.sh installs.
-func lookShell(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is needed to check its completion script (hack/ci-deps.sh installs it): %v", name, err)
-	}
-	return path
-}
-
-// TestCompletionScriptsParse checks that bash and zsh accept the scripts: bash -n and
-// zsh -n parse them, and zsh defines the completion function when it loads the script
-// after compinit.
-func TestCompletionScriptsParse(t *testing.T) {
-	for _, tc := range []struct {
-		shell string
-		args  func(script string) []string
-	}{
-		{"bash", func(s string) []string { return []string{"-n", s} }},
-		{"zsh", func(s string) []string { return []string{"-n", s} }},
-		{"zsh", func(s string) []string {
-			return []string{"-f", "-c", "autoload -U compinit && compinit -u -D && source " + s + " && whence -w _switchyard"}
-		}},
-	} {
-		script := completionScript(t, tc.shell)
-		args := tc.args(script)
-		t.Run(tc.shell+" "+args[0], func(t *testing.T) {
-			out, err := exec.Command(lookShell(t, tc.shell), args...).CombinedOutput()
-			if err != nil || (tc.shell == "bash" && len(out) > 0) {
-				t.Fatalf("%s %q: %v\n%s", tc.shell, args, err, out)
-			}
-			if args[0] == "-f" && !strings.Contains(string(out), "_switchyard: function") {
-				t.Errorf("zsh did not define _switchyard: %s", out)
-			}
-		})
-	}
-}
-
-// bashCompletionLib is the bash-completion package's library, whose
-// _get_comp_words_by_ref cobra's bash script uses.
-const bashCompletionLib = "/usr/share/bash-completion/bash_completion"
-
-// TestBashCompletes loads the bash script into a real bash and calls its completion
-// function as bash does on TAB, with a `switchyard` on PATH that is this test binary
-// running main.
-// mutation-checked: removing the --mode completion from newDryRunCommand fails
-// "dry-run --mode " (bash offers file names).
-func TestBashCompletes(t *testing.T) {
-	bash := lookShell(t, "bash")
-	if _, err := os.Stat(bashCompletionLib); err != nil {
-		t.Fatalf("the bash-completion package is needed (hack/ci-deps.sh installs it): %v", err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	wrapper := "#!/bin/sh\n" + asMainEnv + "=1 exec " + self + ` "$@"` + "\n"
-	if err := os.WriteFile(filepath.Join(bin, "switchyard"), []byte(wrapper), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	script := completionScript(t, "bash")
-	for _, tc := range []struct {
-		line string
-		want []string
-	}{
-		{"switchyard dry-run --mo", []string{"--mode"}},
-		{"switchyard dry-run --mode ", []string{"iptables", "ipvs"}},
-		{"switchyard dry-run --mode i", []string{"iptables", "ipvs"}},
-		{"switchyard dry", []string{"dry-run"}},
-		{"switchyard run --proxy-mode ip", []string{"iptables", "ipvs"}},
-		{"switchyard completion z", []string{"zsh"}},
-		{"switchyard run --ipvs-scheduler w", []string{"wrr", "wlc"}},
-	} {
-		t.Run(tc.line, func(t *testing.T) {
-			// COMP_WORDS as bash splits the line, with an empty last word after a space.
-			words := strings.Fields(tc.line)
-			if strings.HasSuffix(tc.line, " ") {
-				words = append(words, "")
-			}
-			quoted := make([]string, len(words))
-			for i, w := range words {
-				quoted[i] = "'" + w + "'"
-			}
-			program := strings.Join([]string{
-				"source " + bashCompletionLib,
-				"source " + script,
-				"COMP_WORDS=(" + strings.Join(quoted, " ") + ")",
-				"COMP_CWORD=" + strconv.Itoa(len(words)-1),
-				"COMP_LINE='" + tc.line + "'",
-				"COMP_POINT=${#COMP_LINE}",
-				"__start_switchyard 2>/dev/null", // compopt complains outside a real TAB
-				`printf '%s\n' "${COMPREPLY[@]}"`,
-			}, "\n")
-			cmd := exec.Command(bash, "--norc", "--noprofile", "-c", program)
-			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("bash: %v\n%s", err, out)
-			}
-			got := strings.Fields(string(out))
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("COMPREPLY (-want +got):\n%s", diff)
 			}
 		})
 	}
