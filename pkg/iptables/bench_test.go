@@ -8,6 +8,7 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/proxy"
 )
 
 // syntheticCluster is a large cluster for benchmarks: nServices ClusterIP services in
@@ -90,4 +91,17 @@ func BenchmarkRenderPartial(b *testing.B) {
 		bytes = len(plan.Payload)
 	}
 	b.ReportMetric(float64(bytes), "payload-bytes")
+}
+
+// BenchmarkAppliedDigest hashes the full payload of 10k services × 10 endpoints as the
+// Proxier does after each sync that writes, for /debug/state (proxy.DigestOf): the cost
+// that work adds to a full sync. docs/engine.md quotes it.
+func BenchmarkAppliedDigest(b *testing.B) {
+	snap := newSyntheticCluster(b, 10000, 10).tracker.Snapshot()
+	payload := Render(snap, testConfig(), nil).Payload
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for b.Loop() {
+		proxy.DigestOf(payload, 1)
+	}
 }
