@@ -158,7 +158,7 @@ func cleanIPVS(ctx context.Context, stdout io.Writer, backend xtables.Backend, d
 	if err != nil {
 		return err
 	}
-	kernel := ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}, IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}
+	kernel := ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.NewNetlinkIPSets(), IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}
 	p, err := ipvs.NewProxier(&ipvs.Config{FamilyConfig: node.FamilyConfig{Family: v1.IPv4Protocol}}, kernel, 0, nil)
 	if err != nil {
 		return err

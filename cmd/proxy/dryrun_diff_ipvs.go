@@ -51,7 +51,7 @@ func dryRunDiffIPVS(ctx context.Context, ipvsOpts *ipvsDryRunOptions, diffOpts *
 		if err != nil {
 			return fail("%v", err)
 		}
-		k := ipvsKernel{table: handle, links: ipvs.NewLinks(), sets: ipvs.ExecIPSets{}, iptables: ipt}
+		k := ipvsKernel{table: handle, links: ipvs.NewLinks(), sets: ipvs.NewNetlinkIPSets(), iptables: ipt}
 		diffs, err := diffFamilyIPVS(ctx, k, cfg, snap)
 		if err != nil {
 			return fail("%s: %v", cfg.Family, err)

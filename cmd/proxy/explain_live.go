@@ -63,7 +63,7 @@ func (hostKernel) IPVS() (explain.IPVSKernel, func(), error) {
 	if err != nil {
 		return explain.IPVSKernel{}, nil, fmt.Errorf("opening the IPVS table (is the ip_vs module loaded?): %w", err)
 	}
-	k := explain.IPVSKernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}}
+	k := explain.IPVSKernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.NewNetlinkIPSets()}
 	return k, handle.Close, nil
 }
 

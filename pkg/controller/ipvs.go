@@ -75,7 +75,7 @@ func (c *Controller) openIPVSKernel(ctx context.Context, family v1.IPFamily) (ip
 	if err != nil {
 		return ipvs.Kernel{}, err
 	}
-	return ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{}, IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}, nil
+	return ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.NewNetlinkIPSets(), IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}, nil
 }
 
 // newIPVSProviders is IPVS mode's constructor: one Proxier per family, each starting

@@ -49,7 +49,7 @@ type Links interface {
 // ErrNoLink is returned for a link that does not exist.
 var ErrNoLink = errors.New("link not found")
 
-// IPSets is the kernel's ipsets. The implementation for real hosts is ExecIPSets.
+// IPSets is the kernel's ipsets. The implementation for real hosts is NetlinkIPSets.
 type IPSets interface {
 	// Restore feeds `ipset restore` input; it stops at the first failing line.
 	Restore(ctx context.Context, payload []byte) error

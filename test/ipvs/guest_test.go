@@ -348,7 +348,7 @@ func newProxier(t *testing.T, mod ...func(*ipvs.Config)) *ipvs.Proxier {
 	for _, m := range mod {
 		m(cfg)
 	}
-	p, err := ipvs.NewProxier(cfg, ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.ExecIPSets{},
+	p, err := ipvs.NewProxier(cfg, ipvs.Kernel{IPVS: handle, Links: ipvs.NewLinks(), IPSets: ipvs.NewNetlinkIPSets(),
 		IPTables: ipt, Sysctl: ipvs.ProcSysctl{}}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
