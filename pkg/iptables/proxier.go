@@ -212,5 +212,11 @@ func (p *Proxier) Status() proxy.Status {
 // something flushed the tables (a firewall reload, a careless script) and every rule
 // must be rewritten.
 func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
+	// Before a sync has applied anything there is no canary to find, and the next
+	// sync is full anyway: a check that races a slow first sync (seconds at 10k
+	// services) must not queue a second full sync behind it.
+	if p.state.Applied() == nil {
+		return true, nil
+	}
 	return xtables.CanaryPresent(ctx, p.ipt)
 }

@@ -87,3 +87,36 @@ func TestProxierExtraSnapshotStaysPartial(t *testing.T) {
 		t.Errorf("after the partial sync the tables differ from a full render (-full +partial):\n%s", diff)
 	}
 }
+
+// TestCanaryIgnoredBeforeTheFirstSync checks that the canary check reports nothing
+// wrong while no sync has applied anything (the first sync, full anyway, may still be
+// running), and reports a flushed table once one has.
+// mutation-checked: removing the Applied() == nil guard in CheckKernel fails the
+// first check here, and made TestDaemonInVM's dry-run --diff subtest flaky: a canary
+// check during the 16 s first sync in the emulated guest queued a second full sync,
+// which re-added a real server the test had just deleted.
+func TestCanaryIgnoredBeforeTheFirstSync(t *testing.T) {
+	ctx := context.Background()
+	fake := xtablestest.NewFake(ruleset.IPv4)
+	p, err := NewProxier(testConfig(), fake, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.CheckKernel(ctx); err != nil || !ok {
+		t.Fatalf("before the first sync: CheckKernel = %v, %v; want true (nothing applied to check)", ok, err)
+	}
+	tracker := endpoints.NewTracker(testNode)
+	feed(t, tracker, makeService("ns", "web", "172.30.0.10"))
+	if _, err := p.Sync(ctx, tracker.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.CheckKernel(ctx); err != nil || !ok {
+		t.Fatalf("after the first sync: CheckKernel = %v, %v; want true", ok, err)
+	}
+	if err := fake.RestoreWithFlags(ctx, []byte("*mangle\nCOMMIT\n"), xtablestest.RestoreFlags{}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.CheckKernel(ctx); err != nil || ok {
+		t.Fatalf("after the canary table was flushed: CheckKernel = %v, %v; want false", ok, err)
+	}
+}

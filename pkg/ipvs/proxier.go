@@ -89,6 +89,12 @@ func (p *Proxier) Family() v1.IPFamily { return p.cfg.Family }
 // creates: a firewall reload that flushes the tables also removes the masquerade and
 // KUBE-IPVS-FILTER rules, which only a full sync writes.
 func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
+	// Before a sync has applied anything there is no canary to find, and the next
+	// sync is full anyway: a check that races a slow first sync (seconds at 10k
+	// services) must not queue a second full sync behind it.
+	if p.state.Applied() == nil {
+		return true, nil
+	}
 	return xtables.CanaryPresent(ctx, p.k.IPTables)
 }
 

@@ -446,3 +446,28 @@ func TestMissingSchedulerModuleFailsLoudly(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestCanaryIgnoredBeforeTheFirstSync: as in iptables mode, the canary check finds
+// nothing wrong before a sync has applied anything, and finds flushed tables after.
+// mutation-checked: removing the Applied() == nil guard in CheckKernel fails the first
+// check.
+func TestCanaryIgnoredBeforeTheFirstSync(t *testing.T) {
+	ctx := context.Background()
+	b := newBed()
+	p := b.proxier(t)
+	if ok, err := p.CheckKernel(ctx); err != nil || !ok {
+		t.Fatalf("before the first sync: CheckKernel = %v, %v; want true", ok, err)
+	}
+	w := newWorld()
+	w.set(port("web", "10.96.0.10"), ep("10.244.1.1"))
+	mustSync(t, p, w.snapshot(), true)
+	if ok, err := p.CheckKernel(ctx); err != nil || !ok {
+		t.Fatalf("after the first sync: CheckKernel = %v, %v; want true", ok, err)
+	}
+	if err := b.ipt.RestoreWithFlags(ctx, []byte("*nat\nCOMMIT\n"), xtablestest.RestoreFlags{}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.CheckKernel(ctx); err != nil || ok {
+		t.Fatalf("after the nat table was flushed: CheckKernel = %v, %v; want false", ok, err)
+	}
+}
