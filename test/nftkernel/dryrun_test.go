@@ -1,4 +1,4 @@
-package nftables
+package nftkernel
 
 import (
 	"bytes"

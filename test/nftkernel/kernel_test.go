@@ -1,7 +1,7 @@
-// Package nftables loads what Switchyard's nftables mode renders into real kernels,
+// Package nftkernel loads what Switchyard's nftables mode renders into real kernels,
 // inside network namespaces the tests create and delete: every nft call goes through a
 // wrapper that runs `ip netns exec NS nft`, so nothing touches the host's namespace.
-package nftables
+package nftkernel
 
 // IP plan: node1 192.168.0.2 / fd00:192::2, pods 10.0.0.0/8 / fd00:10::/64 (node1's
 // 10.180.0.x / fd00:10::a:x), services 172.30.0.0/16 / fd00:30::/108, external and
