@@ -169,7 +169,10 @@ func startWorld(t *testing.T) *world {
 		}
 		w.services[created.Name] = created
 	}
-	for _, ip := range []string{externalIP, lbIP, lbDeniedIP, lbLocalIP} {
+	// The outside client also reaches web's cluster IP through node-1, as a
+	// router with a static route to a service IP would (kube-proxy
+	// masquerades such traffic).
+	for _, ip := range []string{externalIP, lbIP, lbDeniedIP, lbLocalIP, "10.96.1.1"} {
 		cluster.RouteFromOutside(t, ip, w.node1)
 	}
 	return w
