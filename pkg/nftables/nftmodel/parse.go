@@ -2,6 +2,7 @@ package nftmodel
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -51,7 +52,9 @@ func (p *parser) topLevel() error {
 		}
 		return p.block(func() error { return p.tableItem(t) })
 	case "add", "create":
-		return p.command()
+		return p.command(word == "create")
+	case "flush", "delete", "destroy":
+		return p.removal(word)
 	}
 	return p.errorf("unknown command %q", word)
 }
@@ -382,11 +385,17 @@ func (p *parser) wordList() ([]string, error) {
 	}
 }
 
-// command reads the rest of an "add …" line.
-func (p *parser) command() error {
+// command reads the rest of an "add …" or "create …" line; create fails
+// when the object exists, as in nft.
+func (p *parser) command(create bool) error {
 	object, err := p.word("object")
 	if err != nil {
 		return err
+	}
+	if create {
+		if err := p.checkAbsent(object); err != nil {
+			return err
+		}
 	}
 	t, err := p.tableName()
 	if err != nil {
@@ -472,4 +481,139 @@ func (p *parser) tableProperty(t *Table) error {
 		err = p.errorf("unknown table property %s", p.peek())
 	}
 	return err
+}
+
+// checkAbsent looks ahead at "FAMILY TABLE [NAME]" and fails when the
+// object exists.
+func (p *parser) checkAbsent(object string) error {
+	family, table, name := p.peekAt(0).text, p.peekAt(1).text, p.peekAt(2).text
+	t := p.rs.Table(family, table)
+	exists := false
+	switch {
+	case t == nil:
+	case object == "table":
+		exists = true
+	case object == "chain":
+		_, exists = t.Chains[name]
+	case object == "set" || object == "map":
+		_, exists = t.Sets[name]
+	}
+	if exists {
+		return p.errorf("create %s: it exists", object)
+	}
+	return nil
+}
+
+// removal reads a "flush", "delete" or "destroy" command and applies it:
+// flush empties a table's chains and sets, a chain's rules or a set's
+// elements; delete removes the object and fails when it is missing;
+// destroy is delete without that failure.
+func (p *parser) removal(verb string) error {
+	object, err := p.word("object")
+	if err != nil {
+		return err
+	}
+	if object == "ruleset" && verb == "flush" {
+		p.rs.Tables = nil
+		return nil
+	}
+	family, err := p.word("family")
+	if err != nil {
+		return err
+	}
+	tableName, err := p.word("table name")
+	if err != nil {
+		return err
+	}
+	t := p.rs.Table(family, tableName)
+	missing := func(what string) error {
+		if verb == "destroy" {
+			return nil
+		}
+		return p.errorf("%s %s: no such %s", verb, object, what)
+	}
+	if object == "table" {
+		switch {
+		case t == nil:
+			return missing("table")
+		case verb == "flush":
+			for _, c := range t.Chains {
+				c.Rules = nil
+			}
+			for _, s := range t.Sets {
+				s.Elements = nil
+			}
+		default:
+			p.rs.Tables = slices.DeleteFunc(p.rs.Tables, func(x *Table) bool { return x == t })
+		}
+		return nil
+	}
+	name, err := p.word(object + " name")
+	if err != nil {
+		return err
+	}
+	if t == nil {
+		if object == "element" {
+			_, _ = parseElements(p.cursor, nil, nil)
+		}
+		return missing("table")
+	}
+	switch object {
+	case "chain":
+		c, ok := t.Chains[name]
+		switch {
+		case !ok:
+			return missing("chain " + name)
+		case verb == "flush":
+			c.Rules = nil
+		default:
+			delete(t.Chains, name)
+			t.ChainOrder = slices.DeleteFunc(t.ChainOrder, func(n string) bool { return n == name })
+		}
+		return nil
+	case "set", "map":
+		s, ok := t.Sets[name]
+		switch {
+		case !ok || s.Map != (object == "map"):
+			return missing(object + " " + name)
+		case verb == "flush":
+			s.Elements = nil
+		default:
+			delete(t.Sets, name)
+			t.SetOrder = slices.DeleteFunc(t.SetOrder, func(n string) bool { return n == name })
+		}
+		return nil
+	case "element":
+		if verb == "flush" {
+			return p.errorf("flush element is not a command")
+		}
+		s, ok := t.Sets[name]
+		if !ok {
+			return missing("set " + name)
+		}
+		keys, err := parseElements(p.cursor, s.KeyTypes, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			before := len(s.Elements)
+			s.Elements = slices.DeleteFunc(s.Elements, func(e *Element) bool { return keyText(e.Key) == keyText(k.Key) })
+			if len(s.Elements) == before {
+				if err := missing("element " + keyText(k.Key) + " in " + name); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return p.errorf("%s %s is not modelled", verb, object)
+}
+
+// keyText is a key as nft prints it.
+func keyText(key []Value) string {
+	parts := make([]string, len(key))
+	for i, v := range key {
+		parts[i] = v.String()
+	}
+	return strings.Join(parts, " . ")
 }

@@ -106,7 +106,7 @@ func TestParseIsStrict(t *testing.T) {
 		{"bad priority", "table ip t {\n\tchain c {\n\t\ttype filter hook input priority sideways; policy accept;\n\t}\n}\n", "priority"},
 		{"rule in a missing chain", "add table ip t\nadd rule ip t c accept\n", "missing chain c"},
 		{"element in a missing set", "add table ip t\nadd element ip t s { 10.0.0.1 }\n", "missing set s"},
-		{"unknown command", "flush ruleset\n", `unknown command "flush"`},
+		{"unknown command", "list ruleset\n", `unknown command "list"`},
 		{"statement after a comment", head + "\t\taccept comment \"x\" drop\n\t}\n}\n", "after the rule's comment"},
 		{"unknown ct state", head + "\t\tct state sleepy accept\n\t}\n}\n", `unknown value "sleepy"`},
 		{"mark set from another field", head + "\t\tmeta mark set ip saddr\n\t}\n}\n", "only the mark itself"},
@@ -187,6 +187,58 @@ table ip b {
 			}
 			if diff := cmp.Diff(tc.want, summarize(result)); diff != "" {
 				t.Errorf("outcomes (-want +got):\n%s\n%s", diff, result)
+			}
+		})
+	}
+}
+
+// TestTransaction applies a kube-proxy-like sync transaction (flush,
+// delete, destroy, create) on top of a table, in order, as nft -f does.
+func TestTransaction(t *testing.T) {
+	rs, err := Parse(knftablesDump + `flush chain ip kube-proxy service-ABC-ns/web/tcp/http
+add rule ip kube-proxy service-ABC-ns/web/tcp/http meta l4proto tcp dnat to 10.244.9.9:80
+delete element ip kube-proxy cluster-ips { 10.96.0.11 }
+delete element ip kube-proxy no-endpoint-services { 10.96.0.11 . tcp . 80 }
+destroy chain ip kube-proxy no-such-chain
+create set ip kube-proxy affinity-x { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }
+delete set ip kube-proxy affinity-x
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := rs.Table("ip", "kube-proxy")
+	if got := len(table.Sets["cluster-ips"].Elements); got != 1 {
+		t.Errorf("cluster-ips has %d elements after the delete, want 1", got)
+	}
+	if _, ok := table.Sets["affinity-x"]; ok {
+		t.Errorf("affinity-x survived its delete")
+	}
+	node := Node{LocalAddrs: addrs("10.250.0.11")}
+	for dst, want := range map[string][]string{
+		"10.96.0.10:80": {"ACCEPT p=1.0000 endpoint=10.244.9.9:80"},
+		// No longer in no-endpoint-services: not rejected any more.
+		"10.96.0.11:80": {"ACCEPT p=1.0000"},
+	} {
+		d := netip.MustParseAddrPort(dst)
+		result, err := Trace(rs, node, fromPod("10.244.1.99")(Packet{Proto: "tcp", Dst: d.Addr(), DstPort: int(d.Port())}), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, summarize(result)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", dst, diff)
+		}
+	}
+	for _, tc := range []struct{ name, text, wantErr string }{
+		{"delete a missing chain", "delete chain ip kube-proxy nothing\n", "no such chain"},
+		{"delete a missing element", "delete element ip kube-proxy cluster-ips { 10.96.0.99 }\n", "no such element"},
+		{"create an existing set", "create set ip kube-proxy cluster-ips { type ipv4_addr ; }\n", "it exists"},
+		{"delete a chain still jumped to", "flush chain ip kube-proxy nat-prerouting\ndelete chain ip kube-proxy masquerading\n", `missing chain "masquerading"`},
+		{"delete rule by handle", "delete rule ip kube-proxy services handle 4\n", "not modelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(knftablesDump + tc.text)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
 			}
 		})
 	}
