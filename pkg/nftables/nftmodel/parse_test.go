@@ -194,6 +194,9 @@ table ip b {
 
 // TestTransaction applies a kube-proxy-like sync transaction (flush,
 // delete, destroy, create) on top of a table, in order, as nft -f does.
+//
+// mutation-checked: a flush chain that keeps the rules fails it (the old
+// numgen rule still matches first).
 func TestTransaction(t *testing.T) {
 	rs, err := Parse(knftablesDump + `flush chain ip kube-proxy service-ABC-ns/web/tcp/http
 add rule ip kube-proxy service-ABC-ns/web/tcp/http meta l4proto tcp dnat to 10.244.9.9:80
