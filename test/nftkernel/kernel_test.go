@@ -236,7 +236,8 @@ func elementsIn(t *testing.T, nft knftables.Interface) map[string]map[string]str
 // flushes it fails this test ("Could not process rule: Device or resource busy": the
 // map element pointing to it is deleted later in that transaction); so does a partial
 // render that forgets to delete the elements of a removed service (the mirror no longer
-// equals the kernel's elements).
+// equals the kernel's elements), and one that recreates affinity sets for a new timeout
+// without rewriting the chains that name them ("Device or resource busy").
 func TestProxierInTheKernel(t *testing.T) {
 	requireRoot(t)
 	for _, f := range families {
@@ -289,6 +290,20 @@ func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 	}
 	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, nft)); diff != "" {
 		t.Errorf("mirror differs from the kernel after the partial sync (-mirror +kernel):\n%s", diff)
+	}
+
+	// A new affinity timeout recreates the sets, which the kernel allows only once
+	// no rule names them: the service's chains are rewritten in the same
+	// transaction.
+	w.service("affinity", 9, func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+		s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](900)}}
+	})
+	if res, err := p.SyncDetailed(ctx, w.tracker.Snapshot()); err != nil || res.Full {
+		t.Fatalf("affinity timeout changed: full %v, %v\n%s", res.Full, err, res.Transaction)
+	}
+	if listed := nftIn(t, ns, "list", "table", string(cfg.NFTFamily()), nftables.TableName); !strings.Contains(listed, "timeout 15m") {
+		t.Errorf("the affinity sets do not have the new timeout:\n%s", listed)
 	}
 
 	// The affinity service goes: its chains are flushed now and deleted once a
