@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/knftables"
@@ -67,8 +68,12 @@ func (r *recordingNFT) deleteTable(ctx context.Context) error {
 
 // TestNFTablesModeDaemon runs the whole daemon (informers, runner, health, conntrack
 // cleanup) in nftables mode over a fake kernel: the table gets the UDP service, /healthz
-// turns healthy, and when an endpoint goes the stale UDP flow to it is deleted and the
-// other kept, as in iptables mode (the controller does it for every mode).
+// turns healthy, the drop of unallocated cluster IPs follows the ServiceCIDR objects,
+// and when an endpoint goes the stale UDP flow to it is deleted and the other kept, as
+// in iptables mode (the controller does it for every mode).
+//
+// mutation-checked: not requesting a full sync when the service CIDRs change fails
+// "the new service CIDR" (only full syncs write that rule).
 func TestNFTablesModeDaemon(t *testing.T) {
 	cfg := Defaults()
 	cfg.Mode = "nftables"
@@ -90,6 +95,11 @@ func TestNFTablesModeDaemon(t *testing.T) {
 	for _, obj := range []any{testNode(), testUDPService(), testUDPSlice("10.180.0.1", "10.180.0.2")} {
 		h.create(obj)
 	}
+	serviceCIDR := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"},
+		Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"172.30.0.0/16", "fd00:30::/108"}}}
+	if _, err := client.NetworkingV1().ServiceCIDRs().Create(context.Background(), serviceCIDR, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { h.done <- h.c.Run(ctx) }()
 	t.Cleanup(func() {
@@ -110,6 +120,13 @@ func TestNFTablesModeDaemon(t *testing.T) {
 	}
 	waitFor("the dns service", func() bool { return strings.Contains(nft.Dump(), "10.180.0.2 . 53") })
 	waitFor("healthy", func() bool { ok, _ := h.c.health.Healthy(); return ok })
+	// kube-proxy's drop of unallocated cluster IPs follows the ServiceCIDR objects.
+	waitFor("the service CIDR rule", func() bool { return strings.Contains(nft.Dump(), "ip daddr { 172.30.0.0/16 } drop") })
+	serviceCIDR.Spec.CIDRs = append(serviceCIDR.Spec.CIDRs, "172.31.0.0/16")
+	if _, err := client.NetworkingV1().ServiceCIDRs().Update(context.Background(), serviceCIDR, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the new service CIDR", func() bool { return strings.Contains(nft.Dump(), "ip daddr { 172.30.0.0/16,172.31.0.0/16 } drop") })
 
 	toGone := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("172.30.0.53:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.1:53")}
 	toKept := conntrack.Flow{Protocol: v1.ProtocolUDP, OrigDst: netip.MustParseAddrPort("172.30.0.53:53"), ReplySrc: netip.MustParseAddrPort("10.180.0.2:53")}

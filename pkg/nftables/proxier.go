@@ -3,6 +3,7 @@ package nftables
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -46,6 +47,11 @@ type Proxier struct {
 	// base chains as kube-proxy does once per start.
 	baseChainsRecreated bool
 
+	// cidrMu guards serviceCIDRs, which the controller sets from the ServiceCIDR
+	// objects at any time; full syncs render them.
+	cidrMu       sync.Mutex
+	serviceCIDRs []netip.Prefix
+
 	// mu is held for a whole sync, so that Status never reports half of one.
 	mu sync.Mutex
 	// applied is the text of the last transaction applied, and appliedGen the
@@ -65,7 +71,35 @@ func NewProxier(cfg *Config, nft Kernel, fullSyncPeriod time.Duration, now func(
 	if now == nil {
 		now = time.Now
 	}
-	return &Proxier{cfg: cfg, nft: nft, now: now, state: proxy.NewSyncState(fullSyncPeriod, now), stale: map[string]time.Time{}}, nil
+	return &Proxier{cfg: cfg, nft: nft, now: now, state: proxy.NewSyncState(fullSyncPeriod, now), stale: map[string]time.Time{},
+		serviceCIDRs: slices.Clone(cfg.ServiceCIDRs)}, nil
+}
+
+// SetServiceCIDRs sets the service ranges (from the ServiceCIDR objects, kube-proxy's
+// OnServiceCIDRsChanged) whose unallocated addresses the next full sync drops; those
+// of the other family are ignored. It reports whether they changed; the caller then
+// requests a full sync, as only full syncs write that rule.
+func (p *Proxier) SetServiceCIDRs(cidrs []netip.Prefix) bool {
+	var mine []netip.Prefix
+	for _, c := range cidrs {
+		if endpoints.FamilyOf(c.Addr()) == p.cfg.Family {
+			mine = append(mine, c.Masked())
+		}
+	}
+	slices.SortFunc(mine, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	mine = slices.Compact(mine)
+	p.cidrMu.Lock()
+	defer p.cidrMu.Unlock()
+	if slices.Equal(mine, p.serviceCIDRs) {
+		return false
+	}
+	p.serviceCIDRs = mine
+	return true
 }
 
 // Family returns the IP family the proxier programs.
@@ -158,7 +192,11 @@ func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.
 		return nil, err
 	}
 	kernel.RecreateBaseChains = !p.baseChainsRecreated
-	return Render(tx, snap, p.cfg, kernel), nil
+	cfg := *p.cfg
+	p.cidrMu.Lock()
+	cfg.ServiceCIDRs = p.serviceCIDRs
+	p.cidrMu.Unlock()
+	return Render(tx, snap, &cfg, kernel), nil
 }
 
 // succeeded records what an applied plan changed: the element mirror, and the chains
