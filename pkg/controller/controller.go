@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -80,6 +81,8 @@ type Controller struct {
 
 	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
+	// nftables holds nftables mode's hooks for tests (see nftables.go).
+	nftables nftablesMode
 
 	// syncMu is held for a whole sync and while the state dump collects what it
 	// shows, so that a dump never shows half of a sync (see state.go). syncRecords
@@ -93,6 +96,9 @@ type Controller struct {
 	// providers program the kernel, one per IP family, in the configured mode; nil
 	// until the node is known.
 	providers []proxy.Provider
+	// serviceCIDRs are the ranges of the ServiceCIDR objects (nftables mode only,
+	// see nftables.go).
+	serviceCIDRs []netip.Prefix
 }
 
 // New builds a Controller from cfg: it checks the configuration and connects to the
@@ -207,6 +213,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("registering event handler: %w", err)
 		}
 		handlersSynced = append(handlersSynced, registration.HasSynced)
+	}
+	if err := c.watchServiceCIDRs(ctx, factory); err != nil {
+		return err
 	}
 	factory.Start(ctx.Done())
 	svcFactory.Start(ctx.Done())

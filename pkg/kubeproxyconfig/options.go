@@ -82,7 +82,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.BindAddressHardFail, "bind-address-hard-fail", false, "If true, a health or metrics address that cannot be bound is fatal.")
 	fs.BoolVar(&c.EnableProfiling, "profiling", false, "If true, serve /debug/pprof/ on the metrics address.")
 	fs.StringVar(&c.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", "", "The previous minor version ("+previousMinor+") for which hidden metrics are shown; Switchyard hides none.")
-	fs.StringVar((*string)(&c.Mode), "proxy-mode", "", "Which proxy mode to use: iptables (default) or ipvs; nftables is accepted and runs iptables mode with a warning.")
+	fs.StringVar((*string)(&c.Mode), "proxy-mode", "", "Which proxy mode to use: iptables (default), ipvs or nftables.")
 	fs.StringVar((*string)(&c.Mode), "mode", "", "Switchyard: same as --proxy-mode.")
 
 	fs.Int32Var(c.IPTables.MasqueradeBit, "iptables-masquerade-bit", *c.IPTables.MasqueradeBit, "The bit of the fwmark space that marks packets to masquerade, in [0, 31].")
@@ -188,8 +188,11 @@ func (o *Options) Complete(fs *pflag.FlagSet) (*Resolved, error) {
 		if loaded.IPTables.LocalhostNodePorts == nil {
 			// kube-proxy would default this to true. Switchyard keeps node ports off
 			// 127.0.0.1 unless the file says so (CVE-2020-8558); see docs/migrating.md.
+			// In nftables mode neither serves them: nothing to notice.
 			loaded.IPTables.LocalhostNodePorts = ptr.To(false)
-			r.Notices = append(r.Notices, fmt.Sprintf("config file %s does not set iptables.localhostNodePorts: Switchyard serves no node ports on 127.0.0.1 (kube-proxy would); set it to true to match kube-proxy", o.ConfigFile))
+			if loaded.Mode != ModeNFTables {
+				r.Notices = append(r.Notices, fmt.Sprintf("config file %s does not set iptables.localhostNodePorts: Switchyard serves no node ports on 127.0.0.1 (kube-proxy would); set it to true to match kube-proxy", o.ConfigFile))
+			}
 		}
 		SetDefaults(loaded)
 		if err := copyLoggingFlags(fs, &loaded.Logging); err != nil {
@@ -208,7 +211,7 @@ func (o *Options) Complete(fs *pflag.FlagSet) (*Resolved, error) {
 			cfg.HealthzBindAddress = addressFromPort(cfg.HealthzBindAddress, o.healthzPort)
 			cfg.MetricsBindAddress = addressFromPort(cfg.MetricsBindAddress, o.metricsPort)
 		}
-		if !*cfg.IPTables.LocalhostNodePorts {
+		if !*cfg.IPTables.LocalhostNodePorts && cfg.Mode != ModeNFTables {
 			r.Notices = append(r.Notices, "--iptables-localhost-nodeports is false: node ports do not answer on 127.0.0.1 (kube-proxy's default is true; Switchyard's is false, see CVE-2020-8558)")
 		}
 	}
