@@ -188,8 +188,11 @@ func (o *Options) Complete(fs *pflag.FlagSet) (*Resolved, error) {
 		if loaded.IPTables.LocalhostNodePorts == nil {
 			// kube-proxy would default this to true. Switchyard keeps node ports off
 			// 127.0.0.1 unless the file says so (CVE-2020-8558); see docs/migrating.md.
+			// In nftables mode neither serves them: nothing to notice.
 			loaded.IPTables.LocalhostNodePorts = ptr.To(false)
-			r.Notices = append(r.Notices, fmt.Sprintf("config file %s does not set iptables.localhostNodePorts: Switchyard serves no node ports on 127.0.0.1 (kube-proxy would); set it to true to match kube-proxy", o.ConfigFile))
+			if loaded.Mode != ModeNFTables {
+				r.Notices = append(r.Notices, fmt.Sprintf("config file %s does not set iptables.localhostNodePorts: Switchyard serves no node ports on 127.0.0.1 (kube-proxy would); set it to true to match kube-proxy", o.ConfigFile))
+			}
 		}
 		SetDefaults(loaded)
 		if err := copyLoggingFlags(fs, &loaded.Logging); err != nil {
@@ -208,7 +211,7 @@ func (o *Options) Complete(fs *pflag.FlagSet) (*Resolved, error) {
 			cfg.HealthzBindAddress = addressFromPort(cfg.HealthzBindAddress, o.healthzPort)
 			cfg.MetricsBindAddress = addressFromPort(cfg.MetricsBindAddress, o.metricsPort)
 		}
-		if !*cfg.IPTables.LocalhostNodePorts {
+		if !*cfg.IPTables.LocalhostNodePorts && cfg.Mode != ModeNFTables {
 			r.Notices = append(r.Notices, "--iptables-localhost-nodeports is false: node ports do not answer on 127.0.0.1 (kube-proxy's default is true; Switchyard's is false, see CVE-2020-8558)")
 		}
 	}

@@ -212,6 +212,17 @@ func TestComplete(t *testing.T) {
 			wantWarnings: []string{"winkernel", "portRange", "featureGates AllAlpha"},
 		},
 		{name: "kernelspace", file: header + "mode: kernelspace\n", wantErr: `mode: invalid value "kernelspace"`},
+		{
+			name: "nftables flag", args: []string{"--proxy-mode=nftables"},
+			check: func(t *testing.T, r *Resolved) {
+				if r.Controller.Mode != "nftables" || !cmp.Equal(r.Controller.NodePortAddresses, []string{"primary"}) {
+					t.Errorf("mode %q node ports %q, want nftables and primary", r.Controller.Mode, r.Controller.NodePortAddresses)
+				}
+				if len(r.Notices) != 0 {
+					t.Errorf("notices %q: the localhost node-port notice is about iptables mode", r.Notices)
+				}
+			},
+		},
 		{name: "bad mode flag", args: []string{"--proxy-mode=userspace"}, wantErr: `invalid flags: mode: invalid value "userspace"`},
 		{name: "bad cluster CIDR", file: header + "clusterCIDR: 10.0.0.0/33\n", wantErr: `clusterCIDR[0]: invalid value "10.0.0.0/33"`},
 		{name: "bad masquerade bit", args: []string{"--iptables-masquerade-bit=32"}, wantErr: "iptables.masqueradeBit: invalid value 32: must be within the range [0, 31]"},
