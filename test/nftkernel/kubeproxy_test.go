@@ -188,6 +188,52 @@ func TestSameTableAsKubeProxy(t *testing.T) {
 	}
 }
 
+// TestTakeOverFromKubeProxy loads the table kube-proxy v1.37.2 programmed for the
+// world (its `nft list table` output) into a namespace and lets a Proxier start there,
+// as when Switchyard replaces kube-proxy on a node: the first full sync is one atomic
+// transaction, keeps every element kube-proxy wrote (no element is deleted or added
+// again) and leaves the table as it was.
+func TestTakeOverFromKubeProxy(t *testing.T) {
+	requireRoot(t)
+	snap := kubeProxyWorld(t)
+	for _, family := range []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol} {
+		t.Run(string(family), func(t *testing.T) {
+			cfg := node1Config(family)
+			nftFamily := string(cfg.NFTFamily())
+			kubeProxy, err := os.ReadFile(fmt.Sprintf("../../pkg/nftables/nftmodel/testdata/kube-proxy-%s.nft", nftFamily))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns := netnsNFT(t, "to"+nftFamily)
+			load := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+			load.Stdin = bytes.NewReader(kubeProxy)
+			if out, err := load.CombinedOutput(); err != nil {
+				t.Fatalf("loading kube-proxy's table: %v\n%s", err, out)
+			}
+			nft, err := knftables.New(cfg.NFTFamily(), nftables.TableName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := nftables.NewProxier(cfg, nft, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.SyncDetailed(t.Context(), snap)
+			if err != nil {
+				t.Fatalf("first sync over kube-proxy's table: %v\n%s", err, res.Transaction)
+			}
+			if res.Stats.ElementsAdded != 0 || res.Stats.ElementsDeleted != 0 || res.Stats.StaleChains != 0 {
+				t.Errorf("takeover wrote %d element additions, %d deletions and flushed %d stale chains, want none:\n%s",
+					res.Stats.ElementsAdded, res.Stats.ElementsDeleted, res.Stats.StaleChains, res.Transaction)
+			}
+			got := nftIn(t, ns, "list", "table", nftFamily, nftables.TableName)
+			if diff := cmp.Diff(canonical(t, string(kubeProxy)), canonical(t, got)); diff != "" {
+				t.Errorf("the table changed when Switchyard took over (-kube-proxy +switchyard):\n%s", diff)
+			}
+		})
+	}
+}
+
 func canonical(t *testing.T, listing string) string {
 	t.Helper()
 	rs, err := nftmodel.Parse(listing)
