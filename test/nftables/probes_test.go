@@ -174,7 +174,10 @@ func (w *world) predict(node *testbed.Node, tables map[string]*nftmodel.Ruleset,
 			// Delivered to the node itself, where nothing listens.
 			parts = append(parts, "refused")
 		case o.Endpoint == "":
-			parts = append(parts, "not proxied")
+			// Forwarded unchanged: the testbed routes an address no node
+			// holds to the control plane, which does not forward, so the
+			// connection times out as after a drop.
+			parts = append(parts, "dropped")
 		default:
 			pod := byIP[o.Dst.Addr()]
 			if pod == nil {

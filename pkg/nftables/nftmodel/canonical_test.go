@@ -76,3 +76,36 @@ add element ip t s { 10.0.0.1 }
 		})
 	}
 }
+
+// TestDropIdleChains checks only empty, unreferenced regular chains go.
+func TestDropIdleChains(t *testing.T) {
+	rs, err := Parse(`table ip t {
+	map m {
+		type ipv4_addr : verdict
+		elements = { 10.0.0.1 : goto by-map }
+	}
+	chain base {
+		type filter hook input priority filter; policy accept;
+		jump by-rule
+	}
+	chain by-rule {
+	}
+	chain by-map {
+	}
+	chain idle {
+	}
+	chain busy {
+		accept
+	}
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"ip t idle"}, rs.DropIdleChains()); diff != "" {
+		t.Errorf("dropped (-want +got):\n%s", diff)
+	}
+	if _, ok := rs.Table("ip", "t").Chains["idle"]; ok {
+		t.Errorf("idle is still there")
+	}
+}

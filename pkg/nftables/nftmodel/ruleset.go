@@ -199,3 +199,48 @@ func (rs *Ruleset) validate() error {
 	}
 	return nil
 }
+
+// Referenced returns the chains that a rule or a verdict map element of the
+// table jumps or goes to.
+func (t *Table) Referenced() map[string]bool {
+	refs := map[string]bool{}
+	for _, name := range t.ChainOrder {
+		for _, r := range t.Chains[name].Rules {
+			for _, s := range r.stmts {
+				for _, target := range s.chainRefs() {
+					refs[target] = true
+				}
+			}
+		}
+	}
+	for _, name := range t.SetOrder {
+		for _, e := range t.Sets[name].Elements {
+			if e.Verdict != nil && (e.Verdict.Kind == VerdictJump || e.Verdict.Kind == VerdictGoto) {
+				refs[e.Verdict.Chain] = true
+			}
+		}
+	}
+	return refs
+}
+
+// DropIdleChains removes the regular chains that are empty and that nothing
+// refers to, and returns their names as "family table chain". Proxies flush
+// a chain no service needs and delete it a sync later (kube-proxy: at the
+// first sync a second or more after), so two proxies at different moments
+// of that cycle differ only in such chains.
+func (rs *Ruleset) DropIdleChains() []string {
+	var dropped []string
+	for _, t := range rs.Tables {
+		refs := t.Referenced()
+		t.ChainOrder = slices.DeleteFunc(t.ChainOrder, func(name string) bool {
+			c := t.Chains[name]
+			if c.Base != nil || len(c.Rules) > 0 || refs[name] {
+				return false
+			}
+			delete(t.Chains, name)
+			dropped = append(dropped, t.String()+" "+name)
+			return true
+		})
+	}
+	return dropped
+}
