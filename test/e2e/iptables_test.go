@@ -135,6 +135,7 @@ func testIPTables(t *testing.T, backend string) {
 	// re-watch for a moment while its RBAC caches fill, which says nothing
 	// about the manifests.
 	t.Run("the ServiceAccount is allowed all it does", s.testNoDenials)
+	t.Run("nftables mode's API calls", s.testNFTablesAPICalls)
 	t.Run("least privilege", s.testLeastPrivilege)
 	t.Run("apiserver outage", s.testAPIServerOutage)
 	t.Run("adoption from kube-proxy", s.testAdoption)

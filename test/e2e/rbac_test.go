@@ -49,6 +49,10 @@ var daemonNeeds = []permission{
 	// Warning Events on objects it cannot fully program (handlers.go), through
 	// client-go's record package: create, then patch when the same Event repeats.
 	{"", "events", "create"}, {"", "events", "patch"},
+	// nftables mode only (pkg/controller/nftables.go): the ServiceCIDR objects, for
+	// the drop of traffic to unallocated cluster IPs; testNFTablesAPICalls runs
+	// that mode so the audit log has them.
+	{"networking.k8s.io", "servicecidrs", "list"}, {"networking.k8s.io", "servicecidrs", "watch"},
 }
 
 // everyServiceAccount is what kube-apiserver's bootstrap policy (v1.37) grants every

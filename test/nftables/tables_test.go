@@ -95,10 +95,7 @@ func compareTables(t *testing.T, ignoreIdle bool, wantName, wantText, gotName, g
 // from kube-proxy"). They are taken out of kube-proxy's side only, so a
 // Switchyard that starts writing one fails the comparison until it leaves
 // this list.
-var knownDifferences = []struct{ line, reason string }{
-	{`comment "Drop traffic to unallocated ClusterIPs"`,
-		"the rule needs the ServiceCIDR objects, which Switchyard does not watch yet"},
-}
+var knownDifferences = []struct{ line, reason string }{}
 
 // asSwitchyardWrites removes the known differences from kube-proxy's
 // tables.
