@@ -8,7 +8,6 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
-	"github.com/switchyard-io/switchyard/pkg/rulediff"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
 )
 
@@ -91,13 +90,16 @@ func (p *Proxier) check(ctx context.Context) (proxy.CheckResult, error) {
 	}
 	compareStart := p.now()
 	family := rulesetFamily(p.cfg.Family)
-	kernel := rulediff.NewState(family)
-	if err := kernel.Apply(saved); err != nil {
+	kernel, err := parseTables(string(saved))
+	if err != nil {
 		return res, fmt.Errorf("reading the kernel's rules: %w", err)
 	}
-	natChains := kernel.ChainNames("nat")
+	natChains := kernel.chainNames("nat")
 	plan := Render(after, &cfg, natChains)
-	d, err := findDrift(kernel, plan.Payload, Hooks(p.cfg), family, changedServices(base, after, changed, &cfg))
+	if p.verified == nil {
+		p.verified = newVerifiedChains()
+	}
+	d, err := findDrift(kernel, string(plan.Payload), Hooks(p.cfg), family, changedServices(base, after, changed, &cfg), p.verified)
 	if err != nil {
 		return res, err
 	}

@@ -120,7 +120,10 @@ func TestCheckWithoutDriftWritesNothing(t *testing.T) {
 // deleted"; dropping the canary check fails "canary deleted"; leaving the -X lines
 // out of repairPayload fails "stale service chain" (tables differ); sorting a shared
 // chain's trailing node-ports jump with the rest (slices.Sort(out)) fails "node-ports
-// jump moved up"; a maxRepairChains of 1e6 fails "too many chains drifted".
+// jump moved up"; a maxRepairChains of 1e6 fails "too many chains drifted";
+// remembering verified chains by their rendered text alone (verifiedPair{rendered,
+// 0}) fails every repair case, since the check before the tampering saw the same
+// render.
 func TestCheckRepairsDrift(t *testing.T) {
 	manyStale := func(f *checkFixture) string {
 		var b strings.Builder
@@ -200,6 +203,11 @@ COMMIT
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			f := newCheckFixture(t, nil)
+			// A first check remembers every chain as verified: the tampering must
+			// be seen through that memory.
+			if res, err := f.p.CheckPeriodic(ctx); err != nil || len(res.Drifted) != 0 {
+				t.Fatalf("check before tampering: drifted %v, err %v", res.Drifted, err)
+			}
 			if err := f.fake.Restore(ctx, []byte(tc.tamper(f))); err != nil {
 				t.Fatalf("tampering: %v", err)
 			}

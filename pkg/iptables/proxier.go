@@ -33,6 +33,10 @@ type Proxier struct {
 	// exist, decided at each full sync. Only the sync goroutine uses it.
 	rendered Config
 
+	// verified remembers the chains the last periodic check found as applied (see
+	// findDrift). Only CheckPeriodic uses it, one call at a time.
+	verified *verifiedChains
+
 	// mu is held for a whole sync, so that Status never reports half of one.
 	mu sync.Mutex
 	// digest identifies the last restore payload applied (see proxy.AppliedDigest).
