@@ -25,6 +25,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -44,6 +45,8 @@ type FullSyncResults struct {
 // FullSyncBackend is one iptables backend's figures.
 type FullSyncBackend struct {
 	Backend string `json:"backend"`
+	// Binary labels the build measured (BENCH_BINARIES).
+	Binary string `json:"binary"`
 	// Periodic lists each periodic sync (or check) the daemon logged: when it began,
 	// how long it took.
 	Periodic []PeriodicEvent `json:"periodic"`
@@ -140,18 +143,35 @@ func TestFullSyncBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := loader.Load(ctx, 0, scale.Services, scale.Endpoints); err != nil {
+	if err := loader.Parallel(ctx, 0, scale.Services, func(ctx context.Context, i int) error {
+		return createWithRetries(ctx, loader, i, scale.Endpoints)
+	}); err != nil {
 		t.Fatalf("loading %s: %v", scale, err)
 	}
 	t.Logf("loaded %s in %.1fs", scale, time.Since(start).Seconds())
 
-	for k, backend := range strings.Split(env("BENCH_BACKENDS", "nft"), ",") {
-		r := &FullSyncBackend{Backend: backend}
-		results.Backends = append(results.Backends, r)
-		fs := &fullSyncRun{t: t, cluster: cluster, loader: loader, scale: scale, period: period, rounds: rounds,
-			binary: binary, backend: backend, r: r, rng: rand.New(rand.NewPCG(7, uint64(k))), changeBase: 1_000_000 * (k + 1)}
-		fs.run(ctx)
-		save()
+	// BENCH_BINARIES="label=path,..." measures several builds on the same loaded
+	// cluster, one node each (before and after a change).
+	binaries := [][2]string{{"switchyard", binary}}
+	if list := os.Getenv("BENCH_BINARIES"); list != "" {
+		binaries = nil
+		for _, item := range strings.Split(list, ",") {
+			label, path, _ := strings.Cut(item, "=")
+			binaries = append(binaries, [2]string{label, path})
+		}
+	}
+	k := 0
+	for _, backend := range strings.Split(env("BENCH_BACKENDS", "nft"), ",") {
+		for _, bin := range binaries {
+			k++
+			r := &FullSyncBackend{Backend: backend, Binary: bin[0]}
+			results.Backends = append(results.Backends, r)
+			fs := &fullSyncRun{t: t, cluster: cluster, loader: loader, scale: scale, period: period, rounds: rounds,
+				binary: bin[1], backend: backend, r: r, rng: rand.New(rand.NewPCG(7, uint64(k))), changeBase: 100_000 * k,
+				nodeName: fmt.Sprintf("fs%d-%s", k, backend)}
+			fs.run(ctx)
+			save()
+		}
 	}
 	t.Logf("results in %s", path)
 }
@@ -169,6 +189,7 @@ type fullSyncRun struct {
 	r          *FullSyncBackend
 	rng        *rand.Rand
 	changeBase int
+	nodeName   string
 }
 
 // probePort is where the probe's backends echo: an in-process echo server listening
@@ -178,7 +199,7 @@ const probePort = 7000
 
 func (f *fullSyncRun) run(ctx context.Context) {
 	t := f.t
-	node := f.cluster.AddNode(t, "fs-"+f.backend, nil)
+	node := f.cluster.AddNode(t, f.nodeName, nil)
 	backends := []*testbed.Pod{f.cluster.AddPod(t, node, "pb1"), f.cluster.AddPod(t, node, "pb2")}
 	clientPod := f.cluster.AddPod(t, node, "client")
 	for _, pod := range backends {
@@ -192,7 +213,7 @@ func (f *fullSyncRun) run(ctx context.Context) {
 	var targets []string
 	for i := range 4 {
 		svc, err := f.cluster.CreateService(ctx, &v1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("probe-%s-%d", f.backend, i), Namespace: "probe"},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("probe-%s-%d", f.nodeName, i), Namespace: "probe"},
 			Spec: v1.ServiceSpec{Ports: []v1.ServicePort{{Name: "echo", Protocol: v1.ProtocolTCP, Port: probePort,
 				TargetPort: intstr.FromInt32(probePort)}}},
 		})
@@ -226,7 +247,7 @@ func (f *fullSyncRun) run(ctx context.Context) {
 	}); !ok {
 		t.Fatalf("%s: not programmed within 5 min (%v)", f.backend, err)
 	}
-	t.Logf("%s: cold start %.1fs", f.backend, time.Since(started).Seconds())
+	t.Logf("%s %s: cold start %.1fs", f.r.Binary, f.backend, time.Since(started).Seconds())
 
 	probe := &tcpProbe{netns: clientPod.Netns, targets: targets}
 	probeCtx, stopProbe := context.WithCancel(ctx)
@@ -236,10 +257,10 @@ func (f *fullSyncRun) run(ctx context.Context) {
 		stopProbe()
 		probes.Wait()
 		f.r.Probe = probe.counts()
-		t.Logf("%s: probe: new %d ok / %d failed, established %d ok / %d failed", f.backend,
+		t.Logf("%s %s: probe: new %d ok / %d failed, established %d ok / %d failed", f.r.Binary, f.backend,
 			f.r.Probe.NewOK, f.r.Probe.NewFailed, f.r.Probe.EstablishedOK, f.r.Probe.EstablishedFailed)
 		for _, failure := range f.r.Probe.Failures {
-			t.Logf("%s: probe failure: %s", f.backend, failure)
+			t.Logf("%s %s: probe failure: %s", f.r.Binary, f.backend, failure)
 		}
 	}()
 
@@ -264,7 +285,7 @@ func (f *fullSyncRun) run(ctx context.Context) {
 			time.Sleep(500 * time.Millisecond)
 			after, _ := ReadProcStats(process.Pid())
 			f.r.QuietCPUSeconds = after.CPUSeconds + after.ChildCPUSeconds - before.CPUSeconds - before.ChildCPUSeconds
-			t.Logf("%s: quiet window around a periodic sync of %.2fs: %.2f s CPU", f.backend, event.Seconds, f.r.QuietCPUSeconds)
+			t.Logf("%s %s: quiet window around a periodic sync of %.2fs: %.2f s CPU", f.r.Binary, f.backend, event.Seconds, f.r.QuietCPUSeconds)
 			prev = event
 			continue
 		}
@@ -288,12 +309,16 @@ func (f *fullSyncRun) run(ctx context.Context) {
 			t.Fatalf("%s: periodic sync %d not logged", f.backend, seen)
 		}
 		seen++
-		end := event.Start.Add(time.Duration(event.Seconds * float64(time.Second)))
-		c := ChangeDuringPeriodic{Written: written, Seconds: seenAt.Sub(written).Seconds(),
-			During: !written.Before(event.Start) && written.Before(end)}
+		c := ChangeDuringPeriodic{Written: written, Seconds: seenAt.Sub(written).Seconds()}
+		for _, e := range f.r.Periodic {
+			end := e.Start.Add(time.Duration(e.Seconds * float64(time.Second)))
+			if !written.Before(e.Start) && written.Before(end) {
+				c.During, event = true, e
+			}
+		}
 		f.r.Changes = append(f.r.Changes, c)
-		t.Logf("%s: change %d written %.2fs into a periodic sync of %.2fs (during: %v): programmed after %.3fs",
-			f.backend, round, written.Sub(event.Start).Seconds(), event.Seconds, c.During, c.Seconds)
+		t.Logf("%s %s: change %d written %.2fs into a periodic sync of %.2fs (during: %v): programmed after %.3fs",
+			f.r.Binary, f.backend, round, written.Sub(event.Start).Seconds(), event.Seconds, c.During, c.Seconds)
 		prev = event
 	}
 	time.Sleep(2 * time.Second)
@@ -483,4 +508,28 @@ func (p *tcpProbe) counts() ProbeCounts {
 	defer p.mu.Unlock()
 	return ProbeCounts{NewOK: p.newOK.Load(), NewFailed: p.newFailed.Load(), EstablishedOK: p.estOK.Load(),
 		EstablishedFailed: p.estFailed.Load(), Failures: p.failures}
+}
+
+// createWithRetries creates Service i and its slices, taking what already exists as
+// done and retrying other errors: on a loaded machine etcd times out now and then.
+func createWithRetries(ctx context.Context, l *Loader, i, endpoints int) error {
+	var err error
+	for attempt := range 10 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * time.Second)
+		}
+		if _, err = l.Client.CoreV1().Services(Namespace).Create(ctx, l.Service(i), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			continue
+		}
+		err = nil
+		for _, slice := range Slices(i, Addresses(i, endpoints), time.Now()) {
+			if _, e := l.Client.DiscoveryV1().EndpointSlices(Namespace).Create(ctx, slice, metav1.CreateOptions{}); e != nil && !apierrors.IsAlreadyExists(e) {
+				err = e
+			}
+		}
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("creating Service %d after 10 attempts: %w", i, err)
 }

@@ -26,9 +26,7 @@ const checkPeriod = 3 * time.Second
 
 // TestPeriodicCheck runs the scenario once per iptables backend.
 // mutation-checked: watchPeriodic (pkg/controller) returning at once fails the
-// convergence wait; repair returning before its restore fails it too; a check that
-// asks for a full sync instead of repairing (FullSyncReason set for any drift) fails
-// "full syncs" (2 full syncs of IPv4, want 1).
+// convergence wait ("the tampered rules were not repaired within 39s").
 func TestPeriodicCheck(t *testing.T) {
 	testbed.Require(t)
 	for _, backend := range []string{"nft", "legacy"} {
