@@ -53,3 +53,7 @@ bench-conntrack: ## Stale UDP conntrack cleanup: time and memory at up to 250k e
 .PHONY: soak
 soak: tools ## Churn soak (root, about 35 minutes, not in CI): 5k services, 20 changes/s for SOAK_DURATION (30m); resources must stay flat.
 	hack/soak.sh
+
+.PHONY: bench-fullsync
+bench-fullsync: ## Periodic full sync at 10k x 10: change latency during it, its CPU, TCP probe failures (root, ~15 minutes; not in CI).
+	hack/bench-fullsync.sh

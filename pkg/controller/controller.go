@@ -244,6 +244,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.watchCanary(ctx) })
 	wg.Go(func() { c.watchTerminating(ctx) })
+	wg.Go(func() { c.watchPeriodic(ctx) })
 	c.runner.Request()
 	err = c.runner.Run(ctx)
 	wg.Wait()

@@ -23,6 +23,9 @@ package controller
 //	flush-table TABLE                               replace TABLE by an empty one (a firewall reload); in
 //	                                                nftables mode, delete the kube-proxy table
 //	canary                                          run one canary check
+//	tamper TABLE LINE                               restore one line into TABLE behind the proxy's back
+//	check                                           run one periodic check (proxy.PeriodicChecker); prints
+//	                                                each family's findings, then what was written
 //	advance DURATION                                move the clock
 //	sync                                            run one sync; prints each family's kind and reason,
 //	                                                then what was written: iptables-restore input, ipset
@@ -316,6 +319,14 @@ func (w *scenarioWorld) run(t *testing.T, command string) string {
 		}
 		w.c.checkCanaries(w.ctx)
 		return strings.Join(out, "\n")
+	case "tamper":
+		payload := "*" + args[1] + "\n" + strings.Join(args[2:], " ") + "\nCOMMIT\n"
+		if err := w.ipt.RestoreWithFlags(w.ctx, []byte(payload), xtablestest.RestoreFlags{NoFlush: true}); err != nil {
+			t.Fatal(err)
+		}
+		w.restores = len(w.ipt.Restores())
+	case "check":
+		return w.check(t)
 	case "advance":
 		d, err := time.ParseDuration(args[1])
 		if err != nil {
@@ -346,6 +357,31 @@ func (w *scenarioWorld) sync() string {
 	for _, op := range w.ipvs.Ops() {
 		out = append(out, "ipvs: "+op)
 	}
+	return strings.Join(out, "\n")
+}
+
+// check runs one periodic check and prints each family's findings and every kernel
+// write.
+func (w *scenarioWorld) check(t *testing.T) string {
+	providers, _ := w.c.currentProviders()
+	var out []string
+	for _, p := range providers {
+		checker, ok := p.(proxy.PeriodicChecker)
+		if !ok {
+			out = append(out, fmt.Sprintf("%s: no periodic check", p.Family()))
+			continue
+		}
+		res, err := checker.CheckPeriodic(w.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s: drifted %v, repaired %v, full sync requested %q", p.Family(), res.Drifted, res.Repaired, res.FullSyncReason))
+	}
+	restores := w.ipt.Restores()
+	for _, payload := range restores[w.restores:] {
+		out = append(out, "iptables-restore --noflush:", strings.TrimRight(string(payload), "\n"))
+	}
+	w.restores = len(restores)
 	return strings.Join(out, "\n")
 }
 

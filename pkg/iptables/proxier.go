@@ -33,22 +33,35 @@ type Proxier struct {
 	// exist, decided at each full sync. Only the sync goroutine uses it.
 	rendered Config
 
+	// verified remembers the chains the last periodic check found as applied (see
+	// findDrift). Only CheckPeriodic uses it, one call at a time.
+	verified *verifiedChains
+
 	// mu is held for a whole sync, so that Status never reports half of one.
 	mu sync.Mutex
 	// digest identifies the last restore payload applied (see proxy.AppliedDigest).
 	digest proxy.AppliedDigest
 }
 
-var _ proxy.Provider = &Proxier{}
+var (
+	_ proxy.Provider        = &Proxier{}
+	_ proxy.PeriodicChecker = &Proxier{}
+)
 
-// NewProxier returns a Proxier for cfg's family. A full sync runs at least every
-// fullSyncPeriod (0 disables the periodic full sync); now is the clock.
+// NewProxier returns a Proxier for cfg's family; now is the clock. fullSyncPeriod is
+// the period of the periodic full sync (0: none) when ipt cannot be read back with
+// iptables-save; when it can (xtables.Exec and the fake), the Proxier makes no
+// periodic full sync and the caller calls CheckPeriodic every fullSyncPeriod instead
+// (see check.go).
 func NewProxier(cfg *Config, ipt xtables.Interface, fullSyncPeriod time.Duration, now func() time.Time) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("iptables proxier: %w", err)
 	}
 	if now == nil {
 		now = time.Now
+	}
+	if _, ok := ipt.(tableSaver); ok {
+		fullSyncPeriod = 0
 	}
 	return &Proxier{cfg: cfg, ipt: ipt, now: now, state: proxy.NewSyncState(fullSyncPeriod, now), rendered: *cfg}, nil
 }

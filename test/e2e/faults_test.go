@@ -390,8 +390,8 @@ func (s *faultSuite) restoreFailures(ctx context.Context, t *testing.T) int {
 // testDeleted: rules are deleted behind Switchyard's back in the node's namespace.
 // First web's jump in the shared KUBE-SERVICES chain and its KUBE-SVC- chain: traffic
 // to web breaks and dry-run --diff names the damage (exit 1). Switchyard's canary
-// does not see this (as kube-proxy's does not); its next full sync repairs it (the
-// periodic one, --full-sync-period, an hour by default). Then the whole nat table is
+// does not see this (as kube-proxy's does not); its next periodic check repairs it
+// (--full-sync-period, an hour by default; TestPeriodicCheck). Then the whole nat table is
 // flushed and its chains deleted, as a firewall reload does: the canary notices
 // within its 10 s interval, the full sync rebuilds everything, both deletions
 // included, and the kernel equals a full render. /healthz stays 200: the kernel can
