@@ -151,6 +151,9 @@ func testGuestFaults(t *testing.T, d *daemon) *daemon {
 // leaves): the retried full syncs write the ipsets and fail at iptables-restore,
 // before the IPVS table, so pod-b stays a real server meanwhile. Once the restores
 // work, the retry converges with the change in.
+// mutation-checked: a full sync that goes on after a failed companion restore (pkg/ipvs
+// syncFull not returning the Restore error) applies the change and stops retrying:
+// this case fails at "3 failed iptables-restores" (2 failed).
 func testGuestRestoreFails(t *testing.T, d *daemon) {
 	setGuestFlag(t, "fail-iptables")
 	defer clearGuestFlag(t, "fail-iptables")
