@@ -31,11 +31,10 @@ import (
 // the relist is seen both at the proxy and in the daemon's log. iptables mode with
 // iptables-nft only: the watch and relist are the informers' and do not depend on
 // the backend.
-// mutation-checked: a proxy that cuts the stream but never sends the 410 (Expire
-// not called) leaves the change unseen and fails the convergence wait; a slice
-// UpdateFunc that ignores updates (pkg/controller trackerHandler,
-// `UpdateFunc: func(_, obj any) {}`) fails it too: the relist delivers the changed
-// slice as an update.
+// mutation-checked: an UpdateFunc that ignores updates (pkg/controller
+// trackerHandler, `UpdateFunc: func(_, obj any) {}`) fails the convergence wait after
+// the relist (dry-run --diff still wants web's KUBE-SEP- chain for f2): the relist
+// delivers the changed slice as an update.
 func TestFaultsWatchExpired(t *testing.T) {
 	testbed.Require(t)
 	ctx := t.Context()
