@@ -25,5 +25,5 @@ const (
 )
 
 // ctLatencySteps are the steps in the order the guest announces them: the measured
-// change on a small table, back, and the measured change with the large table.
-var ctLatencySteps = []string{stepDNSB, stepDNSAB, stepDNSB}
+// change and back, twice on a small table and twice with the large one.
+var ctLatencySteps = []string{stepDNSB, stepDNSAB, stepDNSB, stepDNSAB, stepDNSB, stepDNSAB, stepDNSB}
