@@ -34,3 +34,17 @@ if [ -n "${VM_ENTRIES:-}" ]; then
 		-conntrack.entries "${VM_ENTRIES}" -conntrack.baseline |
 		grep -E 'entries|^(--- |ok|FAIL|PASS)'
 fi
+
+# VM_LATENCY_ENTRIES (default VM_ENTRIES) also times, in one guest run, a one-endpoint
+# change of a UDP Service end to end (API write to real server gone, and to its stale
+# entries deleted) with a small table and with that many entries in the node's
+# namespace: the daemon in IPVS mode in the guest against the testbed's kube-apiserver
+# (test/ipvs TestConntrackLatencyInVM; about 12 minutes at 1M).
+latency="${VM_LATENCY_ENTRIES:-${VM_ENTRIES:-}}"
+if [ -n "${latency}" ]; then
+	root="$(git rev-parse --show-toplevel)"
+	(cd "${root}" && SWITCHYARD_TOOLS_BIN="${SWITCHYARD_TOOLS_BIN:-$(hack/build-tools.sh | tail -1)}" \
+		SWITCHYARD_CONNTRACK_VM_LATENCY_ENTRIES="${latency}" \
+		go test -count=1 -timeout 60m -run '^TestConntrackLatencyInVM$' -v ./test/ipvs/) |
+		grep -E 'FIGURE|entries|^(--- |ok|FAIL|PASS)'
+fi

@@ -219,21 +219,39 @@ func Slope(x, y []float64) float64 {
 //     standard errors), a coarse second opinion;
 //   - RSS: 10 MB per 10 minutes; it also carries the Go scavenger's lag in
 //     returning freed pages;
-//   - goroutines and open file descriptors: a leak of one per sync would add
-//     thousands (about two syncs a second over two families), one per watch
-//     restart a few every 10 minutes. What legitimately varies is a sync in flight
-//     when the sample is taken: each family's iptables-restore child holds its
-//     stdin, stdout and stderr pipes and a pidfd (4 descriptors), both families may
-//     sync at once (8), plus the scrape's own connection: 9 descriptors (seen:
-//     11..20 in the validation run), and a few goroutines copying those pipes.
-//     So the range (max - min) over the whole churn may be at most 10 goroutines
-//     and 12 descriptors.
+//   - goroutines: a leak of one per sync would add thousands (about two syncs a
+//     second over two families), one per watch restart a few every 10 minutes.
+//     What legitimately varies is a sync in flight when the sample is taken: a
+//     few goroutines copying a child's pipes. So the range (max - min) over the
+//     whole churn may be at most 10;
+//   - open file descriptors are judged by their floor, not their range. A sample
+//     taken while children run counts their descriptors, and up to two run at
+//     once: the sync's iptables-restore or iptables-save (the families sync one
+//     after the other under syncMu, pkg/controller sync.go) and the canary check's
+//     iptables (its own goroutine). While a child runs, the daemon holds its stderr
+//     pipe, its stdin pipe until the payload is written, and its pidfd (2-3 each);
+//     while os/exec starts it, both ends of its stdin and stderr pipes and /dev/null
+//     for its stdout (5, or 6 with a stdout pipe), and for the one being forked
+//     (syscall.ForkLock lets one fork at a time) the exec-status pipe and the pidfd
+//     (3 more). That is at most 2 × 6 + 3 = 15 over the floor, plus up to 3 more
+//     connections (a second scrape, /debug/state, an apiserver connection
+//     re-dialled): 18. The 30-minute run of 2026-12-02 saw 11 (no child), 13 (a
+//     restore running: its stderr pipe and pidfd), 15, 18-20 and once 25. A
+//     3-minute soak with /proc/PID/fd read every ~15 ms (27,834 reads,
+//     bench/results/2026-12-02-soak/fds-3m/) saw a floor of 10 and once 25: two
+//     children being started at once, 11 pipe ends, 4 /dev/null and 2 pidfds above
+//     the floor's. A leak, even of one descriptor per thousand syncs, raises the
+//     floor instead: the lowest count over the last third of the churn may exceed
+//     the lowest over the first third by at most 2 (a third holds 60 samples,
+//     enough to catch the floor), and no sample may exceed the churn's floor by
+//     more than 18.
 const (
 	MaxLiveHeapSlopeMBPer10Min = 5.0
 	MaxHeapSlopeMBPer10Min     = 15.0
 	MaxRSSSlopeMBPer10Min      = 10.0
 	MaxGoroutineRange          = 10.0
-	MaxOpenFDRange             = 12.0
+	MaxOpenFDFloorRise         = 2.0
+	MaxOpenFDOverFloor         = 18.0
 )
 
 // Verdict is the flatness judgement over a soak's churn phase.
@@ -249,6 +267,9 @@ type Verdict struct {
 	HeapMeanMB, RSSMeanMB float64
 	// Ranges (max - min) over the whole churn, and the extremes.
 	GoroutineMin, GoroutineMax, FDMin, FDMax float64
+	// FDFloorFirst and FDFloorLast are the lowest open-fd counts over the first and
+	// the last third of the churn.
+	FDFloorFirst, FDFloorLast float64
 	// SyncsOK and SyncsFailed are counted over the churn; RestoreFailures and
 	// SyncsFailedTotal over the whole run (the last sample).
 	SyncsOK, SyncsFailed, SyncsFailedTotal, RestoreFailures float64
@@ -320,8 +341,20 @@ func Judge(samples []Sample) Verdict {
 	if r := v.GoroutineMax - v.GoroutineMin; r > MaxGoroutineRange {
 		problem("goroutines range over %.0f (%.0f..%.0f) during the churn (limit %.0f)", r, v.GoroutineMin, v.GoroutineMax, MaxGoroutineRange)
 	}
-	if r := v.FDMax - v.FDMin; r > MaxOpenFDRange {
-		problem("open fds range over %.0f (%.0f..%.0f) during the churn (limit %.0f)", r, v.FDMin, v.FDMax, MaxOpenFDRange)
+	v.FDFloorFirst, v.FDFloorLast = math.Inf(1), math.Inf(1)
+	for k, s := range churn {
+		if k < len(churn)/3 {
+			v.FDFloorFirst = min(v.FDFloorFirst, s.OpenFDs)
+		}
+		if k >= len(churn)-len(churn)/3 {
+			v.FDFloorLast = min(v.FDFloorLast, s.OpenFDs)
+		}
+	}
+	if rise := v.FDFloorLast - v.FDFloorFirst; rise > MaxOpenFDFloorRise {
+		problem("open fds floor rose by %.0f (%.0f over the first third of the churn, %.0f over the last; limit %.0f)", rise, v.FDFloorFirst, v.FDFloorLast, MaxOpenFDFloorRise)
+	}
+	if over := v.FDMax - v.FDMin; over > MaxOpenFDOverFloor {
+		problem("open fds %.0f over the floor (%.0f..%.0f) during the churn (limit %.0f)", over, v.FDMin, v.FDMax, MaxOpenFDOverFloor)
 	}
 	if v.SyncsFailedTotal > 0 || v.RestoreFailures > 0 {
 		problem("%.0f failed syncs and %.0f failed restores", v.SyncsFailedTotal, v.RestoreFailures)

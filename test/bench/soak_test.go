@@ -131,7 +131,9 @@ func soakSamples(n int, heapGrowth, rssGrowth float64, tweak func(k int, s *Samp
 // and "small leak seen in the live heap only"; using
 // the first half instead of the second fails "leak starting late"; judging goroutines
 // over the second half only fails "goroutine step early"; ignoring the per-interval
-// sync check fails "syncs stall".
+// sync check fails "syncs stall"; dropping the fd floor criterion fails "fd leak" and
+// "slow fd leak"; the earlier criterion (fd range at most 12) fails "children in
+// flight".
 func TestJudge(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -153,7 +155,22 @@ func TestJudge(t *testing.T) {
 				s.Goroutines += 12
 			}
 		}), []string{"goroutines range over"}},
-		{"fd leak", soakSamples(180, 0, 0, func(k int, s *Sample) { s.OpenFDs += float64(k / 10) }), []string{"open fds range over"}},
+		{"fd leak", soakSamples(180, 0, 0, func(k int, s *Sample) { s.OpenFDs += float64(k / 10) }), []string{"open fds floor rose by 12", "open fds 20 over the floor"}},
+		{"slow fd leak, one per 20 samples", soakSamples(180, 0, 0, func(k int, s *Sample) { s.OpenFDs += float64(k / 20) }), []string{"open fds floor rose by 6"}},
+		// The 30-minute run of 2026-12-02: children in flight at some samples.
+		{"children in flight", soakSamples(180, 0, 0, func(k int, s *Sample) {
+			switch k % 30 {
+			case 7:
+				s.OpenFDs = 25
+			case 19:
+				s.OpenFDs = 20
+			}
+		}), nil},
+		{"burst over the bound", soakSamples(180, 0, 0, func(k int, s *Sample) {
+			if k == 120 {
+				s.OpenFDs = 11 + 19
+			}
+		}), []string{"open fds 19 over the floor"}},
 		{"failed sync", soakSamples(180, 0, 0, func(k int, s *Sample) {
 			if k > 100 {
 				s.SyncsFailed = 1

@@ -345,9 +345,9 @@ func TestSoak(t *testing.T) {
 	if data, err := json.MarshalIndent(summary, "", "  "); err == nil {
 		os.WriteFile(filepath.Join(s.out, "soak-summary.json"), append(data, '\n'), 0o644)
 	}
-	t.Logf("verdict over %.1f min of churn (%d samples): heap in use %.1f MB mean, slope %.2f MB/10min (live heap %.2f); RSS %.1f MB mean, slope %.2f MB/10min; goroutines %.0f..%.0f; fds %.0f..%.0f; syncs %.0f ok, %.0f failed (whole run), %.0f restore failures; %.0f changes at %.2f/s",
+	t.Logf("verdict over %.1f min of churn (%d samples): heap in use %.1f MB mean, slope %.2f MB/10min (live heap %.2f); RSS %.1f MB mean, slope %.2f MB/10min; goroutines %.0f..%.0f; fds %.0f..%.0f (floor %.0f over the first third, %.0f over the last); syncs %.0f ok, %.0f failed (whole run), %.0f restore failures; %.0f changes at %.2f/s",
 		verdict.ChurnMinutes, verdict.ChurnSamples, verdict.HeapMeanMB, verdict.HeapSlope, verdict.LiveHeapSlope, verdict.RSSMeanMB, verdict.RSSSlope,
-		verdict.GoroutineMin, verdict.GoroutineMax, verdict.FDMin, verdict.FDMax, verdict.SyncsOK, verdict.SyncsFailedTotal, verdict.RestoreFailures,
+		verdict.GoroutineMin, verdict.GoroutineMax, verdict.FDMin, verdict.FDMax, verdict.FDFloorFirst, verdict.FDFloorLast, verdict.SyncsOK, verdict.SyncsFailedTotal, verdict.RestoreFailures,
 		verdict.Changes, verdict.ChangesPerSecond)
 	for _, p := range verdict.Problems {
 		t.Errorf("not flat: %s", p)

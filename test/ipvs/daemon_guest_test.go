@@ -39,23 +39,36 @@ type daemon struct {
 // test fails.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
+	return startDaemonOwned(t, t)
+}
+
+// startDaemonOwned is startDaemon for a subtest whose daemon outlives it: owner (the
+// parent test) stops it when it ends.
+func startDaemonOwned(t, owner *testing.T) *daemon {
+	t.Helper()
 	logFile, err := os.Create(daemonLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(guestBinDir, "kube-proxy"), "--config="+guestConfig, "--hostname-override="+daemonNode)
+	// Plus --healthz-timeout, Switchyard's one flag beside the file here (the faults
+	// need /healthz to turn red within seconds), and the fault wrappers first in PATH
+	// (faults_guest_test.go; they run the real programs unless a fault is set).
+	cmd := exec.Command(filepath.Join(guestBinDir, "kube-proxy"), "--config="+guestConfig, "--hostname-override="+daemonNode,
+		"--healthz-timeout="+guestHealthTimeout)
+	cmd.Env = append(os.Environ(), "PATH="+guestWrappers+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the daemon: %v", err)
 	}
 	d := &daemon{cmd: cmd, done: make(chan error, 1)}
 	go func() { d.done <- cmd.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		if t.Failed() || os.Getenv("SWITCHYARD_VM_VERBOSE") != "" {
-			t.Logf("daemon log (last 60 lines):\n%s", tail(daemonLog, 60))
+		if owner.Failed() || os.Getenv("SWITCHYARD_VM_VERBOSE") != "" {
+			owner.Logf("daemon log (last 60 lines):\n%s", tail(daemonLog, 60))
+			owner.Logf("fault wrappers' calls (last 20):\n%s\nprocesses:\n%s", tail(filepath.Join(guestWrappers, "log"), 20), processes())
 		} else if problems := warningsAndErrors(daemonLog); problems != "" {
-			t.Logf("the daemon's warnings and errors:\n%s", problems)
+			owner.Logf("the daemon's warnings and errors:\n%s", problems)
 		}
 	})
 	return d
@@ -284,6 +297,7 @@ func TestGuestDaemon(t *testing.T) {
 	topology(t)
 	web := fmt.Sprintf("%s:%d", webClusterIP, webPort)
 	start := time.Now()
+	writeGuestWrappers(t)
 	d := startDaemon(t)
 
 	// /healthz answers 200 only after the first sync of every family.
@@ -304,6 +318,9 @@ func TestGuestDaemon(t *testing.T) {
 	}
 	t.Run("dry-run --diff", testDryRunDiff)
 	t.Run("rules deleted behind its back", func(t *testing.T) { testDeletedBehindItsBack(t, d) })
+	faultsStart := time.Now()
+	d = testGuestFaults(t, d)
+	t.Logf("the fault cases took %v", time.Since(faultsStart).Round(10*time.Millisecond))
 	if got := countPods(t, 10, "", web); !cmp.Equal(got, map[string]int{"pod-a": 5, "pod-b": 5}) {
 		t.Errorf("10 connections to %s through rr: %v, want 5 each on pod-a and pod-b", web, got)
 	}

@@ -42,7 +42,19 @@ const (
 	stepEndpointsBC   = "endpoints-b-c"   // web's EndpointSlice: pod-b and pod-c (pod-a leaves)
 	stepEndpointsNone = "endpoints-none"  // web's EndpointSlice: no endpoints
 	stepDeleteService = "service-deleted" // web and its EndpointSlice deleted
+
+	// The fault steps (faults_guest_test.go), before the ones above; they end with
+	// web on pod-a and pod-b, as they began.
+	stepFaultEndpointsA      = "fault-endpoints-a"      // web's EndpointSlice: pod-a
+	stepFaultEndpointsAC     = "fault-endpoints-a-c"    // web's EndpointSlice: pod-a and pod-c
+	stepFaultEndpointsB      = "fault-endpoints-b"      // web's EndpointSlice: pod-b
+	stepFaultNodeDeleted     = "fault-node-deleted"     // the Node object deleted
+	stepFaultNodeCreated     = "fault-node-created"     // the Node object created again, with its status
+	stepFaultAPIServerOutage = "fault-apiserver-outage" // kube-apiserver stopped for 5 s, started, then web: pod-a and pod-b
 )
 
 // daemonSteps are the steps in the order the guest announces them.
-var daemonSteps = []string{stepEndpointsBC, stepEndpointsNone, stepDeleteService}
+var daemonSteps = []string{
+	stepFaultEndpointsA, stepFaultEndpointsAC, stepFaultEndpointsB, stepFaultNodeDeleted, stepFaultNodeCreated, stepFaultAPIServerOutage,
+	stepEndpointsBC, stepEndpointsNone, stepDeleteService,
+}

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,6 +85,7 @@ func TestDaemonInVM(t *testing.T) {
 		stepEndpointsNone: func(ctx context.Context) error { return publishWebErr(ctx, c /* none */) },
 		stepDeleteService: func(ctx context.Context) error { return deleteWeb(ctx, c, web) },
 	}
+	maps.Copy(actions, faultActions(t, c))
 	console := newStepWatcher(t)
 	var done []string
 	var stepErrs []error
@@ -111,7 +113,9 @@ func TestDaemonInVM(t *testing.T) {
 	if v := os.Getenv("SWITCHYARD_VM_VERBOSE"); v != "" {
 		env = append(env, "SWITCHYARD_VM_VERBOSE="+v) // the guest logs the daemon's log too
 	}
-	vmCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	// The guest takes about 3 minutes (software emulation); on a host loaded with other
+	// test suites (load average 30-40) the same run took over 6.
+	vmCtx, cancel := context.WithTimeout(ctx, 11*time.Minute)
 	defer cancel()
 	res, err := vm.Run(vmCtx, vm.Config{
 		Kernel:       kernel,
@@ -126,7 +130,7 @@ func TestDaemonInVM(t *testing.T) {
 		},
 		Command: []string{"ipvs.test", "-test.run", "^TestGuestDaemon$", "-test.v", "-test.count=1"},
 		Env:     env,
-		Timeout: 4 * time.Minute,
+		Timeout: 10 * time.Minute,
 		Output:  console,
 	})
 	console.close()
@@ -223,14 +227,21 @@ func applyRBAC(t *testing.T, c *testbed.Cluster) {
 // InternalIP, as kubelet would register it.
 func createVMNode(t *testing.T, c *testbed.Cluster) {
 	t.Helper()
-	ctx := t.Context()
+	if err := createVMNodeErr(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createVMNodeErr is createVMNode, returning its error (also the fault step that
+// re-creates the Node).
+func createVMNodeErr(ctx context.Context, c *testbed.Cluster) error {
 	node := &v1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: daemonNode,
 			Labels: map[string]string{"kubernetes.io/hostname": daemonNode, "kubernetes.io/os": "linux"}},
 		Spec: v1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24"}},
 	}
 	if _, err := c.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating Node %s: %v", daemonNode, err)
+		return fmt.Errorf("creating Node %s: %w", daemonNode, err)
 	}
 	status, err := json.Marshal(map[string]any{"status": map[string]any{
 		"addresses": []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: guestIP}, {Type: v1.NodeHostName, Address: daemonNode}},
@@ -238,12 +249,13 @@ func createVMNode(t *testing.T, c *testbed.Cluster) {
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
 	}})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if _, err := c.Clientset.CoreV1().Nodes().Patch(ctx, daemonNode, types.StrategicMergePatchType, status,
 		metav1.PatchOptions{}, "status"); err != nil {
-		t.Fatalf("patching status of Node %s: %v", daemonNode, err)
+		return fmt.Errorf("patching status of Node %s: %w", daemonNode, err)
 	}
+	return nil
 }
 
 // createWeb creates Service default/web at webClusterIP, TCP 80 to the pods' 8080.
