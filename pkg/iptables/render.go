@@ -134,6 +134,10 @@ func (c *Config) masqueradeRules() xtables.MasqueradeRules {
 	return xtables.NewMasqueradeRules(c.Mark(), !c.ConntrackTCPLiberal)
 }
 
+// localnetDropRule is the martian-localnet drop kube-proxy writes into kubelet's
+// KUBE-FIREWALL chain when localhost node ports are on.
+const localnetDropRule = `-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`
+
 // Render computes the full payload for a snapshot. It rewrites every chain Switchyard
 // owns: the fixed chains, every service's chains and its dispatch rules. Chains named
 // in existingNATChains (read from the kernel with iptables-save) that look like service
@@ -153,7 +157,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	}
 	if cfg.localhostFirewall() {
 		filter.declare(ChainKubeletFirewall)
-		filter.rule("-A", ChainKubeletFirewall, `-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`)
+		filter.rule("-A", ChainKubeletFirewall, localnetDropRule)
 	}
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
@@ -196,9 +200,11 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	plan.Stats.FilterWritten, plan.Stats.NATWritten = filter.written, nat.written
 
 	var out bytes.Buffer
-	out.Grow(filter.rules.Len() + nat.decls.Len() + nat.rules.Len() + 4096)
-	filter.writeTo(&out, "filter")
-	nat.writeTo(&out, "nat")
+	out.Grow(filter.decls.Len() + filter.rules.Len() + nat.decls.Len() + nat.rules.Len() + nat.deletes.Len() + 4096)
+	hooks := cfg.hooks
+	hooks.writeCanaries(&out, "mangle")
+	filter.writeHooked(&out, "filter", hooks)
+	nat.writeHooked(&out, "nat", hooks)
 	plan.Payload = out.Bytes()
 	return plan
 }
