@@ -92,8 +92,8 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 			"deletedChains", res.Stats.DeletedChains, "bytes", res.PayloadBytes, "restores", res.Restores,
 			"render", res.RenderTime, "apply", res.ApplyTime},
 	}
-	if res.Payload != nil {
-		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadIPTablesRestore, Data: res.Payload}}
+	if res.Payload != nil || res.PayloadBytes > 0 { // a streamed full sync keeps only its size
+		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadIPTablesRestore, Data: res.Payload, Bytes: res.PayloadBytes}}
 	}
 	if err == nil {
 		out.RulesTotal = map[string]int{"filter": p.filterRules, "nat": p.natRules}

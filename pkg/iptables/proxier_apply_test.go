@@ -78,4 +78,13 @@ func TestStreamedFullSync(t *testing.T) {
 			t.Fatalf("sync %d: tables (-whole +streamed):\n%s", sync, diff)
 		}
 	}
+	// For logs and the restore-size metric: the size, not the text.
+	pl.RequestFullSync("test")
+	out, err := pl.Sync(ctx, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Payloads) != 1 || out.Payloads[0].Data != nil || out.Payloads[0].Size() != pl.Status().Digest.Bytes {
+		t.Errorf("payloads %+v, want one of %d bytes without its text", out.Payloads, pl.Status().Digest.Bytes)
+	}
 }
