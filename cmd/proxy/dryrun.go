@@ -95,9 +95,10 @@ func dryRun(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOption
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		plan := iptables.Render(snap, cfg, nil)
-		writeHeader(stdout, cfg, facts, snap, plan)
-		if _, err := stdout.Write(plan.Payload); err != nil {
+		// Written as it is rendered: the whole payload is ~50 MB at 10k services.
+		plan := iptables.RenderStream(snap, cfg, nil)
+		writeHeader(stdout, cfg, facts, snap, plan.Stats)
+		if _, err := plan.WriteTo(stdout); err != nil {
 			fmt.Fprintf(stderr, "switchyard: writing output: %v\n", err)
 			return 1
 		}
@@ -170,7 +171,7 @@ func reportModelError(stderr io.Writer, source string, err error) {
 
 // writeHeader prints, as restore-file comments, what the payload is for and the hook
 // rules that the daemon ensures outside the payload.
-func writeHeader(w io.Writer, cfg *iptables.Config, facts node.Facts, snap *endpoints.Snapshot, plan *iptables.Plan) {
+func writeHeader(w io.Writer, cfg *iptables.Config, facts node.Facts, snap *endpoints.Snapshot, stats iptables.Stats) {
 	tool := "iptables-restore"
 	if cfg.Family == v1.IPv6Protocol {
 		tool = "ip6tables-restore"
@@ -180,7 +181,7 @@ func writeHeader(w io.Writer, cfg *iptables.Config, facts node.Facts, snap *endp
 		endpointCount += len(endpoints.EndpointsOf(eps, cfg.Family))
 	}
 	fmt.Fprintf(w, "# switchyard dry-run: node %s, %s, %d service ports, %d endpoints\n",
-		facts.Name, cfg.Family, plan.Stats.Services, endpointCount)
+		facts.Name, cfg.Family, stats.Services, endpointCount)
 	fmt.Fprintf(w, "# Jumps from the built-in chains, ensured before each full sync:\n")
 	for _, h := range iptables.Hooks(cfg) {
 		fmt.Fprintf(w, "#   -t %s -I %s %s\n", h.Table, h.Chain, shellJoin(h.Args))

@@ -188,10 +188,10 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	// Resync every --config-sync-period, as kube-proxy's informers do.
 	resync := c.cfg.ConfigSyncPeriod
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(dropManagedFields))
-	svcFactory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(dropManagedFields),
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(trimForCache))
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(trimForCache),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }))
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(dropManagedFields),
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(c.client, resync, informers.WithTransform(trimForCache),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", c.nodeName).String()
 		}))

@@ -77,6 +77,10 @@ func (c *Controller) recordSync(ctx context.Context, family v1.IPFamily, res pro
 	// -v=9: every payload as written to the kernel, one log entry per write.
 	if payloadLogger := logger.V(9); payloadLogger.Enabled() {
 		for _, p := range res.Payloads {
+			if p.Data == nil {
+				payloadLogger.Info("Payload streamed, not kept", "family", family, "kind", p.Kind, "bytes", p.Size())
+				continue
+			}
 			payloadLogger.Info("Payload", "family", family, "kind", p.Kind, "payload", string(p.Data))
 		}
 	}
@@ -92,7 +96,7 @@ func (c *Controller) recordSync(ctx context.Context, family v1.IPFamily, res pro
 	c.metrics.SetRules(fam, res.RulesWritten, res.RulesTotal)
 	for _, p := range res.Payloads {
 		if p.Kind == proxy.PayloadIPTablesRestore {
-			c.metrics.RestoreBytes.WithLabelValues(res.Kind()).Observe(float64(len(p.Data)))
+			c.metrics.RestoreBytes.WithLabelValues(res.Kind()).Observe(float64(p.Size()))
 		}
 	}
 	logger.V(2).Info("Synced", append([]any{"family", family, "sync", res.Kind(), "reason", res.Reason, "elapsed", res.Duration}, res.Details...)...)

@@ -29,6 +29,12 @@ type Config struct {
 	// NFAcctCounters says the counters exist; the Proxier sets it on its copy of
 	// the Config at each full sync, and Render writes -m nfacct only then.
 	NFAcctCounters bool
+
+	// hooks, set by the Proxier on its copy of the Config at each full sync when it
+	// can read the tables, are the hooks and canaries the full payload adds (see
+	// foldedHooks); nil leaves them out of the payload, for the Proxier to ensure one
+	// by one.
+	hooks *foldedHooks
 }
 
 // Validate reports every problem with the Config at once.

@@ -65,13 +65,30 @@ type fragmentBuilder struct {
 	active map[string]struct{}
 	// f collects the fragment, in collect mode.
 	f fragment
+
+	// The two passes of a streamed full render (see RenderRestores) each write half
+	// of a service port, in direct mode. With sharedOnly, writeService reports the
+	// number of owned chains to onChains and writes none, and natShared (when set)
+	// takes the nat shared rules; with ownedOnly, shared rules are skipped and each
+	// owned chain's name goes to onChain as well.
+	sharedOnly, ownedOnly bool
+	onChains              func(count int)
+	onChain               func(name string)
+	natShared             func(chain string, parts []string)
 }
 
-func (b *fragmentBuilder) direct() bool { return b.nat != nil }
+func (b *fragmentBuilder) direct() bool { return b.nat != nil || b.sharedOnly }
 
 // shared adds a rule to a shared chain.
 func (b *fragmentBuilder) shared(table, chain string, parts ...string) {
 	if b.direct() {
+		if b.ownedOnly {
+			return
+		}
+		if table == "nat" && b.natShared != nil {
+			b.natShared(chain, parts)
+			return
+		}
 		w := b.nat
 		if table == "filter" {
 			w = b.filter
@@ -85,8 +102,13 @@ func (b *fragmentBuilder) shared(table, chain string, parts ...string) {
 // chain starts a new owned chain; later calls to rule append to it.
 func (b *fragmentBuilder) chain(name string) {
 	if b.direct() {
+		if b.onChain != nil {
+			b.onChain(name)
+		}
 		b.nat.declare(name)
-		b.active[name] = struct{}{}
+		if b.active != nil {
+			b.active[name] = struct{}{}
+		}
 		b.current = name
 		return
 	}
@@ -257,6 +279,13 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 			"-m", "tcp", "-p", "tcp", "--dport", strconv.Itoa(int(port.HealthCheckNodePort)), "-j", "ACCEPT")
 	}
 
+	if b.sharedOnly {
+		// The first pass of a streamed render needs only how many chains follow,
+		// not their names (each endpoint's is a hash).
+		b.onChains(ownedChainCount(len(sel.Reachable), usesExtChain, usesFWChain, usesClusterChain, usesLocalChain))
+		return true
+	}
+
 	// The service's own chains. The masquerade rule goes first into the internal
 	// policy chain: off-cluster clients of a cluster IP must be SNATed so replies come
 	// back through this node.
@@ -363,6 +392,18 @@ func writeService(b *fragmentBuilder, port *endpoints.ServicePort, allEndpoints 
 		}
 	}
 	return true
+}
+
+// ownedChainCount is the number of chains writeService declares for a service port:
+// one per reachable endpoint, and one per chain it uses.
+func ownedChainCount(endpoints int, uses ...bool) int {
+	n := endpoints
+	for _, used := range uses {
+		if used {
+			n++
+		}
+	}
+	return n
 }
 
 // endpointNames are the strings one endpoint's rules use.

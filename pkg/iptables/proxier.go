@@ -17,7 +17,8 @@ import (
 
 // Proxier programs one IP family's iptables from snapshots: iptables mode's
 // proxy.Provider. Each Sync asks its SyncState for a full or partial sync, renders
-// (pure), and applies with one iptables-restore. It is driven by one goroutine;
+// (pure), and applies with one iptables-restore, or several where the backend needs
+// it (xtables.ChainLimiter). It is driven by one goroutine;
 // RequestFullSync and CheckKernel may be called from any.
 type Proxier struct {
 	cfg   *Config
@@ -104,8 +105,8 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 			"deletedChains", res.Stats.DeletedChains, "bytes", res.PayloadBytes, "restores", res.Restores,
 			"render", res.RenderTime, "apply", res.ApplyTime},
 	}
-	if res.Payload != nil {
-		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadIPTablesRestore, Data: res.Payload}}
+	if res.Payload != nil || res.PayloadBytes > 0 { // a streamed full sync keeps only its size
+		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadIPTablesRestore, Data: res.Payload, Bytes: res.PayloadBytes}}
 	}
 	if err == nil {
 		out.RulesTotal = map[string]int{"filter": p.filterRules, "nat": p.natRules}
@@ -122,45 +123,24 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	var res SyncResult
 	d := p.state.Begin(snap)
 	res.Full, res.Reason = d.Full, d.Reason
-	plan, existingNAT, err := p.render(ctx, snap, d)
+	restores, err := p.render(ctx, snap, d)
 	res.RenderTime = p.now().Sub(d.Started)
 	if err != nil {
 		p.state.Failed()
 		return res, err
 	}
-	res.Stats, res.Payload, res.PayloadBytes = plan.Stats, plan.Payload, len(plan.Payload)
-
-	// A payload that declares many chains goes in several restores where the backend
-	// needs it (see xtables.ChainLimiter): a cold full sync, and partial syncs that add many
-	// services at once (a burst of new Services, or the rest of them when the first
-	// full sync ran before every informer event had been handled).
-	restores := func(yield func([]byte) bool) {
-		if len(plan.Payload) > 0 { // nothing changed in this family: no restore at all
-			yield(plan.Payload)
-		}
-	}
-	if limiter, ok := p.ipt.(xtables.ChainLimiter); ok {
-		restores = SplitPayload(plan.Payload, limiter.MaxChainsPerRestore(), existingNAT)
-	}
 	applyStart := p.now()
-	for payload := range restores {
-		res.Restores++
-		if err = p.ipt.Restore(ctx, payload); err != nil {
-			break
-		}
-	}
+	digest, err := p.apply(ctx, restores, &res)
 	res.ApplyTime = p.now().Sub(applyStart)
 	if err != nil {
 		p.state.Failed()
 		res.RestoreFailed = true
-		return res, fmt.Errorf("applying %s payload (%d bytes): %w", proxy.SyncKind(res.Full), len(plan.Payload), err)
+		return res, fmt.Errorf("applying %s payload (%d bytes): %w", proxy.SyncKind(res.Full), res.PayloadBytes, err)
 	}
 	p.state.Succeeded(snap)
-	if len(plan.Payload) > 0 {
-		// Hashed here, once per sync that wrote something: the buffer is the
-		// render's, and a sync that has nothing to write leaves the kernel as the
-		// previous payload left it.
-		p.digest = proxy.DigestOf(plan.Payload, snap.Generation)
+	if res.PayloadBytes > 0 {
+		digest.Generation = snap.Generation
+		p.digest = digest
 	}
 	if res.Full {
 		p.filterRules, p.natRules = res.Stats.FilterRules, res.Stats.NATRules
@@ -171,26 +151,23 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	return res, nil
 }
 
-// render computes the plan d asks for. A full one first ensures the hooks and reads the
-// existing nat chains, to delete the stale ones.
-func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.Decision) (*Plan, []string, error) {
+// render computes the plan d asks for. A full one first reads the kernel's tables,
+// for the stale chains to delete and the hooks to add (see readTables).
+func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.Decision) (*Restores, error) {
 	if !d.Full {
-		return RenderPartial(d.Base, snap, d.Changed, &p.rendered), nil, nil
+		return WholeRestores(RenderPartial(d.Base, snap, d.Changed, &p.rendered), p.maxChainsPerRestore(), nil), nil
 	}
-	if err := p.ensureHooks(ctx); err != nil {
-		return nil, nil, err
+	existing, err := p.readTables(ctx)
+	if err != nil {
+		return nil, err
 	}
 	p.rendered.NFAcctCounters = p.ensureCounters()
-	existing, err := p.ipt.ChainNames(ctx, "nat")
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing nat chains to find stale ones: %w", err)
-	}
-	return Render(snap, &p.rendered, existing), existing, nil
+	return RenderRestores(snap, &p.rendered, existing, p.maxChainsPerRestore()), nil
 }
 
 // ensureHooks creates Switchyard's chains and the jumps to them from the built-in
-// chains, plus the canary chains. Hooks live outside the restore payload because a
-// restore cannot add a rule only when it is missing.
+// chains, plus the canary chains, one iptables process at a time: for an Interface
+// that cannot scan tables, so that the payload cannot carry them (see readTables).
 func (p *Proxier) ensureHooks(ctx context.Context) error {
 	return errors.Join(xtables.EnsureHooks(ctx, p.ipt, Hooks(p.cfg)), xtables.EnsureCanary(ctx, p.ipt))
 }

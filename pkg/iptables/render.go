@@ -52,9 +52,16 @@ type tableWriter struct {
 	stats                 *Stats
 	appended              int // rules written with -A
 	written               int // rules written with any operation
+	// skipRules and skipDecls count rules and declarations without writing them:
+	// RenderStream's two passes each write one half.
+	skipRules, skipDecls bool
 }
 
 func (w *tableWriter) declare(chain string) {
+	if w.skipDecls {
+		w.stats.Chains++
+		return
+	}
 	w.decls.WriteString(":")
 	w.decls.WriteString(chain)
 	w.decls.WriteString(" - [0:0]\n")
@@ -69,6 +76,10 @@ func (w *tableWriter) ruleParts(op, chain string, parts []string) {
 // ruleLists writes one rule whose arguments come in several lists, without joining
 // the lists first.
 func (w *tableWriter) ruleLists(op, chain string, lists [][]string) {
+	if w.skipRules {
+		w.count(op)
+		return
+	}
 	w.rules.WriteString(op)
 	w.rules.WriteByte(' ')
 	w.rules.WriteString(chain)
@@ -85,12 +96,25 @@ func (w *tableWriter) ruleLists(op, chain string, lists [][]string) {
 }
 
 func (w *tableWriter) rule(op, chain, spec string) {
+	if w.skipRules {
+		w.count(op)
+		return
+	}
 	w.rules.WriteString(op)
 	w.rules.WriteByte(' ')
 	w.rules.WriteString(chain)
 	w.rules.WriteByte(' ')
 	w.rules.WriteString(spec)
 	w.rules.WriteByte('\n')
+	w.stats.Rules++
+	w.written++
+	if op == "-A" {
+		w.appended++
+	}
+}
+
+// count counts a rule written with op without writing it.
+func (w *tableWriter) count(op string) {
 	w.stats.Rules++
 	w.written++
 	if op == "-A" {
@@ -134,6 +158,10 @@ func (c *Config) masqueradeRules() xtables.MasqueradeRules {
 	return xtables.NewMasqueradeRules(c.Mark(), !c.ConntrackTCPLiberal)
 }
 
+// localnetDropRule is the martian-localnet drop kube-proxy writes into kubelet's
+// KUBE-FIREWALL chain when localhost node ports are on.
+const localnetDropRule = `-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`
+
 // Render computes the full payload for a snapshot. It rewrites every chain Switchyard
 // owns: the fixed chains, every service's chains and its dispatch rules. Chains named
 // in existingNATChains (read from the kernel with iptables-save) that look like service
@@ -144,16 +172,31 @@ func (c *Config) masqueradeRules() xtables.MasqueradeRules {
 // the content of chains that already exist in one atomic step: taking over from
 // kube-proxy, whose chains have the same names, has no window where traffic fails.
 func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *Plan {
+	plan, filter, nat := renderTables(snap, cfg, existingNATChains, false)
+	var out bytes.Buffer
+	out.Grow(filter.decls.Len() + filter.rules.Len() + nat.decls.Len() + nat.rules.Len() + nat.deletes.Len() + 4096)
+	hooks := cfg.hooks
+	hooks.writeCanaries(&out, "mangle")
+	filter.writeHooked(&out, "filter", hooks)
+	nat.writeHooked(&out, "nat", hooks)
+	plan.Payload = out.Bytes()
+	return plan
+}
+
+// renderTables is Render without the payload: the two tables' writers. With
+// skipNATRules, the nat table's rules are counted but not written (RenderStream
+// writes them in a second pass).
+func renderTables(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string, skipNATRules bool) (*Plan, *tableWriter, *tableWriter) {
 	plan := &Plan{Full: true}
 	filter := &tableWriter{stats: &plan.Stats}
-	nat := &tableWriter{stats: &plan.Stats}
+	nat := &tableWriter{stats: &plan.Stats, skipRules: skipNATRules}
 
 	for _, c := range []string{ChainServices, ChainExternalServices, ChainForward, ChainNodePorts, ChainProxyFirewall} {
 		filter.declare(c)
 	}
 	if cfg.localhostFirewall() {
 		filter.declare(ChainKubeletFirewall)
-		filter.rule("-A", ChainKubeletFirewall, `-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`)
+		filter.rule("-A", ChainKubeletFirewall, localnetDropRule)
 	}
 	for _, c := range []string{ChainServices, ChainNodePorts, ChainPostrouting, ChainMarkMasq} {
 		nat.declare(c)
@@ -194,13 +237,7 @@ func Render(snap *endpoints.Snapshot, cfg *Config, existingNATChains []string) *
 	plan.Stats.FilterRules = filter.appended
 	plan.Stats.NATRules = nat.appended
 	plan.Stats.FilterWritten, plan.Stats.NATWritten = filter.written, nat.written
-
-	var out bytes.Buffer
-	out.Grow(filter.rules.Len() + nat.decls.Len() + nat.rules.Len() + 4096)
-	filter.writeTo(&out, "filter")
-	nat.writeTo(&out, "nat")
-	plan.Payload = out.Bytes()
-	return plan
+	return plan, filter, nat
 }
 
 // invalidDrop is the INVALID drop rule xtables.NewMasqueradeRules writes.

@@ -85,8 +85,15 @@ const (
 type Payload struct {
 	// Kind says where it went: PayloadIPTablesRestore, PayloadIPSetRestore, ….
 	Kind string
+	// Data is the text; nil when it was written as it was rendered and never held
+	// whole (iptables mode's large full syncs).
 	Data []byte
+	// Bytes is the text's size when Data is nil.
+	Bytes int
 }
+
+// Size returns the text's size, whether it was kept or not.
+func (p Payload) Size() int { return max(len(p.Data), p.Bytes) }
 
 // Kind returns "full" or "partial".
 func (r Result) Kind() string { return SyncKind(r.Full) }

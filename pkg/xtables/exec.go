@@ -106,11 +106,16 @@ func (e *Exec) Restore(ctx context.Context, payload []byte) error {
 
 // ChainNames implements Interface by reading iptables-save's chain declarations.
 func (e *Exec) ChainNames(ctx context.Context, table Table) ([]string, error) {
-	out, err := e.save(ctx, table)
+	// Scanned, not read whole: a large nat table saves to tens of megabytes.
+	var names []string
+	err := e.ScanTable(ctx, table, func(line []byte) error {
+		names = appendChainName(names, line)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return chainNamesFromSave(out), nil
+	return names, nil
 }
 
 // SaveTable returns iptables-save -t TABLE output for this family and backend. It only
@@ -133,10 +138,16 @@ func (e *Exec) save(ctx context.Context, table Table) ([]byte, error) {
 func chainNamesFromSave(out []byte) []string {
 	var names []string
 	for line := range bytes.Lines(out) {
-		if len(line) > 1 && line[0] == ':' {
-			if i := bytes.IndexByte(line, ' '); i > 1 {
-				names = append(names, string(line[1:i]))
-			}
+		names = appendChainName(names, line)
+	}
+	return names
+}
+
+// appendChainName appends the chain a line of iptables-save output declares, if any.
+func appendChainName(names []string, line []byte) []string {
+	if len(line) > 1 && line[0] == ':' {
+		if i := bytes.IndexByte(line, ' '); i > 1 {
+			names = append(names, string(line[1:i]))
 		}
 	}
 	return names

@@ -6,9 +6,11 @@ import (
 	"fmt"
 )
 
-// Hook is a jump from a built-in chain into one of the proxy's chains. Hooks are not
-// part of a restore payload: a restore cannot insert a rule only if it is missing, so
-// each one is ensured separately (check, then insert at the top).
+// Hook is a jump from a built-in chain into one of the proxy's chains. A restore
+// cannot insert a rule only if it is missing, so either each one is ensured separately
+// (EnsureHooks: check, then insert at the top), or the caller checks a save of the
+// table and writes the missing ones into its payload as "-I CHAIN 1" (iptables mode's
+// full syncs, pkg/iptables foldedHooks).
 type Hook struct {
 	// Table is TableFilter or TableNAT.
 	Table Table

@@ -41,3 +41,13 @@ type ChainLimiter interface {
 	// split.
 	MaxChainsPerRestore() int
 }
+
+// TableScanner is implemented by an Interface that can hand over a table's
+// iptables-save output line by line, without holding it whole: at 10k services the nat
+// table saves to ~50 MB, which a full sync reads to find stale chains and hooks.
+type TableScanner interface {
+	// ScanTable calls line for each line of `iptables-save -t table` output,
+	// newline included; the slice is valid only during the call. An error from line
+	// stops the scan and is returned.
+	ScanTable(ctx context.Context, table Table, line func([]byte) error) error
+}

@@ -141,11 +141,17 @@ func (l *Loader) EnsureNamespace(ctx context.Context) error {
 
 // CreateService creates Service i and its slices.
 func (l *Loader) CreateService(ctx context.Context, i, endpoints int) error {
-	if _, err := l.Client.CoreV1().Services(Namespace).Create(ctx, l.Service(i), metav1.CreateOptions{}); err != nil {
+	if err := retryOverloaded(ctx, func() error {
+		_, err := l.Client.CoreV1().Services(Namespace).Create(ctx, l.Service(i), metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return fmt.Errorf("creating Service %s/%s: %w", Namespace, ServiceName(i), err)
 	}
 	for _, slice := range Slices(i, Addresses(i, endpoints), time.Now()) {
-		if _, err := l.Client.DiscoveryV1().EndpointSlices(Namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		if err := retryOverloaded(ctx, func() error {
+			_, err := l.Client.DiscoveryV1().EndpointSlices(Namespace).Create(ctx, slice, metav1.CreateOptions{})
+			return err
+		}); err != nil {
 			return fmt.Errorf("creating EndpointSlice %s/%s: %w", Namespace, slice.Name, err)
 		}
 	}
@@ -171,6 +177,30 @@ func (l *Loader) Load(ctx context.Context, first, count, endpoints int) error {
 	return l.Parallel(ctx, first, count, func(ctx context.Context, i int) error {
 		return l.CreateService(ctx, i, endpoints)
 	})
+}
+
+// retryOverloaded retries do a few times while the API server reports it is
+// overloaded (a request timeout, 429, 500: on a 2-core machine shared with other test
+// clusters, loading 10k Services failed with "request did not complete within
+// requested timeout"). A create that timed out may have happened, so a retry that
+// finds the object already there counts as done.
+func retryOverloaded(ctx context.Context, do func() error) error {
+	var err error
+	for attempt := range 6 {
+		if err = do(); err == nil || (attempt > 0 && apierrors.IsAlreadyExists(err)) {
+			return nil
+		}
+		if !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) && !apierrors.IsTooManyRequests(err) &&
+			!apierrors.IsInternalError(err) && !apierrors.IsInvalid(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		}
+	}
+	return err
 }
 
 // Parallel calls do for i in [first, first+count) on Workers goroutines and returns

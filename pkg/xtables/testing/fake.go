@@ -1,6 +1,7 @@
 package testing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ type Fake struct {
 }
 
 // Operations are the fake's methods that FailNext can make fail.
-var Operations = []string{"Restore", "SaveAll", "SaveTable", "ChainNames", "ChainExists",
+var Operations = []string{"Restore", "SaveAll", "SaveTable", "ScanTable", "ChainNames", "ChainExists",
 	"EnsureChain", "EnsureRule", "DeleteRule", "DeleteChain"}
 
 // NewFake returns a Fake with no tables loaded.
@@ -123,6 +124,10 @@ func (f *Fake) SaveTable(ctx context.Context, table xtables.Table) ([]byte, erro
 	if err := f.begin(ctx, "SaveTable", table); err != nil {
 		return nil, err
 	}
+	return f.saveTable(table)
+}
+
+func (f *Fake) saveTable(table xtables.Table) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if text := f.rules.SaveTable(string(table)); text != "" {
@@ -133,6 +138,26 @@ func (f *Fake) SaveTable(ctx context.Context, table xtables.Table) ([]byte, erro
 		return nil, err
 	}
 	return []byte(empty.SaveTable(string(table))), nil
+}
+
+var _ xtables.TableScanner = &Fake{}
+
+// ScanTable implements xtables.TableScanner over SaveTable's output; it fails on
+// FailNext("ScanTable").
+func (f *Fake) ScanTable(ctx context.Context, table xtables.Table, line func([]byte) error) error {
+	if err := f.begin(ctx, "ScanTable", table); err != nil {
+		return err
+	}
+	text, err := f.saveTable(table)
+	if err != nil {
+		return err
+	}
+	for l := range bytes.Lines(text) {
+		if err := line(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Ruleset returns a copy of the current rules, for tracer.Trace or

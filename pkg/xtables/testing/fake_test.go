@@ -80,6 +80,9 @@ func TestFakeFailNext(t *testing.T) {
 			_, err := f.SaveTable(ctx, "nat")
 			return err
 		},
+		"ScanTable": func(f *Fake) error {
+			return f.ScanTable(ctx, "nat", func([]byte) error { return nil })
+		},
 		"ChainNames": func(f *Fake) error {
 			_, err := f.ChainNames(ctx, "nat")
 			return err
@@ -288,5 +291,31 @@ func TestFakeConcurrentUse(t *testing.T) {
 	}
 	if n := len(fake.Ruleset().ChainNames("nat")); n != 4+8 {
 		t.Errorf("nat has %d chains, want 12", n)
+	}
+}
+
+// TestFakeScanTable checks that ScanTable hands over exactly SaveTable's lines, and
+// stops at the first error its callback returns.
+func TestFakeScanTable(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake(ruleset.IPv4)
+	if err := f.Restore(ctx, []byte("*nat\n:KUBE-SVC-A - [0:0]\n-A OUTPUT -j KUBE-SVC-A\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
+	want, err := f.SaveTable(ctx, "nat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := f.ScanTable(ctx, "nat", func(line []byte) error { got = append(got, line...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("scanned lines (-SaveTable +ScanTable):\n%s", diff)
+	}
+	stop := errors.New("stop")
+	lines := 0
+	if err := f.ScanTable(ctx, "nat", func([]byte) error { lines++; return stop }); !errors.Is(err, stop) || lines != 1 {
+		t.Errorf("callback error: got %v after %d lines, want %v after 1", err, lines, stop)
 	}
 }
