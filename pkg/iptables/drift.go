@@ -76,16 +76,17 @@ type tables map[string]map[string][]string
 func parseTables(text string) (tables, error) {
 	out := tables{}
 	var chains map[string][]string
+	var table string
 	for line := range strings.Lines(text) {
 		line = strings.TrimRight(line, "\n")
 		switch {
 		case line == "" || line[0] == '#':
 		case line[0] == '*':
-			name := line[1:]
-			if out[name] == nil {
-				out[name] = map[string][]string{}
+			table = line[1:]
+			if out[table] == nil {
+				out[table] = map[string][]string{}
 			}
-			chains = out[name]
+			chains = out[table]
 		case line == "COMMIT":
 			chains = nil
 		case chains == nil:
@@ -101,6 +102,12 @@ func parseTables(text string) (tables, error) {
 				chains[name] = append(chains[name], spec)
 			case "-X":
 				delete(chains, name)
+			case "-I":
+				// A hook jump a full sync inserts into a built-in chain (hooks
+				// folded into the payload); findDrift checks hooks on its own.
+				if !ruleset.IsBuiltinChain(table, name) {
+					return nil, fmt.Errorf("%q: insert into a non-built-in chain", line)
+				}
 			default:
 				return nil, fmt.Errorf("%q: unexpected command", line)
 			}
