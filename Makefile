@@ -53,3 +53,7 @@ bench-conntrack: ## Stale UDP conntrack cleanup: time and memory at up to 250k e
 .PHONY: soak
 soak: tools ## Churn soak (root, about 35 minutes, not in CI): 5k services, 20 changes/s for SOAK_DURATION (30m); resources must stay flat.
 	hack/soak.sh
+
+.PHONY: bench-newsvc
+bench-newsvc: ## Time to a new service and latency under 50 changes/s vs kube-proxy at 10k x 10 (root, about 15 minutes; part of bench-full).
+	hack/bench-newsvc.sh

@@ -37,6 +37,14 @@ type settings struct {
 	out         string
 	tag         string
 	binary      string
+	// steady runs the one-change, add/delete and burst phases (BENCH_STEADY, default
+	// 1); newServices, churnRate and churnDuration the phases of newsvc_bench_test.go
+	// (BENCH_NEWSVC samples, BENCH_CHURN_RATE changes per second, BENCH_CHURN_DURATION;
+	// 0 skips them).
+	steady        bool
+	newServices   int
+	churnRate     float64
+	churnDuration time.Duration
 }
 
 func env(name, fallback string) string {
@@ -70,6 +78,16 @@ func readSettings(t *testing.T) settings {
 		t.Fatal(err)
 	}
 	s.incremental = env("BENCH_INCREMENTAL", "1") == "1"
+	s.steady = env("BENCH_STEADY", "1") == "1"
+	if s.newServices, err = strconv.Atoi(env("BENCH_NEWSVC", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if s.churnRate, err = strconv.ParseFloat(env("BENCH_CHURN_RATE", "0"), 64); err != nil {
+		t.Fatal(err)
+	}
+	if s.churnDuration, err = time.ParseDuration(env("BENCH_CHURN_DURATION", "60s")); err != nil {
+		t.Fatal(err)
+	}
 	s.out = env("BENCH_OUT", "")
 	if s.out == "" {
 		t.Skip("BENCH_OUT not set: run hack/bench-sync.sh or hack/bench-full.sh")
@@ -341,7 +359,15 @@ func (b *run) contender(name string) (*Contender, *testbed.Node) {
 		}
 		ipt = IPTables{Netns: node.Netns, Backend: backend}
 	}
-	b.steady(name, c, p, ipt)
+	if b.s.steady {
+		b.steady(name, c, p, ipt)
+	}
+	if b.s.newServices > 0 {
+		b.newService(name, c, node)
+	}
+	if b.s.churnRate > 0 {
+		b.churnLatency(name, c, p, node)
+	}
 	if stats, err := ReadProcStats(p.process.Pid()); err == nil {
 		c.Proc = stats
 	}
@@ -607,6 +633,12 @@ func (b *run) floors(node *testbed.Node) {
 		}
 	}
 	timed("single-chain --noflush restore, nft", nft, []byte(one), true, time.Minute)
+	// The one restore that adds a service, the floor of the time to a new service.
+	if payload, err := AddServicePayload(string(saved), i, newServiceBase-1, "10.96.255.250"); err != nil {
+		t.Errorf("floors: %v", err)
+	} else {
+		timed(FloorAddService, nft, payload, true, time.Minute)
+	}
 
 	scratch := b.addNode("floor")
 	timed("full restore into an empty table (no --noflush), nft", IPTables{Netns: scratch.Netns, Backend: "nft"}, saved, false, 10*time.Minute)
