@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rule-sync latency on the testbed at every scale (within about an hour, root):
 # 1k, 10k Services x 10 endpoints for all contenders; 50k x 10 for Switchyard only;
-# 1 Service x 10k endpoints; 10000x2 endpoints; then the time to a new service and
+# 1 Service x 10k endpoints; 10k Services x 2 endpoints; then the time to a new service and
 # latency under churn at 10k x 10 (hack/bench-newsvc.sh). See hack/bench-sync.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."

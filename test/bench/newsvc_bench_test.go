@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strings"
@@ -133,6 +134,8 @@ func (b *run) churnLatency(name string, c *Contender, p *proxy, node *testbed.No
 	monitorCtx, stopMonitor := context.WithCancel(ctx)
 	defer stopMonitor()
 	monitor := exec.CommandContext(monitorCtx, "ip", "netns", "exec", node.Netns, "nft", "monitor", "rules")
+	var monitorErr strings.Builder
+	monitor.Stderr = &monitorErr
 	stdout, err := monitor.StdoutPipe()
 	if err != nil {
 		t.Errorf("%s: churn: %v", name, err)
@@ -147,17 +150,50 @@ func (b *run) churnLatency(name string, c *Contender, p *proxy, node *testbed.No
 		seen SEPSeen
 	)
 	monitorDone := make(chan struct{})
+	var monitorLines int
+	var scanErr error
 	go func() {
 		defer close(monitorDone)
 		lines := bufio.NewScanner(stdout)
-		lines.Buffer(make([]byte, 1<<20), 1<<20)
+		lines.Buffer(make([]byte, 1<<20), 16<<20)
 		for lines.Scan() {
 			mu.Lock()
+			monitorLines++
 			seen.Line(lines.Text())
 			mu.Unlock()
 		}
+		scanErr = lines.Err()
+		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	time.Sleep(500 * time.Millisecond) // the monitor subscribes
+	// nft monitor reads the whole ruleset before it reports anything, which takes
+	// seconds at this scale, and starts over whenever the ruleset changes meanwhile:
+	// add a rule to a table of its own, wait for it to be reported, and add another
+	// only after a long pause.
+	probe := func(args ...string) error {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", node.Netns, "nft"}, args...)...).Run()
+	}
+	if err := probe("add table ip sybenchprobe; add chain ip sybenchprobe c"); err != nil {
+		t.Errorf("%s: churn: %v", name, err)
+		return
+	}
+	defer func() { _ = probe("delete table ip sybenchprobe") }()
+	ready := false
+	for attempt := 0; !ready && attempt < 12; attempt++ {
+		if err := probe("add rule ip sybenchprobe c counter"); err != nil {
+			t.Errorf("%s: churn: %v", name, err)
+			return
+		}
+		for wait := time.Now().Add(10 * time.Second); !ready && time.Now().Before(wait); {
+			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			ready = monitorLines > 0
+			mu.Unlock()
+		}
+	}
+	if !ready {
+		t.Errorf("%s: churn: nft monitor reported nothing within two minutes: %s", name, strings.TrimSpace(monitorErr.String()))
+		return
+	}
 
 	before := p.metrics(ctx)
 	picks := b.rng.Perm(scale.Services)[:count]
@@ -215,8 +251,12 @@ func (b *run) churnLatency(name string, c *Contender, p *proxy, node *testbed.No
 	<-monitorDone
 	_ = monitor.Wait()
 
+	if scanErr != nil || monitorErr.Len() > 0 {
+		t.Logf("%s: churn: nft monitor: %v %s", name, scanErr, strings.TrimSpace(monitorErr.String()))
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	t.Logf("%s: churn: nft monitor read %d lines", name, monitorLines)
 	missed := 0
 	for k, chain := range chains {
 		if written[k].IsZero() {
