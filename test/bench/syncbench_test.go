@@ -37,6 +37,10 @@ type settings struct {
 	out         string
 	tag         string
 	binary      string
+	// baseBinary is the Switchyard binary of the "switchyard-base-<backend>"
+	// contenders (BENCH_BASE_BIN): a build from before a change, measured in the
+	// same run as the change.
+	baseBinary string
 	// steady runs the one-change, add/delete and burst phases (BENCH_STEADY, default
 	// 1); newServices, churnRate and churnDuration the phases of newsvc_bench_test.go
 	// (BENCH_NEWSVC samples, BENCH_CHURN_RATE changes per second, BENCH_CHURN_DURATION;
@@ -98,6 +102,7 @@ func readSettings(t *testing.T) settings {
 		t.Fatal(err)
 	}
 	s.binary = env("SWITCHYARD_BIN", filepath.Join(root, "bin", "switchyard"))
+	s.baseBinary = env("BENCH_BASE_BIN", "")
 	return s
 }
 
@@ -240,12 +245,19 @@ func (b *run) start(name string, node *testbed.Node) *proxy {
 	if kind == "kube" {
 		kind, backend = "kube-proxy", strings.TrimPrefix(name, "kube-proxy-")
 	}
+	binary := b.s.binary
+	if rest, ok := strings.CutPrefix(name, "switchyard-base-"); ok {
+		kind, backend, binary = "switchyard", rest, b.s.baseBinary
+		if binary == "" {
+			b.t.Fatalf("contender %s needs BENCH_BASE_BIN", name)
+		}
+	}
 	client := node.HTTPClient()
 	client.Timeout = 90 * time.Second
 	p := &proxy{metricsURL: "http://" + node.IP + ":10249/metrics", pprofURL: "http://" + node.IP + ":10249/debug/pprof/", client: client}
 	switch kind {
 	case "switchyard":
-		p.process = node.Start(b.t, "switchyard", "env", "GOMAXPROCS=2", b.s.binary, "run",
+		p.process = node.Start(b.t, "switchyard", "env", "GOMAXPROCS=2", binary, "run",
 			"--kubeconfig", b.cluster.RestrictedKubeconfig, "--hostname-override", node.Name,
 			"--cluster-cidr", testbed.ClusterCIDR, "--iptables-backend", backend,
 			"--healthz-bind-address", node.IP+":10256", "--metrics-bind-address", node.IP+":10249", "-v", "2",
