@@ -28,8 +28,10 @@ func TestNewServiceWaitsForItsSlice(t *testing.T) {
 		{
 			// mutation-checked: passing 0 instead of syncWindow's result to changed
 			// fails here.
-			name:        "new Service without a slice waits up to the minimum interval",
-			events:      func(c *Controller, ctx context.Context) { c.serviceHandler(ctx).OnAdd(testService("web", "10.96.0.10"), false) },
+			name: "new Service without a slice waits up to the minimum interval",
+			events: func(c *Controller, ctx context.Context) {
+				c.serviceHandler(ctx).OnAdd(testService("web", "10.96.0.10"), false)
+			},
 			wantDue:     t0.Add(minSync),
 			wantPending: true,
 		},
@@ -81,4 +83,3 @@ func TestNewServiceWaitsForItsSlice(t *testing.T) {
 		})
 	}
 }
-
