@@ -42,9 +42,14 @@ func (b *run) newService(name string, c *Contender, node *testbed.Node) {
 		addresses = append(addresses, address)
 	}
 	const pause = 1100 * time.Millisecond // past both proxies' 1 s minimum sync period
+	// Before each create: the previous sample's delete took two syncs one minimum
+	// interval apart (its slice, then its Service), so wait out both and one more
+	// interval, and the create finds the proxy idle, as a new service on a quiet node
+	// does.
+	const settle = 3 * time.Second
 	for k := range b.s.newServices {
 		i := newServiceBase + b.nodes*100 + k
-		time.Sleep(pause)
+		time.Sleep(settle)
 		service, err := b.loader.Client.CoreV1().Services(Namespace).Create(ctx, b.loader.Service(i), metav1.CreateOptions{})
 		if err != nil {
 			t.Errorf("%s: new service: %v", name, err)
