@@ -57,3 +57,7 @@ soak: tools ## Churn soak (root, about 35 minutes, not in CI): 5k services, 20 c
 .PHONY: bench-fullsync
 bench-fullsync: ## Periodic full sync at 10k x 10: change latency during it, its CPU, TCP probe failures (root, ~15 minutes; not in CI).
 	hack/bench-fullsync.sh
+
+.PHONY: bench-newsvc
+bench-newsvc: ## Time to a new service and latency under 50 changes/s vs kube-proxy at 10k x 10 (root, about 15 minutes; part of bench-full).
+	hack/bench-newsvc.sh

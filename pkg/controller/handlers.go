@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -56,7 +57,11 @@ func trackerHandler[T interface {
 		} else if err != nil {
 			logger.V(4).Info(kind+" still partly invalid (already reported)", "object", klog.KObj(o), "err", problem)
 		}
-		c.changed(isEndpoints)
+		window := c.syncWindow(isEndpoints, key.name)
+		if window > 0 {
+			logger.V(4).Info("New Service without an EndpointSlice yet; its sync waits for the slice", "service", klog.KObj(o), "atMost", window)
+		}
+		c.changed(isEndpoints, window)
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    onUpdate,
@@ -69,14 +74,15 @@ func trackerHandler[T interface {
 				logger.V(4).Info(kind+" deleted", "object", klog.KObj(o))
 				c.problems.forget(problemKey{kind: kind, name: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
 				remove(o)
-				c.changed(isEndpoints)
+				c.changed(isEndpoints, 0)
 			}
 		},
 	}
 }
 
-// changed counts a change and asks for a sync.
-func (c *Controller) changed(endpoints bool) {
+// changed counts a change and asks for a sync within window (0: as soon as the minimum
+// sync interval allows; see syncWindow).
+func (c *Controller) changed(endpoints bool, window time.Duration) {
 	if endpoints {
 		c.metrics.EndpointChanges.Inc()
 	} else {
@@ -88,7 +94,7 @@ func (c *Controller) changed(endpoints bool) {
 		c.metrics.LastQueuedTimestamp.WithLabelValues(string(p.Family())).SetToCurrentTime()
 	}
 	c.health.QueuedUpdate()
-	c.runner.Request()
+	c.runner.RequestWithin(window)
 }
 
 // nodeHandler follows this node's Node object: deletion makes /healthz fail so load

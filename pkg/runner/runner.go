@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,9 +30,16 @@ type Runner struct {
 	retryInterval time.Duration
 	clock         clock.Clock
 
-	// requests holds at most one pending request: Request never blocks, and any number
-	// of requests between two runs collapse into one.
+	// requests holds at most one wake-up for the loop: Request never blocks, and any
+	// number of requests between two runs collapse into one.
 	requests chan struct{}
+	// immediate records a pending Request; mu guards due and hasDue, the deadline of
+	// pending RequestWithin calls (the earliest of them). Request stays lock-free:
+	// informer callbacks call it for every event.
+	immediate atomic.Bool
+	mu        sync.Mutex
+	due       time.Time
+	hasDue    bool
 	// running guards against two Run loops, which would let fn overlap itself.
 	running atomic.Bool
 
@@ -99,11 +107,63 @@ func New(name string, fn func(ctx context.Context) error, minInterval, maxInterv
 // made while fn is running causes one more run after it, because fn may already have
 // read the state that the request is about.
 func (r *Runner) Request() {
+	r.immediate.Store(true)
+	r.wake()
+}
+
+// RequestWithin asks for fn to run within d from now: like Request, but the run may wait
+// up to d for more changes instead of starting at once. A request that is due sooner,
+// from Request or from an earlier RequestWithin, is not delayed by it, and a later one
+// never moves its deadline back; the minimum interval still applies on top. So it never
+// adds a run, and never makes runs closer together: it only lets a change that is not
+// useful on its own wait for the one that completes it (the controller uses it for a
+// new Service whose EndpointSlice has not arrived yet).
+func (r *Runner) RequestWithin(d time.Duration) {
+	if d <= 0 {
+		r.Request()
+		return
+	}
+	due := r.clock.Now().Add(d)
+	r.mu.Lock()
+	if !r.hasDue || due.Before(r.due) {
+		r.due, r.hasDue = due, true
+	}
+	r.mu.Unlock()
+	r.wake()
+}
+
+// wake makes the loop look at the pending requests again.
+func (r *Runner) wake() {
 	select {
 	case r.requests <- struct{}{}:
 	default:
-		// A request is already pending; it covers this one.
+		// The loop has a wake-up pending; it reads the requests when it takes it.
 	}
+}
+
+// Pending reports whether a run was requested and has not started yet, and the latest
+// time the requests let it start (the zero time: as soon as the minimum interval
+// allows; see RequestWithin).
+func (r *Runner) Pending() (time.Time, bool) {
+	if r.immediate.Load() {
+		return time.Time{}, true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.due, r.hasDue
+}
+
+// takeRequests marks every pending request as satisfied by the run about to start:
+// the changes they are about were made before they were requested, so before fn starts.
+func (r *Runner) takeRequests() {
+	select {
+	case <-r.requests:
+	default:
+	}
+	r.immediate.Store(false)
+	r.mu.Lock()
+	r.hasDue = false
+	r.mu.Unlock()
 }
 
 // ErrAlreadyRunning is returned by Run when another Run of the same Runner is active.
@@ -130,15 +190,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		// periodicBase is what the maximum interval counts from: the last start, or
 		// Run's own start before the first run.
 		periodicBase = r.clock.Now()
-		// pending records a request not yet satisfied by a run.
-		pending bool
 		// retryAt is when to retry after a failure; zero after a success.
 		retryAt time.Time
 		// failures counts consecutive failures, for the backoff.
 		failures int
 	)
 	for {
-		wake, ok := r.nextRun(lastStart, periodicBase, pending, retryAt)
+		due, pending := r.Pending()
+		wake, ok := r.nextRun(lastStart, periodicBase, pending, due, retryAt)
 		if !ok || wake.After(r.clock.Now()) {
 			var timerC <-chan time.Time
 			var timer clock.Timer
@@ -156,7 +215,6 @@ func (r *Runner) Run(ctx context.Context) error {
 				}
 				return nil
 			case <-r.requests:
-				pending = true
 				if timer != nil {
 					timer.Stop()
 				}
@@ -170,11 +228,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 		// This run sees every change made before it starts, so it satisfies any
 		// request already queued.
-		select {
-		case <-r.requests:
-		default:
-		}
-		pending = false
+		r.takeRequests()
 		lastStart = r.clock.Now()
 		periodicBase = lastStart
 		err := r.fn(ctx)
@@ -194,7 +248,8 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // nextRun returns when fn should next start, or false if only a request can start it.
-func (r *Runner) nextRun(lastStart, periodicBase time.Time, pending bool, retryAt time.Time) (time.Time, bool) {
+// due is when the pending requests, if any, want the run at the latest.
+func (r *Runner) nextRun(lastStart, periodicBase time.Time, pending bool, due, retryAt time.Time) (time.Time, bool) {
 	var wake time.Time
 	found := false
 	earlier := func(t time.Time) {
@@ -203,7 +258,9 @@ func (r *Runner) nextRun(lastStart, periodicBase time.Time, pending bool, retryA
 		}
 	}
 	if pending {
-		earlier(lastStart.Add(r.minInterval)) // the zero time when fn never ran: at once
+		// As soon as the minimum interval allows (the zero time when fn never ran: at
+		// once), unless every pending request agreed to wait longer.
+		earlier(later(lastStart.Add(r.minInterval), due))
 	}
 	if !retryAt.IsZero() {
 		earlier(retryAt)
@@ -219,6 +276,14 @@ func (r *Runner) nextRun(lastStart, periodicBase time.Time, pending bool, retryA
 		wake = lastStart.Add(r.minInterval)
 	}
 	return wake, true
+}
+
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // backoff returns the delay before the retry after the given number of consecutive

@@ -54,7 +54,12 @@ func newHarness(t *testing.T, minI, maxI time.Duration, opts ...Option) *harness
 			t.Errorf("fn runs concurrently with itself")
 		}
 		defer h.inFn.Add(-1)
-		h.calls <- h.clock.Now()
+		// A test that failed stops reading calls; ctx then ends with its cleanup.
+		select {
+		case h.calls <- h.clock.Now():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		select {
 		case err := <-h.results:
 			return err
@@ -460,4 +465,127 @@ func TestNeverOverlapsWithRealClock(t *testing.T) {
 		t.Fatalf("only %d runs", runs.Load())
 	}
 	wg.Wait()
+}
+
+// The tests below cover RequestWithin: a request that may wait up to a deadline for the
+// change that completes it, without ever adding a run or bringing runs closer together.
+
+func TestRequestWithinWaitsUntilItsDeadline(t *testing.T) {
+	h := newHarness(t, minInterval, maxInterval)
+	h.start()
+	h.nextWait()
+	h.clock.Step(3 * minInterval) // idle for longer than the minimum interval
+	now := t0.Add(3 * minInterval)
+
+	h.runner.RequestWithin(minInterval)
+	// mutation-checked: ignoring due in nextRun (earlier(lastStart+minInterval)) runs
+	// at once and fails here (and in the other RequestWithin tests).
+	h.waitIdle(now.Add(minInterval))
+	h.expectNoRun()
+	h.clock.Step(minInterval - time.Nanosecond)
+	h.expectNoRun()
+	h.clock.Step(time.Nanosecond)
+	h.expectRun(now.Add(minInterval), nil)
+	// The run satisfied it: the loop goes back to the periodic run.
+	if got, want := h.nextWait(), now.Add(minInterval+maxInterval); !got.Equal(want) {
+		t.Fatalf("after the run idle until t0+%v, want t0+%v", got.Sub(t0), want.Sub(t0))
+	}
+}
+
+func TestRequestCutsRequestWithinShort(t *testing.T) {
+	// A new Service (RequestWithin) followed by its EndpointSlice (Request): one run,
+	// as soon as the slice arrives, and the minimum interval counts from it.
+	h := newHarness(t, minInterval, maxInterval)
+	h.start()
+	h.nextWait()
+	h.clock.Step(3 * minInterval)
+	now := t0.Add(3 * minInterval)
+
+	h.runner.RequestWithin(minInterval)
+	h.waitIdle(now.Add(minInterval))
+	h.clock.Step(minInterval / 10)
+	// mutation-checked: Pending preferring a RequestWithin deadline over a pending
+	// Request waits until now+minInterval and fails here.
+	h.runner.Request()
+	h.expectRun(now.Add(minInterval/10), nil)
+	h.waitIdle(now.Add(minInterval/10 + maxInterval))
+
+	// Burst semantics unchanged: the next request waits out the minimum interval.
+	h.runner.Request()
+	h.waitIdle(now.Add(minInterval/10 + minInterval))
+	h.expectNoRun()
+	h.clock.Step(minInterval)
+	h.expectRun(now.Add(minInterval/10+minInterval), nil)
+}
+
+func TestRequestWithinNeverDelaysAPendingRequest(t *testing.T) {
+	h := newHarness(t, minInterval, maxInterval)
+	h.start()
+	h.nextWait()
+	h.runner.Request()
+	h.expectRun(t0, nil)
+	h.waitIdle(t0.Add(maxInterval))
+
+	// During the minimum interval: a plain request is due at t0+minInterval, and a
+	// later RequestWithin with a far deadline must not push it back.
+	h.clock.Step(minInterval / 2)
+	h.runner.Request()
+	h.runner.RequestWithin(5 * minInterval)
+	// mutation-checked: Pending preferring a RequestWithin deadline over a pending
+	// Request fails here.
+	h.waitIdle(t0.Add(minInterval))
+	h.clock.Step(minInterval / 2)
+	h.expectRun(t0.Add(minInterval), nil)
+}
+
+func TestRequestWithinKeepsTheEarliestDeadline(t *testing.T) {
+	h := newHarness(t, minInterval, maxInterval)
+	h.start()
+	h.nextWait()
+	h.clock.Step(3 * minInterval)
+	now := t0.Add(3 * minInterval)
+
+	h.runner.RequestWithin(minInterval)
+	h.waitIdle(now.Add(minInterval))
+	h.clock.Step(minInterval / 2)
+	// A second new Service: its deadline is later, the first one's holds.
+	// mutation-checked: always overwriting due (no "due.Before(r.due)" check) moves the
+	// run to now+minInterval/2+3*minInterval and fails here.
+	h.runner.RequestWithin(3 * minInterval)
+	h.waitIdle(now.Add(minInterval))
+	h.clock.Step(minInterval / 2)
+	h.expectRun(now.Add(minInterval), nil)
+}
+
+func TestRequestWithinRespectsMinInterval(t *testing.T) {
+	h := newHarness(t, minInterval, maxInterval)
+	h.start()
+	h.nextWait()
+	h.runner.Request()
+	h.expectRun(t0, nil)
+	h.waitIdle(t0.Add(maxInterval))
+
+	// A deadline inside the minimum interval does not bring the run forward.
+	h.runner.RequestWithin(minInterval / 10)
+	h.waitIdle(t0.Add(minInterval))
+	h.clock.Step(minInterval / 10)
+	h.expectNoRun()
+	h.clock.Step(minInterval - minInterval/10)
+	h.expectRun(t0.Add(minInterval), nil)
+}
+
+func TestRequestWithinDuringRunRunsAgain(t *testing.T) {
+	h := newHarness(t, minInterval, maxInterval)
+	h.start()
+	h.nextWait()
+	h.runner.Request()
+	if got := <-h.calls; !got.Equal(t0) {
+		t.Fatalf("fn ran at t0+%v, want t0", got.Sub(t0))
+	}
+	// Made while fn runs: fn may have read the state before the change.
+	h.runner.RequestWithin(2 * minInterval)
+	h.results <- nil
+	h.waitIdle(t0.Add(2 * minInterval))
+	h.clock.Step(2 * minInterval)
+	h.expectRun(t0.Add(2*minInterval), nil)
 }

@@ -53,7 +53,20 @@ type Contender struct {
 	// same changes (mean over the histogram delta of each change).
 	ProgrammingSeconds []float64 `json:"programming_seconds,omitempty"`
 	AddSeconds         []float64 `json:"add_seconds,omitempty"`
-	DeleteSeconds      []float64 `json:"delete_seconds,omitempty"`
+	// NewServiceSeconds are the times to a new service: a Service and its
+	// EndpointSlice created back to back, both create calls returned → a real TCP
+	// connection to its cluster IP from the node succeeded.
+	NewServiceSeconds []float64 `json:"new_service_seconds,omitempty"`
+	// ChurnSeconds are the latencies of the churn phase's endpoint changes, write
+	// returned → the new endpoint's chain in the kernel (nft monitor), one per change;
+	// ChurnRate the changes per second written, ChurnMissed the changes that failed
+	// or were never seen, ChurnProgrammingMean the proxy's own network programming
+	// mean over the phase.
+	ChurnSeconds         []float64 `json:"churn_seconds,omitempty"`
+	ChurnRate            float64   `json:"churn_rate,omitempty"`
+	ChurnMissed          int       `json:"churn_missed,omitempty"`
+	ChurnProgrammingMean *float64  `json:"churn_programming_mean_seconds,omitempty"`
+	DeleteSeconds        []float64 `json:"delete_seconds,omitempty"`
 	// BurstSize changes written in parallel; BurstSeconds from the first write to all
 	// programmed (nil: not within the cap).
 	BurstSize    int      `json:"burst_size,omitempty"`

@@ -37,6 +37,18 @@ type settings struct {
 	out         string
 	tag         string
 	binary      string
+	// baseBinary is the Switchyard binary of the "switchyard-base-<backend>"
+	// contenders (BENCH_BASE_BIN): a build from before a change, measured in the
+	// same run as the change.
+	baseBinary string
+	// steady runs the one-change, add/delete and burst phases (BENCH_STEADY, default
+	// 1); newServices, churnRate and churnDuration the phases of newsvc_bench_test.go
+	// (BENCH_NEWSVC samples, BENCH_CHURN_RATE changes per second, BENCH_CHURN_DURATION;
+	// 0 skips them).
+	steady        bool
+	newServices   int
+	churnRate     float64
+	churnDuration time.Duration
 }
 
 func env(name, fallback string) string {
@@ -70,6 +82,16 @@ func readSettings(t *testing.T) settings {
 		t.Fatal(err)
 	}
 	s.incremental = env("BENCH_INCREMENTAL", "1") == "1"
+	s.steady = env("BENCH_STEADY", "1") == "1"
+	if s.newServices, err = strconv.Atoi(env("BENCH_NEWSVC", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if s.churnRate, err = strconv.ParseFloat(env("BENCH_CHURN_RATE", "0"), 64); err != nil {
+		t.Fatal(err)
+	}
+	if s.churnDuration, err = time.ParseDuration(env("BENCH_CHURN_DURATION", "60s")); err != nil {
+		t.Fatal(err)
+	}
 	s.out = env("BENCH_OUT", "")
 	if s.out == "" {
 		t.Skip("BENCH_OUT not set: run hack/bench-sync.sh or hack/bench-full.sh")
@@ -80,6 +102,7 @@ func readSettings(t *testing.T) settings {
 		t.Fatal(err)
 	}
 	s.binary = env("SWITCHYARD_BIN", filepath.Join(root, "bin", "switchyard"))
+	s.baseBinary = env("BENCH_BASE_BIN", "")
 	return s
 }
 
@@ -222,12 +245,19 @@ func (b *run) start(name string, node *testbed.Node) *proxy {
 	if kind == "kube" {
 		kind, backend = "kube-proxy", strings.TrimPrefix(name, "kube-proxy-")
 	}
+	binary := b.s.binary
+	if rest, ok := strings.CutPrefix(name, "switchyard-base-"); ok {
+		kind, backend, binary = "switchyard", rest, b.s.baseBinary
+		if binary == "" {
+			b.t.Fatalf("contender %s needs BENCH_BASE_BIN", name)
+		}
+	}
 	client := node.HTTPClient()
 	client.Timeout = 90 * time.Second
 	p := &proxy{metricsURL: "http://" + node.IP + ":10249/metrics", pprofURL: "http://" + node.IP + ":10249/debug/pprof/", client: client}
 	switch kind {
 	case "switchyard":
-		p.process = node.Start(b.t, "switchyard", "env", "GOMAXPROCS=2", b.s.binary, "run",
+		p.process = node.Start(b.t, "switchyard", "env", "GOMAXPROCS=2", binary, "run",
 			"--kubeconfig", b.cluster.RestrictedKubeconfig, "--hostname-override", node.Name,
 			"--cluster-cidr", testbed.ClusterCIDR, "--iptables-backend", backend,
 			"--healthz-bind-address", node.IP+":10256", "--metrics-bind-address", node.IP+":10249", "-v", "2",
@@ -341,7 +371,15 @@ func (b *run) contender(name string) (*Contender, *testbed.Node) {
 		}
 		ipt = IPTables{Netns: node.Netns, Backend: backend}
 	}
-	b.steady(name, c, p, ipt)
+	if b.s.steady {
+		b.steady(name, c, p, ipt)
+	}
+	if b.s.newServices > 0 {
+		b.newService(name, c, node)
+	}
+	if b.s.churnRate > 0 {
+		b.churnLatency(name, c, p, node)
+	}
 	if stats, err := ReadProcStats(p.process.Pid()); err == nil {
 		c.Proc = stats
 	}
@@ -607,6 +645,12 @@ func (b *run) floors(node *testbed.Node) {
 		}
 	}
 	timed("single-chain --noflush restore, nft", nft, []byte(one), true, time.Minute)
+	// The one restore that adds a service, the floor of the time to a new service.
+	if payload, err := AddServicePayload(string(saved), i, newServiceBase-1, "10.96.255.250"); err != nil {
+		t.Errorf("floors: %v", err)
+	} else {
+		timed(FloorAddService, nft, payload, true, time.Minute)
+	}
 
 	scratch := b.addNode("floor")
 	timed("full restore into an empty table (no --noflush), nft", IPTables{Netns: scratch.Netns, Backend: "nft"}, saved, false, 10*time.Minute)

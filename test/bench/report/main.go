@@ -144,6 +144,7 @@ func table(runs []*bench.Results, scales []*bench.ScaleResult, commits map[*benc
 				duration(mean(c.ProgrammingSeconds)), addDelete, burst, rss, cpu, payload)
 		}
 	}
+	b.WriteString(newServiceTable(scales, commits))
 	b.WriteString("\nFloors: bare iptables on the ruleset the first nft contender programmed (its `iptables-nft-save -t nat`).\n\n")
 	b.WriteString("| scale | nat table | floor | time |\n|---|---|---|---|\n")
 	for _, s := range scales {
