@@ -98,3 +98,6 @@ func SyncKind(full bool) string {
 	}
 	return "partial"
 }
+
+// PayloadNFTables is the kind of an `nft -f` transaction.
+const PayloadNFTables = "nft -f"

@@ -1,0 +1,98 @@
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// Kernel is the part of knftables.Interface the Proxier uses, for one family's
+// kube-proxy table. knftables.New's Interface and knftables.Fake (the strict fake
+// unit tests use: it parses every operation, rejects references to missing objects and
+// applies a transaction atomically) both implement it.
+type Kernel interface {
+	// NewTransaction returns an empty transaction for the table.
+	NewTransaction() *knftables.Transaction
+	// Run applies a transaction atomically.
+	Run(ctx context.Context, tx *knftables.Transaction) error
+	// List returns the names of the table's objects of one type ("chain", "set").
+	List(ctx context.Context, objectType string) ([]string, error)
+	// ListRules returns the rules of a chain.
+	ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error)
+	// ListElements returns the elements of a set or map.
+	ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error)
+}
+
+var (
+	_ Kernel = knftables.Interface(nil)
+	_ Kernel = &knftables.Fake{}
+)
+
+// Open returns the real nftables of one family's kube-proxy table, through the nft
+// binary (kube-proxy's requirement: nft 1.0.1 or later).
+func Open(family v1.IPFamily) (Kernel, error) {
+	nft, err := knftables.New(FamilyOf(family), TableName)
+	if err != nil {
+		return nil, fmt.Errorf("nftables %s: %w", FamilyOf(family), err)
+	}
+	return nft, nil
+}
+
+// readKernel lists what a full render needs: the table's chains and sets, and the
+// elements of the shared sets and maps. A table that does not exist yet is empty; a
+// container that cannot be listed is left out, and the render flushes it.
+func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
+	var st KernelState
+	var err error
+	if st.Chains, err = nft.List(ctx, "chain"); err != nil && !knftables.IsNotFound(err) {
+		return st, fmt.Errorf("listing chains: %w", err)
+	}
+	if st.Sets, err = nft.List(ctx, "set"); err != nil && !knftables.IsNotFound(err) {
+		return st, fmt.Errorf("listing sets: %w", err)
+	}
+	st.Elements = map[string]map[string]string{}
+	for _, c := range containers {
+		kind := "map"
+		if isSetName(c) {
+			kind = "set"
+		}
+		elems, err := nft.ListElements(ctx, kind, c)
+		if err != nil && !knftables.IsNotFound(err) {
+			continue // flushed and refilled by the render, as kube-proxy does
+		}
+		m := make(map[string]string, len(elems))
+		for _, el := range elems {
+			m[strings.Join(el.Key, " . ")] = strings.Join(el.Value, " . ")
+		}
+		st.Elements[c] = m
+	}
+	return st, nil
+}
+
+// tablePresent is the canary: the jump from nat-prerouting to services is written by
+// full syncs only, so when it is gone the table was deleted (`nft flush ruleset`, a
+// firewall reload) or flushed (`nft flush table`), and everything must be rewritten.
+func tablePresent(ctx context.Context, nft Kernel) (bool, error) {
+	rules, err := nft.ListRules(ctx, chainNATPrerouting)
+	if knftables.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("listing %s: %w", chainNATPrerouting, err)
+	}
+	return len(rules) > 0, nil
+}
+
+// Cleanup deletes the kube-proxy table of one family, as `kube-proxy --cleanup` does;
+// a table that does not exist is not an error.
+func Cleanup(ctx context.Context, nft Kernel) error {
+	tx := nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("deleting table %s: %w", TableName, err)
+	}
+	return nil
+}
