@@ -34,25 +34,6 @@ func NFTEndpointChain(i int, address string) string {
 	return "endpoint-" + nftChainBase(fmt.Sprintf("%s/%s/tcp/%s__%s/%d", Namespace, ServiceName(i), PortName, address, TargetPort))
 }
 
-// CountNFTEndpoints counts the endpoints a `nft list chain` of a service- chain
-// dispatches to. kube-proxy v1.37.2 writes a Service without session affinity as one
-// rule, "dnat ip addr . port to numgen random mod N map { 0 : IP . PORT, ... }" (a
-// single endpoint as "dnat to IP:PORT"), and with affinity as a "vmap { 0 : goto
-// endpoint-..., ... }" over per-endpoint chains; both forms are counted.
-func CountNFTEndpoints(listing string) int {
-	return strings.Count(listing, fmt.Sprintf(" . %d", TargetPort)) + strings.Count(listing, "goto endpoint-") +
-		strings.Count(listing, "dnat to 10.") // a single endpoint; every benchmark address is in 10/8
-}
-
-// NFTHasEndpoint reports whether listing (a service chain, or the whole table: every
-// changed address is unique in a run) dispatches to Service i's endpoint at address,
-// in either of CountNFTEndpoints's forms.
-func NFTHasEndpoint(listing string, i int, address string) bool {
-	return strings.Contains(listing, fmt.Sprintf(" %s . %d", address, TargetPort)) ||
-		strings.Contains(listing, fmt.Sprintf("dnat to %s:%d", address, TargetPort)) ||
-		strings.Contains(listing, NFTEndpointChain(i, address))
-}
-
 // NFTables runs the nft program in a network namespace, against the IPv4 kube-proxy
 // table.
 type NFTables struct {
@@ -82,11 +63,6 @@ func (n NFTables) output(ctx context.Context, args ...string) (string, bool, err
 // chain is missing.
 func (n NFTables) ListChain(ctx context.Context, chain string) (string, bool, error) {
 	return n.output(ctx, "list", "chain", "ip", NFTTable, chain)
-}
-
-// ListMap returns `nft list map ip kube-proxy MAP` (service-ips, say), or ok=false.
-func (n NFTables) ListMap(ctx context.Context, name string) (string, bool, error) {
-	return n.output(ctx, "list", "map", "ip", NFTTable, name)
 }
 
 // ListChains returns `nft list chains ip`: every chain's name, no rules.

@@ -29,24 +29,34 @@ func TestNFTBenchChains(t *testing.T) {
 	if got := NFTEndpointChain(7, "10.245.0.1"); !strings.HasPrefix(got, "endpoint-") || !strings.HasSuffix(got, "-bench/svc-00007/tcp/http__10.245.0.1/8080") {
 		t.Errorf("NFTEndpointChain(7, 10.245.0.1) = %q", got)
 	}
+}
+
+// Mutation-checked: reading the port from val[6:8] instead of val[4:6] fails "map
+// element".
+func TestDecodeNFTEndpoint(t *testing.T) {
+	chain := NFTEndpointChain(7, "10.245.0.1")
+	// A verdict's nested attributes: NFTA_VERDICT_CODE, then NFTA_VERDICT_CHAIN with
+	// its NUL, as the kernel sends them.
+	verdict := append([]byte{8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfc, byte(len(chain) + 5), 0, 2, 0}, chain...)
+	verdict = append(verdict, 0, 0, 0, 0)
 	for _, tc := range []struct {
-		name, listing string
-		want          int
-		has           bool // dispatches to 10.245.0.1
+		name string
+		val  []byte
+		want string
 	}{
-		// As kube-proxy v1.37.2 lists them (the map form seen on the testbed).
-		{"map", "table ip kube-proxy {\n\tchain x {\n\t\tmeta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.0.0 . 8080, 1 : 10.245.0.1 . 8080 }\n\t}\n}\n", 2, true},
-		{"map without it", "meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.0.0 . 8080, 1 : 10.245.0.11 . 8080 }\n", 2, false},
-		{"single", "meta l4proto tcp dnat to 10.245.0.1:8080\n", 1, true},
-		{"vmap", "numgen random mod 2 vmap { 0 : goto endpoint-A, 1 : goto " + NFTEndpointChain(7, "10.245.0.1") + " }\n", 2, true},
-		{"empty", "", 0, false},
+		{"map element", []byte{10, 245, 0, 1, 0x1f, 0x90, 0, 0}, "10.245.0.1:8080"},
+		{"vmap element", verdict, chain},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := CountNFTEndpoints(tc.listing); got != tc.want {
-				t.Errorf("CountNFTEndpoints = %d, want %d", got, tc.want)
+			got := decodeNFTEndpoint(tc.val)
+			if got != tc.want {
+				t.Errorf("decodeNFTEndpoint = %q, want %q", got, tc.want)
 			}
-			if got := NFTHasEndpoint(tc.listing, 7, "10.245.0.1"); got != tc.has {
-				t.Errorf("NFTHasEndpoint = %v, want %v", got, tc.has)
+			if !HasEndpoint([]string{"10.244.0.0:8080", got}, 7, "10.245.0.1") {
+				t.Errorf("HasEndpoint(%q) = false", got)
+			}
+			if HasEndpoint([]string{got}, 7, "10.245.0.11") {
+				t.Errorf("HasEndpoint(%q, 10.245.0.11) = true", got)
 			}
 		})
 	}

@@ -154,18 +154,28 @@ func (b *run) startNFT(name string, node *testbed.Node) *proxy {
 
 // nftProgrammed reports whether the first and last benchmark Services dispatch to all
 // their endpoints. A sync is one nft transaction, so these two stand for all of them.
-func (b *run) nftProgrammed(n NFTables) func(context.Context) (bool, error) {
+func (b *run) nftProgrammed(probe *NFTProbe) func(context.Context) (bool, error) {
 	scale := b.r.Scale
 	probes := []int{0, scale.Services - 1}
 	return func(ctx context.Context) (bool, error) {
 		for _, i := range probes {
-			listing, ok, err := n.ListChain(ctx, NFTServiceChain(i))
-			if err != nil || !ok || CountNFTEndpoints(listing) < scale.Endpoints {
+			endpoints, ok, err := probe.ServiceEndpoints(NFTServiceChain(i))
+			if err != nil || !ok || len(endpoints) < scale.Endpoints {
 				return false, err
 			}
 		}
 		return true, nil
 	}
+}
+
+// openProbe opens the netlink probe of node's namespace, closed at the test's end.
+func (b *run) openProbe(node *testbed.Node) *NFTProbe {
+	probe, err := OpenNFTProbe(node.Netns)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { _ = probe.Close() })
+	return probe
 }
 
 // fullSyncSeconds waits (bounded) for p's first IPv4 full sync to show in its metrics
@@ -191,10 +201,11 @@ func (b *run) nftContender(name string) (*Contender, *testbed.Node) {
 	c := &Contender{Name: name, ColdStartCapSeconds: b.s.coldCap.Seconds()}
 	node := b.addNode(strings.ReplaceAll(name, "kube-proxy", "kp"))
 	n := NFTables{Netns: node.Netns}
+	probe := b.openProbe(node)
 
 	start := time.Now()
 	p := b.startNFT(name, node)
-	seen, ok, err := WaitFor(ctx, b.s.coldCap, 100*time.Millisecond, b.nftProgrammed(n))
+	seen, ok, err := WaitFor(ctx, b.s.coldCap, 100*time.Millisecond, b.nftProgrammed(probe))
 	if err != nil {
 		t.Errorf("%s: waiting for the cold start: %v", name, err)
 	}
@@ -212,12 +223,12 @@ func (b *run) nftContender(name string) (*Contender, *testbed.Node) {
 	c.ColdStartSeconds = Opt(seen.Sub(start).Seconds())
 	c.ColdFullSyncSeconds = Opt(b.fullSyncSeconds(p))
 	t.Logf("%s: cold start %.2fs (own full sync %s)", name, *c.ColdStartSeconds, optString(c.ColdFullSyncSeconds))
-	b.nftSteady(name, c, p, n)
+	b.nftSteady(name, c, p, probe)
 	if stats, err := ReadProcStats(p.process.Pid()); err == nil {
 		c.Proc = stats
 	}
 	b.stop(p, node)
-	b.nftRestarts(name, c, node, n, 3)
+	b.nftRestarts(name, c, node, n, probe, 3)
 	return c, node
 }
 
@@ -233,7 +244,7 @@ func optString(v *float64) string {
 // started on the populated table; only a full sync (kube-proxy's first sync after a
 // start always is one) puts those rules back. Process start → both programmed again
 // is the full sync from outside, informer start-up included.
-func (b *run) nftRestarts(name string, c *Contender, node *testbed.Node, n NFTables, times int) {
+func (b *run) nftRestarts(name string, c *Contender, node *testbed.Node, n NFTables, probe *NFTProbe, times int) {
 	t, ctx := b.t, b.t.Context()
 	for k := range times {
 		for _, i := range []int{0, b.r.Scale.Services - 1} {
@@ -242,13 +253,13 @@ func (b *run) nftRestarts(name string, c *Contender, node *testbed.Node, n NFTab
 				return
 			}
 		}
-		if ok, _ := b.nftProgrammed(n)(ctx); ok {
+		if ok, _ := b.nftProgrammed(probe)(ctx); ok {
 			t.Errorf("%s: restart %d: probes still programmed after the flush", name, k)
 			return
 		}
 		start := time.Now()
 		p := b.startNFT(name, node)
-		seen, ok, err := WaitFor(ctx, b.s.coldCap, 100*time.Millisecond, b.nftProgrammed(n))
+		seen, ok, err := WaitFor(ctx, b.s.coldCap, 100*time.Millisecond, b.nftProgrammed(probe))
 		if !ok {
 			t.Errorf("%s: restart %d: not programmed after %s (%v)", name, k, b.s.coldCap, err)
 			c.Notes = append(c.Notes, fmt.Sprintf("restart %d: not programmed after %s", k, b.s.coldCap))
@@ -269,7 +280,7 @@ func (b *run) nftRestarts(name string, c *Contender, node *testbed.Node, n NFTab
 
 // nftSteady measures one-endpoint changes, adding and deleting a Service, and a burst,
 // as steady does for the iptables contenders.
-func (b *run) nftSteady(name string, c *Contender, p *proxy, n NFTables) {
+func (b *run) nftSteady(name string, c *Contender, p *proxy, probe *NFTProbe) {
 	t, ctx := b.t, b.t.Context()
 	scale := b.r.Scale
 	const pause = 1100 * time.Millisecond // past both proxies' 1 s minimum sync period
@@ -294,9 +305,9 @@ func (b *run) nftSteady(name string, c *Contender, p *proxy, n NFTables) {
 			return
 		}
 		written := time.Now()
-		seen, ok, err := WaitFor(ctx, time.Minute, 5*time.Millisecond, func(ctx context.Context) (bool, error) {
-			listing, ok, err := n.ListChain(ctx, NFTServiceChain(i))
-			return ok && NFTHasEndpoint(listing, i, address), err
+		seen, ok, err := WaitFor(ctx, time.Minute, 2*time.Millisecond, func(ctx context.Context) (bool, error) {
+			endpoints, ok, err := probe.ServiceEndpoints(NFTServiceChain(i))
+			return ok && HasEndpoint(endpoints, i, address), err
 		})
 		if err != nil || !ok {
 			t.Errorf("%s: change %d on %s not programmed within a minute (%v)", name, k, ServiceName(i), err)
@@ -327,9 +338,9 @@ func (b *run) nftSteady(name string, c *Contender, p *proxy, n NFTables) {
 			return
 		}
 		written := time.Now()
-		seen, ok, err := WaitFor(ctx, time.Minute, 5*time.Millisecond, func(ctx context.Context) (bool, error) {
-			listing, ok, err := n.ListChain(ctx, NFTServiceChain(i))
-			return ok && CountNFTEndpoints(listing) >= scale.Endpoints, err
+		seen, ok, err := WaitFor(ctx, time.Minute, 2*time.Millisecond, func(ctx context.Context) (bool, error) {
+			endpoints, ok, err := probe.ServiceEndpoints(NFTServiceChain(i))
+			return ok && len(endpoints) >= scale.Endpoints, err
 		})
 		if err != nil || !ok {
 			t.Errorf("%s: added %s not programmed within a minute (%v)", name, ServiceName(i), err)
@@ -344,10 +355,9 @@ func (b *run) nftSteady(name string, c *Contender, p *proxy, n NFTables) {
 		written = time.Now()
 		// Gone from the service-ips dispatch map; kube-proxy deletes the chain itself
 		// only later.
-		jump := "goto " + NFTServiceChain(i)
-		seen, ok, err = WaitFor(ctx, time.Minute, 10*time.Millisecond, func(ctx context.Context) (bool, error) {
-			listing, ok, err := n.ListMap(ctx, "service-ips")
-			return err == nil && ok && !strings.Contains(listing, jump), err
+		seen, ok, err = WaitFor(ctx, time.Minute, 2*time.Millisecond, func(ctx context.Context) (bool, error) {
+			has, ok, err := probe.MapHasChain("service-ips", NFTServiceChain(i))
+			return err == nil && ok && !has, err
 		})
 		if err != nil || !ok {
 			t.Errorf("%s: deleted %s still programmed after a minute (%v)", name, ServiceName(i), err)
@@ -376,13 +386,10 @@ func (b *run) nftSteady(name string, c *Contender, p *proxy, n NFTables) {
 	writes := time.Since(start)
 	c.BurstSize = burst
 	seen, ok, err := WaitFor(ctx, 5*time.Minute, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
-		table, err := n.ListTable(ctx)
-		if err != nil {
-			return false, err
-		}
 		for k, i := range picks {
-			if !NFTHasEndpoint(string(table), i, ChangedIP(base+k+1)) {
-				return false, nil
+			endpoints, ok, err := probe.ServiceEndpoints(NFTServiceChain(i))
+			if err != nil || !ok || !HasEndpoint(endpoints, i, ChangedIP(base+k+1)) {
+				return false, err
 			}
 		}
 		return true, nil
@@ -392,7 +399,7 @@ func (b *run) nftSteady(name string, c *Contender, p *proxy, n NFTables) {
 		return
 	}
 	c.BurstSeconds = Opt(seen.Sub(start).Seconds())
-	c.Notes = append(c.Notes, fmt.Sprintf("burst of %d: writes took %.1fs; all programmed %.1fs after the first write (polled with nft list table)", burst, writes.Seconds(), *c.BurstSeconds))
+	c.Notes = append(c.Notes, fmt.Sprintf("burst of %d: writes took %.1fs; all programmed %.1fs after the first write (polled over netlink)", burst, writes.Seconds(), *c.BurstSeconds))
 	t.Logf("%s: burst %d in %.1fs (writes %.1fs)", name, burst, *c.BurstSeconds, writes.Seconds())
 }
 
@@ -445,10 +452,19 @@ func (b *run) nftFloors(name string, node *testbed.Node) {
 		t.Errorf("floors: listing %s: ok=%v %v", chain, ok, err)
 		return
 	}
-	// The probe's own cost, which bounds the resolution of every latency above.
+	// The probes' own cost, which bounds the resolution of every latency above (the
+	// benchmark polls over netlink).
 	start = time.Now()
 	if _, _, err := n.ListChain(ctx, chain); err == nil {
-		add("probe: nft list chain of one service chain", time.Since(start).Seconds())
+		add("nft list chain of one service chain", time.Since(start).Seconds())
+	}
+	if probe, err := OpenNFTProbe(node.Netns); err == nil {
+		start = time.Now()
+		endpoints, _, err := probe.ServiceEndpoints(chain)
+		if err == nil && len(endpoints) >= r.Scale.Endpoints {
+			add("probe: one service chain and its map over netlink", time.Since(start).Seconds())
+		}
+		_ = probe.Close()
 	}
 	for k := range 3 {
 		timed(fmt.Sprintf("one-service transaction (flush + re-add one service chain) into the loaded table, nft -f, #%d", k+1), n, OneServiceTransaction(chain, listing), time.Minute)
