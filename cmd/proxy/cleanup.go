@@ -62,6 +62,9 @@ func cleanupCommand(ctx context.Context, opts *cleanupOptions, stdout, stderr io
 	if err := cleanIPSets(ctx, stdout, opts.dryRun); err != nil {
 		errs = append(errs, err)
 	}
+	if err := cleanNFTables(ctx, stdout, opts.dryRun); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(stderr, "switchyard: cleanup incomplete: %v\n", err)
 		return 1

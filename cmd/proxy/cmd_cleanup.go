@@ -5,8 +5,9 @@ import (
 )
 
 const cleanupLong = `Remove every chain, jump, ipset and IPVS virtual server that Switchyard, or
-kube-proxy in iptables or IPVS mode, created, and nothing else: other programs' rules,
-kubelet's KUBE-FIREWALL and foreign IPVS services stay.
+kube-proxy in iptables or IPVS mode, created, and the kube-proxy nftables tables (ip and
+ip6) of nftables mode, and nothing else: other programs' rules and tables, kubelet's
+KUBE-FIREWALL and foreign IPVS services stay.
 
 It works offline from the kernel's state, is idempotent, prints what it removes, and
 exits 1 if anything it owns is still there afterwards. Use it after switching modes or

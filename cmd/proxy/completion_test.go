@@ -38,14 +38,14 @@ func TestFlagValueCompletion(t *testing.T) {
 		want []string
 	}{
 		{[]string{"dry-run", "--mo"}, []string{"--mode"}},
-		{[]string{"dry-run", "--mode", ""}, []string{"iptables", "ipvs"}},
-		{[]string{"dry-run", "--mode="}, []string{"iptables", "ipvs"}},
+		{[]string{"dry-run", "--mode", ""}, []string{"iptables", "ipvs", "nftables"}},
+		{[]string{"dry-run", "--mode="}, []string{"iptables", "ipvs", "nftables"}},
 		{[]string{"dry-run", "--ip-family", ""}, []string{"auto", "ipv4", "ipv6"}},
 		{[]string{"dry-run", "--detect-local-mode", ""}, []string{"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"}},
 		{[]string{"dry-run", "--ipvs-scheduler", ""}, []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"}},
 		{[]string{"dry-run", "--nodeport-addresses", ""}, []string{"all", "primary", "localhost"}},
-		{[]string{"run", "--proxy-mode", ""}, []string{"iptables", "ipvs"}},
-		{[]string{"run", "--mode", ""}, []string{"iptables", "ipvs"}},
+		{[]string{"run", "--proxy-mode", ""}, []string{"iptables", "ipvs", "nftables"}},
+		{[]string{"run", "--mode", ""}, []string{"iptables", "ipvs", "nftables"}},
 		{[]string{"run", "--detect-local-mode", ""}, []string{"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"}},
 		{[]string{"run", "--ipvs-scheduler", ""}, []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"}},
 		{[]string{"run", "--iptables-backend", ""}, []string{"auto", "nft", "legacy"}},

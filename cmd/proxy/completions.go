@@ -13,6 +13,7 @@ var (
 	proxyModeValues = []string{
 		"iptables\tiptables-restore rules (the default)",
 		"ipvs\tIPVS virtual servers, ipsets and companion iptables rules",
+		"nftables\tkube-proxy's nftables table, with nft transactions",
 	}
 	detectLocalModeValues = []string{
 		string(node.LocalModeClusterCIDR) + "\tsources inside --cluster-cidr (the default)",

@@ -52,7 +52,7 @@ func (o *dryRunOptions) register(fs *pflag.FlagSet) {
 	fs.Var(&o.clusterCIDRs, "cluster-cidr", "pod CIDRs, one per family; traffic from outside them is masqueraded")
 	fs.BoolVar(&o.masqueradeAll, "masquerade-all", false, "masquerade all traffic to service IPs")
 	fs.Var(&o.nodePortCIDRs, "nodeport-addresses", "CIDRs of the node addresses that accept node ports, or the keywords primary, localhost, all (default: all)")
-	fs.StringVar(&o.mode, "mode", "iptables", "proxy mode: iptables or ipvs")
+	fs.StringVar(&o.mode, "mode", "iptables", "proxy mode: iptables, ipvs or nftables")
 	fs.StringVar(&o.ipFamily, "ip-family", "auto", "ipv4, ipv6, or auto (every family the node has addresses in)")
 	fs.BoolVar(&o.localhostPorts, "iptables-localhost-nodeports", false, "accept IPv4 node ports on 127.0.0.1 (needs route_localnet)")
 	fs.StringVar(&o.detectLocalMode, "detect-local-mode", "ClusterCIDR", "how pod traffic is told apart: ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix")
@@ -72,8 +72,11 @@ func dryRun(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOption
 	if opts.mode == "ipvs" {
 		return dryRunIPVS(ctx, opts, ipvsOpts, stdout, stderr)
 	}
+	if opts.mode == "nftables" {
+		return dryRunNFTables(ctx, opts, stdout, stderr)
+	}
 	if opts.mode != "iptables" {
-		fmt.Fprintf(stderr, "switchyard: --mode %q is not supported by dry-run yet (iptables)\n", opts.mode)
+		fmt.Fprintf(stderr, "switchyard: --mode %q: want iptables, ipvs or nftables\n", opts.mode)
 		return 2
 	}
 	if len(opts.files) == 0 && opts.kubeconfig == "" {

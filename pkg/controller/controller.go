@@ -80,6 +80,8 @@ type Controller struct {
 
 	// ipvs holds IPVS mode's hooks for tests (see ipvs.go).
 	ipvs ipvsMode
+	// nftables holds nftables mode's hooks for tests (see nftables.go).
+	nftables nftablesMode
 
 	// syncMu is held for a whole sync and while the state dump collects what it
 	// shows, so that a dump never shows half of a sync (see state.go). syncRecords

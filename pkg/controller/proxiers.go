@@ -24,6 +24,7 @@ type newProviders func(ctx context.Context, c *Controller, facts node.Facts) ([]
 var modes = map[string]newProviders{
 	"iptables": newIPTablesProviders,
 	"ipvs":     newIPVSProviders,
+	"nftables": newNFTablesProviders,
 }
 
 // ModeNames returns the registered proxy modes, sorted.

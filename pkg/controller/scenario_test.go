@@ -19,7 +19,9 @@ package controller
 //	extra-snapshot                                  take a snapshot nobody syncs
 //	fail-restore [N]                                the next N iptables-restores fail
 //	fail-netlink OP                                 the next IPVS netlink operation OP fails (AddRealServer, …)
-//	flush-table TABLE                               replace TABLE by an empty one (a firewall reload)
+//	fail-nft [N]                                    the next N nftables transactions fail
+//	flush-table TABLE                               replace TABLE by an empty one (a firewall reload); in
+//	                                                nftables mode, delete the kube-proxy table
 //	canary                                          run one canary check
 //	advance DURATION                                move the clock
 //	sync                                            run one sync; prints each family's kind and reason,
@@ -53,6 +55,7 @@ import (
 	conntracktest "github.com/switchyard-io/switchyard/pkg/conntrack/testing"
 	"github.com/switchyard-io/switchyard/pkg/ipvs"
 	ipvstest "github.com/switchyard-io/switchyard/pkg/ipvs/testing"
+	"github.com/switchyard-io/switchyard/pkg/nftables"
 	"github.com/switchyard-io/switchyard/pkg/node"
 	"github.com/switchyard-io/switchyard/pkg/proxy"
 	"github.com/switchyard-io/switchyard/pkg/xtables"
@@ -63,7 +66,7 @@ import (
 var rewrite = flag.Bool("rewrite", false, "rewrite the scenario files' expected output")
 
 func TestScenarios(t *testing.T) {
-	for _, mode := range []string{"iptables", "ipvs"} {
+	for _, mode := range []string{"iptables", "ipvs", "nftables"} {
 		files, err := filepath.Glob(filepath.Join("testdata", "scenarios", mode, "*.txt"))
 		if err != nil {
 			t.Fatal(err)
@@ -163,6 +166,7 @@ type scenarioWorld struct {
 	clock    time.Time
 	ipt      *xtablestest.Fake
 	ipvs     *ipvstest.IPVS
+	nft      *recordingNFT
 	log      *opLog
 	restores int // iptables restores already printed
 	results  []string
@@ -231,6 +235,8 @@ func newScenarioWorld(t *testing.T, mode string) *scenarioWorld {
 		return ipvs.Kernel{IPVS: w.ipvs, Links: recordingLinks{ipvstest.NewLinks(), w.log},
 			IPSets: recordingIPSets{ipvstest.NewIPSets(), w.log}, IPTables: w.ipt, Sysctl: ipvstest.NewSysctl()}, nil
 	}
+	w.nft = newRecordingNFT(w.log)
+	w.c.nftables.openKernel = func(context.Context, v1.IPFamily) (nftables.Kernel, error) { return w.nft, nil }
 	w.c.conntrack = &conntracktest.Fake{}
 	w.c.onSynced = func(family v1.IPFamily, res proxy.Result, err error) {
 		line := fmt.Sprintf("%s: %s", family, res.Kind())
@@ -285,7 +291,15 @@ func (w *scenarioWorld) run(t *testing.T, command string) string {
 		}
 	case "fail-netlink":
 		w.ipvs.FailNext(args[1], errorString("injected netlink failure"))
+	case "fail-nft":
+		w.nft.failNext(count())
 	case "flush-table":
+		if w.c.cfg.Mode == "nftables" {
+			if err := w.nft.deleteTable(w.ctx); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
 		if err := w.ipt.RestoreWithFlags(w.ctx, []byte("*"+args[1]+"\nCOMMIT\n"), xtablestest.RestoreFlags{}); err != nil {
 			t.Fatal(err)
 		}

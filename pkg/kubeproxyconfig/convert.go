@@ -33,7 +33,6 @@ func ToController(cfg *v1alpha1.KubeProxyConfiguration, switchyard *controller.C
 	out.Mode = string(cfg.Mode)
 	masqueradeBit := cfg.IPTables.MasqueradeBit
 	if cfg.Mode == ModeNFTables {
-		out.Mode = ModeIPTables
 		masqueradeBit = cfg.NFTables.MasqueradeBit
 	}
 	s := settingsOf(cfg)
@@ -122,9 +121,6 @@ func durationPtr(d *metav1.Duration) *time.Duration {
 // not act on.
 func unhonoured(cfg *v1alpha1.KubeProxyConfiguration) []string {
 	var out []string
-	if cfg.Mode == ModeNFTables {
-		out = append(out, "mode nftables: Switchyard has no nftables mode yet and programs iptables instead; remove kube-proxy's nftables table with `kube-proxy --cleanup` first")
-	}
 	if cfg.Winkernel != (v1alpha1.KubeProxyWinkernelConfiguration{}) {
 		out = append(out, "winkernel: Windows settings are ignored on Linux")
 	}

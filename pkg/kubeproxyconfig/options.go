@@ -82,7 +82,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.BindAddressHardFail, "bind-address-hard-fail", false, "If true, a health or metrics address that cannot be bound is fatal.")
 	fs.BoolVar(&c.EnableProfiling, "profiling", false, "If true, serve /debug/pprof/ on the metrics address.")
 	fs.StringVar(&c.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", "", "The previous minor version ("+previousMinor+") for which hidden metrics are shown; Switchyard hides none.")
-	fs.StringVar((*string)(&c.Mode), "proxy-mode", "", "Which proxy mode to use: iptables (default) or ipvs; nftables is accepted and runs iptables mode with a warning.")
+	fs.StringVar((*string)(&c.Mode), "proxy-mode", "", "Which proxy mode to use: iptables (default), ipvs or nftables.")
 	fs.StringVar((*string)(&c.Mode), "mode", "", "Switchyard: same as --proxy-mode.")
 
 	fs.Int32Var(c.IPTables.MasqueradeBit, "iptables-masquerade-bit", *c.IPTables.MasqueradeBit, "The bit of the fwmark space that marks packets to masquerade, in [0, 31].")

@@ -205,11 +205,11 @@ func TestComplete(t *testing.T) {
 		{
 			name: "cannot honour", file: header + "mode: nftables\nportRange: 30000-31000\nwinkernel:\n  networkName: x\niptables:\n  localhostNodePorts: false\nfeatureGates:\n  AllAlpha: false\n",
 			check: func(t *testing.T, r *Resolved) {
-				if r.Controller.Mode != "iptables" || !cmp.Equal(r.Controller.NodePortAddresses, []string{"primary"}) {
-					t.Errorf("mode %q node ports %q, want iptables and primary", r.Controller.Mode, r.Controller.NodePortAddresses)
+				if r.Controller.Mode != "nftables" || !cmp.Equal(r.Controller.NodePortAddresses, []string{"primary"}) {
+					t.Errorf("mode %q node ports %q, want nftables and primary", r.Controller.Mode, r.Controller.NodePortAddresses)
 				}
 			},
-			wantWarnings: []string{"mode nftables", "winkernel", "portRange", "featureGates AllAlpha"},
+			wantWarnings: []string{"winkernel", "portRange", "featureGates AllAlpha"},
 		},
 		{name: "kernelspace", file: header + "mode: kernelspace\n", wantErr: `mode: invalid value "kernelspace"`},
 		{name: "bad mode flag", args: []string{"--proxy-mode=userspace"}, wantErr: `invalid flags: mode: invalid value "userspace"`},

@@ -96,3 +96,13 @@ func Cleanup(ctx context.Context, nft Kernel) error {
 	}
 	return nil
 }
+
+// EmptyKernel is the state of a node without a kube-proxy table, as the first full
+// sync of a Proxier sees it (what dry-run renders for).
+func EmptyKernel() KernelState {
+	st := KernelState{Elements: map[string]map[string]string{}, RecreateBaseChains: true}
+	for _, c := range containers {
+		st.Elements[c] = map[string]string{}
+	}
+	return st
+}

@@ -244,3 +244,14 @@ func (p *Proxier) Status() proxy.Status {
 func (p *Proxier) CheckKernel(ctx context.Context) (bool, error) {
 	return tablePresent(ctx, p.nft)
 }
+
+// AppliedElements returns the element mirror as container → key → value (for tests
+// that compare it with what the kernel lists); nil when unknown.
+func (p *Proxier) AppliedElements() map[string]map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.elements == nil {
+		return nil
+	}
+	return p.elements.Snapshot()
+}

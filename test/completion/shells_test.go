@@ -106,7 +106,7 @@ func TestBashCompletes(t *testing.T) {
 		want []string
 	}{
 		{"switchyard dry-run --mo", []string{"--mode"}},
-		{"switchyard dry-run --mode ", []string{"iptables", "ipvs"}},
+		{"switchyard dry-run --mode ", []string{"iptables", "ipvs", "nftables"}},
 		{"switchyard dry-run --mode i", []string{"iptables", "ipvs"}},
 		{"switchyard dry", []string{"dry-run"}},
 		{"switchyard run --proxy-mode ip", []string{"iptables", "ipvs"}},
