@@ -228,6 +228,7 @@ func (b *run) nftContender(name string) (*Contender, *testbed.Node) {
 		c.Proc = stats
 	}
 	b.stop(p, node)
+	b.keepSyncLog(name, p)
 	b.nftRestarts(name, c, node, n, probe, 3)
 	return c, node
 }
@@ -275,7 +276,33 @@ func (b *run) nftRestarts(name string, c *Contender, node *testbed.Node, n NFTab
 		}
 		t.Logf("%s: restart %d: programmed %.2fs after start (own full syncs so far %v)", name, k, c.RestartSeconds[k], c.FullSyncSeconds)
 		b.stop(p, node)
+		b.keepSyncLog(name, p)
 	}
+}
+
+// keepSyncLog appends the proxy's log lines about syncs (kube-proxy's "SyncProxyRules
+// complete" with its elapsed time, Switchyard's sync lines with render and apply
+// times) to $BENCH_OUT/<scale>-<name>-sync.log, for telling where a sync's time goes.
+func (b *run) keepSyncLog(name string, p *proxy) {
+	data, err := os.ReadFile(p.process.LogPath)
+	if err != nil {
+		b.t.Logf("keeping the sync log: %v", err)
+		return
+	}
+	var kept bytes.Buffer
+	fmt.Fprintf(&kept, "=== %s (pid %d)\n", p.process.Name, p.process.Pid())
+	for line := range strings.Lines(string(data)) {
+		if strings.Contains(line, "ync") && kept.Len() < 4<<20 {
+			kept.WriteString(line)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(b.s.out, fmt.Sprintf("%s-%s-sync.log", b.r.Scale, name)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		b.t.Logf("keeping the sync log: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = f.Write(kept.Bytes())
 }
 
 // nftSteady measures one-endpoint changes, adding and deleting a Service, and a burst,
