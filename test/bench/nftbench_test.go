@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -241,7 +242,11 @@ func (b *run) nftContender(name string) (*Contender, *testbed.Node) {
 	}
 	b.stop(p, node)
 	b.keepSyncLog(name, p)
-	b.nftRestarts(name, c, node, n, probe, 3)
+	restarts, err := strconv.Atoi(env("BENCH_RESTARTS", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.nftRestarts(name, c, node, n, probe, restarts)
 	return c, node
 }
 
