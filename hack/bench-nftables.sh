@@ -6,7 +6,8 @@
 # table and charts go to bench/results/<date>-nftables/. The machine is shared: compare
 # ratios within one run; the load averages are in results.md.
 # Override with BENCH_SCALES, BENCH_CONTENDERS, BENCH_CHANGES, BENCH_COLD_CAP, BENCH_OUT,
-# BENCH_RESTARTS (full syncs measured per contender), BENCH_NFT_50K_CONTENDERS.
+# BENCH_RESTARTS (full syncs measured per contender), BENCH_NFT_FLOORS=0 (no floors),
+# BENCH_NFT_50K_CONTENDERS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SWITCHYARD_TOOLS_BIN="$(hack/build-tools.sh | tail -1)"
