@@ -46,6 +46,10 @@ bench-sync: ## Rule-sync latency vs kube-proxy on the testbed, quick pass at 1k 
 bench-full: ## Rule-sync latency vs kube-proxy at every scale up to 50k services (root, about an hour).
 	hack/bench-full.sh
 
+.PHONY: bench-nftables
+bench-nftables: ## nftables mode vs kube-proxy's nftables mode at 10k and 50k x 10, full sync and floors (root, about an hour; not in CI).
+	hack/bench-nftables.sh
+
 .PHONY: bench-conntrack
 bench-conntrack: ## Stale UDP conntrack cleanup: time and memory at up to 250k entries, before and after (root, a few minutes).
 	hack/bench-conntrack.sh

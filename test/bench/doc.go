@@ -13,4 +13,10 @@
 // returns (or when the proxy process starts) and stops when `iptables -t nat -S
 // CHAIN`, run in the node's namespace, shows the expected jump. The proxies' own
 // kubeproxy_network_programming_duration_seconds is recorded beside it.
+//
+// TestNFTablesBench (nftbench_test.go, hack/bench-nftables.sh, make bench-nftables)
+// does the same for --proxy-mode nftables, kube-proxy's and Switchyard's, with `nft
+// list` in the node's namespace as the probe, and adds a full sync (the proxy
+// restarted on its populated table) and floors of bare `nft -f` on each contender's
+// own ruleset.
 package bench

@@ -27,6 +27,12 @@ type ScaleResult struct {
 	Floors       []Floor      `json:"floors,omitempty"`
 	Contenders   []*Contender `json:"contenders"`
 	LoadAverages []string     `json:"load_averages,omitempty"`
+
+	// NFTLines, NFTChains and NFTBytes size the `nft list table ip kube-proxy` of the
+	// nftables-mode contenders (TestNFTablesBench), by contender name.
+	NFTLines  map[string]int `json:"nft_lines,omitempty"`
+	NFTChains map[string]int `json:"nft_chains,omitempty"`
+	NFTBytes  map[string]int `json:"nft_bytes,omitempty"`
 }
 
 // Floor is a bare iptables measurement at a scale.
@@ -79,6 +85,20 @@ type Contender struct {
 	ColdProc            *ProcStats `json:"cold_proc,omitempty"`
 	Profiles            []string   `json:"profiles,omitempty"`
 	Notes               []string   `json:"notes,omitempty"`
+
+	// ColdFullSyncSeconds is the proxy's own
+	// kubeproxy_sync_full_proxy_rules_duration_seconds{ip_family="IPv4"} of its first
+	// sync at the cold start (TestNFTablesBench).
+	ColdFullSyncSeconds *float64 `json:"cold_full_sync_seconds,omitempty"`
+	// RestartSeconds are full syncs seen from outside (TestNFTablesBench): the proxy
+	// restarted on its populated table, whose first and last benchmark service chains
+	// were flushed while it was down; process start → both programmed again.
+	RestartSeconds []float64 `json:"restart_seconds,omitempty"`
+	// FullSyncSeconds are the same restarts' first syncs as the proxy times them
+	// (kubeproxy_sync_full_proxy_rules_duration_seconds{ip_family="IPv4"}).
+	FullSyncSeconds []float64 `json:"full_sync_seconds,omitempty"`
+	// RestartProc is the last restarted instance's figures once its full sync is done.
+	RestartProc *ProcStats `json:"restart_proc,omitempty"`
 }
 
 // Opt returns a pointer to v, or nil for NaN.

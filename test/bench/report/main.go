@@ -58,11 +58,15 @@ func run(args []string) int {
 		}
 		scales = append(scales, r.Scales...)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(table(runs, scales, commits)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(tables(runs, scales, commits)), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreport: %v\n", err)
 		return 1
 	}
 	if err := latencyVsScale(scales, filepath.Join(dir, "latency-vs-scale.png")); err != nil {
+		fmt.Fprintf(os.Stderr, "benchreport: %v\n", err)
+		return 1
+	}
+	if err := fullSyncVsScale(scales, filepath.Join(dir, "full-sync-vs-scale.png")); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreport: %v\n", err)
 		return 1
 	}
