@@ -35,8 +35,8 @@ var switchyardNFTables = []string{"--proxy-mode", "nftables"}
 // It found, in nft-core 3e6004f, the missing "Drop traffic to unallocated
 // ClusterIPs" rule of cluster-ips-check (the controller leaves
 // nftables.Config.ServiceCIDRs empty; with the testbed's CIDRs filled in,
-// every subtest passed with no known difference), now listed in
-// knownDifferences. mutation-checked: dropping the masquerade mark of
+// every subtest passed), now written since the controller follows the
+// ServiceCIDR objects: the tables are compared whole. mutation-checked: dropping the masquerade mark of
 // external chains for Cluster-policy Services (pkg/nftables/objects.go)
 // fails every table comparison with the five missing "meta mark set meta
 // mark | 0x00004000" rules.
@@ -62,18 +62,18 @@ func TestNFTablesSwitchyard(t *testing.T) {
 		w.cluster.AddSwitchyard(t, node3, testbed.SwitchyardOptions{Kubeconfig: w.cluster.KubeProxyKubeconfig,
 			MinSyncPeriod: time.Second,
 			ExtraArgs:     []string{"--proxy-mode", "nftables", "--hostname-override", w.node1.Name}})
-		compareTablesEventually(ctx, t, false, "kube-proxy on node-1", fixed(asSwitchyardWrites(t, referenceText)),
+		compareTablesEventually(ctx, t, false, "kube-proxy on node-1", fixed(referenceText),
 			"switchyard on node-3 as node-1", tablesOf(ctx, t, node3))
 	})
 
 	t.Run("twin tables follow kube-proxy's through changes", func(t *testing.T) {
 		churn(ctx, t, w, func(step string) {
 			compareTablesEventually(ctx, t, true, step+": kube-proxy on node-1",
-				func() string { return asSwitchyardWrites(t, nftDumps(ctx, t, w.node1)) },
+				func() string { return nftDumps(ctx, t, w.node1) },
 				step+": switchyard on node-3", tablesOf(ctx, t, node3))
 		})
 		compareTablesEventually(ctx, t, true, "before the changes", fixed(referenceText), "after them on node-1", tablesOf(ctx, t, w.node1))
-		compareTablesEventually(ctx, t, true, "before the changes", fixed(asSwitchyardWrites(t, referenceText)),
+		compareTablesEventually(ctx, t, true, "before the changes", fixed(referenceText),
 			"after them on node-3", tablesOf(ctx, t, node3))
 	})
 
@@ -97,7 +97,7 @@ func TestNFTablesSwitchyard(t *testing.T) {
 		// Strict, idle chains included: what kube-proxy flushed and left
 		// (the churned Service's chains) Switchyard deletes at its next
 		// periodic sync (--sync-period 5s here).
-		compareTablesEventually(ctx, t, false, "kube-proxy on node-1", fixed(asSwitchyardWrites(t, referenceText)),
+		compareTablesEventually(ctx, t, false, "kube-proxy on node-1", fixed(referenceText),
 			"switchyard on node-1", tablesOf(ctx, t, w.node1))
 	})
 	t.Run("traffic through switchyard", func(t *testing.T) {

@@ -89,30 +89,3 @@ func compareTables(t *testing.T, ignoreIdle bool, wantName, wantText, gotName, g
 	}
 	t.Errorf("tables differ (canonical form: objects and elements sorted):\n%s", diff)
 }
-
-// knownDifferences are rules of kube-proxy's tables that Switchyard does not
-// write on purpose, each with the reason (docs/nftables.md, "What differs
-// from kube-proxy"). They are taken out of kube-proxy's side only, so a
-// Switchyard that starts writing one fails the comparison until it leaves
-// this list.
-var knownDifferences = []struct{ line, reason string }{}
-
-// asSwitchyardWrites removes the known differences from kube-proxy's
-// tables.
-func asSwitchyardWrites(t *testing.T, kubeProxyText string) string {
-	t.Helper()
-	var kept []string
-	for _, line := range strings.SplitAfter(kubeProxyText, "\n") {
-		known := false
-		for _, d := range knownDifferences {
-			if strings.Contains(line, d.line) {
-				t.Logf("known difference, not compared: %s (%s)", strings.TrimSpace(line), d.reason)
-				known = true
-			}
-		}
-		if !known {
-			kept = append(kept, line)
-		}
-	}
-	return strings.Join(kept, "")
-}
