@@ -141,11 +141,15 @@ type setMember struct {
 // protocols are the protocol names ipset prints and the Proxier writes.
 var protocols = map[string]uint8{"tcp": 6, "udp": 17, "sctp": 132}
 
+// ipsetProtoName is the name ipset prints for a protocol number.
 func ipsetProtoName(p uint8) string {
-	for name, n := range protocols {
-		if n == p {
-			return name
-		}
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 132:
+		return "sctp"
 	}
 	return strconv.Itoa(int(p))
 }

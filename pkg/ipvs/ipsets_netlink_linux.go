@@ -325,13 +325,9 @@ func (s *NetlinkIPSets) Destroy(_ context.Context, set string) error {
 	return nil
 }
 
-// isNoSet reports the kernel's answer for a set that does not exist: ENOENT, or
-// ipset's own IPSET_ERR_NAME... codes are not used for it.
+// isNoSet reports the kernel's answer for a set that does not exist: ENOENT (ipset's
+// private error numbers, which execute turns into nl.IPSetError, start at 4096).
 func isNoSet(err error) bool {
 	var errno syscall.Errno
-	if errors.As(err, &errno) && errno == syscall.ENOENT {
-		return true
-	}
-	var ipsetErr nl.IPSetError
-	return errors.As(err, &ipsetErr) && ipsetErr == nl.IPSetError(syscall.ENOENT)
+	return errors.As(err, &errno) && errno == syscall.ENOENT
 }
