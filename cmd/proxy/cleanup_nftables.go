@@ -23,7 +23,7 @@ func cleanNFTables(ctx context.Context, stdout io.Writer, dryRun bool) error {
 			continue
 		}
 		all, err := nft.(knftables.Interface).ListAll(ctx)
-		if knftables.IsNotFound(err) {
+		if nftables.IsNotFound(err) {
 			fmt.Fprintf(stdout, "# nftables %s: nothing to remove\n", nftFamily)
 			continue
 		}
@@ -42,7 +42,7 @@ func cleanNFTables(ctx context.Context, stdout io.Writer, dryRun bool) error {
 		if err := nftables.Cleanup(ctx, nft); err != nil {
 			return fmt.Errorf("nftables %s: %w", nftFamily, err)
 		}
-		if _, err := nft.List(ctx, "chain"); !knftables.IsNotFound(err) {
+		if _, err := nft.List(ctx, "chain"); !nftables.IsNotFound(err) {
 			return fmt.Errorf("nftables %s: table %s still present after cleanup", nftFamily, nftables.TableName)
 		}
 	}

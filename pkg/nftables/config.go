@@ -54,8 +54,11 @@ func (c *Config) ipX() string {
 }
 
 // addrType is the nftables type of an address of the family.
-func (c *Config) addrType() string {
-	if c.Family == v1.IPv6Protocol {
+func (c *Config) addrType() string { return addrTypeOf(c.Family) }
+
+// addrTypeOf is the nftables type of an address of an IP family.
+func addrTypeOf(family v1.IPFamily) string {
+	if family == v1.IPv6Protocol {
 		return "ipv6_addr"
 	}
 	return "ipv4_addr"

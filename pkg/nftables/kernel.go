@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	v1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/knftables"
 )
 
@@ -31,26 +30,16 @@ var (
 	_ Kernel = &knftables.Fake{}
 )
 
-// Open returns the real nftables of one family's kube-proxy table, through the nft
-// binary (kube-proxy's requirement: nft 1.0.1 or later).
-func Open(family v1.IPFamily) (Kernel, error) {
-	nft, err := knftables.New(FamilyOf(family), TableName)
-	if err != nil {
-		return nil, fmt.Errorf("nftables %s: %w", FamilyOf(family), err)
-	}
-	return nft, nil
-}
-
 // readKernel lists what a full render needs: the table's chains and sets, and the
 // elements of the shared sets and maps. A table that does not exist yet is empty; a
 // container that cannot be listed is left out, and the render flushes it.
 func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
 	var st KernelState
 	var err error
-	if st.Chains, err = nft.List(ctx, "chain"); err != nil && !knftables.IsNotFound(err) {
+	if st.Chains, err = nft.List(ctx, "chain"); err != nil && !IsNotFound(err) {
 		return st, fmt.Errorf("listing chains: %w", err)
 	}
-	if st.Sets, err = nft.List(ctx, "set"); err != nil && !knftables.IsNotFound(err) {
+	if st.Sets, err = nft.List(ctx, "set"); err != nil && !IsNotFound(err) {
 		return st, fmt.Errorf("listing sets: %w", err)
 	}
 	st.Elements = map[string]map[string]string{}
@@ -60,7 +49,7 @@ func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
 			kind = "set"
 		}
 		elems, err := nft.ListElements(ctx, kind, c)
-		if err != nil && !knftables.IsNotFound(err) {
+		if err != nil && !IsNotFound(err) {
 			continue // flushed and refilled by the render, as kube-proxy does
 		}
 		m := make(map[string]string, len(elems))
@@ -77,7 +66,7 @@ func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
 // firewall reload) or flushed (`nft flush table`), and everything must be rewritten.
 func tablePresent(ctx context.Context, nft Kernel) (bool, error) {
 	rules, err := nft.ListRules(ctx, chainNATPrerouting)
-	if knftables.IsNotFound(err) {
+	if IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -91,7 +80,7 @@ func tablePresent(ctx context.Context, nft Kernel) (bool, error) {
 func Cleanup(ctx context.Context, nft Kernel) error {
 	tx := nft.NewTransaction()
 	tx.Delete(&knftables.Table{})
-	if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+	if err := nft.Run(ctx, tx); err != nil && !IsNotFound(err) {
 		return fmt.Errorf("deleting table %s: %w", TableName, err)
 	}
 	return nil

@@ -87,11 +87,11 @@ func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool)
 		ensure(name)
 	}
 
-	tx.Add(&knftables.Set{Name: setHairpinConnections, Type: addr + " . " + addr + " . inet_proto . inet_service", Comment: ptr.To("service hairpin connections")})
+	tx.Add(&knftables.Set{Name: setHairpinConnections, Type: setType(addr, setHairpinConnections), Comment: ptr.To("service hairpin connections")})
 	tx.Add(&knftables.Rule{Chain: chainMasquerading, Rule: "mark and " + cfg.mark() + " != 0 mark set mark xor " + cfg.mark() + " masquerade fully-random"})
 	tx.Add(&knftables.Rule{Chain: chainMasquerading, Rule: "ct status dnat " + ipX + " saddr . " + ipX + " daddr . meta l4proto . th dport @" + setHairpinConnections + " masquerade fully-random"})
 
-	tx.Add(&knftables.Set{Name: setClusterIPs, Type: addr, Comment: ptr.To("Active ClusterIPs")})
+	tx.Add(&knftables.Set{Name: setClusterIPs, Type: setType(addr, setClusterIPs), Comment: ptr.To("Active ClusterIPs")})
 	tx.Add(&knftables.Rule{Chain: chainClusterIPsCheck, Rule: ipX + " daddr @" + setClusterIPs + " reject", Comment: ptr.To("Reject traffic to invalid ports of ClusterIPs")})
 	if len(cfg.ServiceCIDRs) > 0 {
 		cidrs := make([]string, len(cfg.ServiceCIDRs))
@@ -103,7 +103,7 @@ func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool)
 
 	writeNodePortIPs(tx, cfg)
 	writeNoEndpoints(tx, cfg, ensure)
-	tx.Add(&knftables.Map{Name: mapFirewallIPs, Type: addr + " . inet_proto . inet_service : verdict", Comment: ptr.To("destinations that are subject to LoadBalancerSourceRanges")})
+	tx.Add(&knftables.Map{Name: mapFirewallIPs, Type: vmapType(addr, mapFirewallIPs), Comment: ptr.To("destinations that are subject to LoadBalancerSourceRanges")})
 	ensure(chainFirewallCheck)
 	tx.Add(&knftables.Rule{Chain: chainFirewallCheck, Rule: ipX + " daddr . meta l4proto . th dport vmap @" + mapFirewallIPs})
 	writeDispatch(tx, cfg)
@@ -149,8 +149,8 @@ func nodePortMatch(cfg *Config, withFib bool) string {
 // them enabled ends up with the same table.
 func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string)) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
-	tx.Add(&knftables.Map{Name: mapNoEndpointServices, Type: addr + " . inet_proto . inet_service : verdict", Comment: ptr.To("vmap to drop or reject packets to services with no endpoints")})
-	tx.Add(&knftables.Map{Name: mapNoEndpointNodePorts, Type: "inet_proto . inet_service : verdict", Comment: ptr.To("vmap to drop or reject packets to service nodeports with no endpoints")})
+	tx.Add(&knftables.Map{Name: mapNoEndpointServices, Type: vmapType(addr, mapNoEndpointServices), Comment: ptr.To("vmap to drop or reject packets to services with no endpoints")})
+	tx.Add(&knftables.Map{Name: mapNoEndpointNodePorts, Type: vmapType(addr, mapNoEndpointNodePorts), Comment: ptr.To("vmap to drop or reject packets to service nodeports with no endpoints")})
 	tx.Add(&knftables.Chain{Name: chainReject, Comment: ptr.To("helper for @no-endpoint-services / @no-endpoint-nodeports")})
 	tx.Flush(&knftables.Chain{Name: chainReject})
 	tx.Add(&knftables.Rule{Chain: chainReject, Rule: "reject"})
@@ -174,8 +174,8 @@ func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string
 // (or all of it with --masquerade-all), then the two map lookups.
 func writeDispatch(tx *knftables.Transaction, cfg *Config) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
-	tx.Add(&knftables.Map{Name: mapServiceIPs, Type: addr + " . inet_proto . inet_service : verdict", Comment: ptr.To("ClusterIP, ExternalIP and LoadBalancer IP traffic")})
-	tx.Add(&knftables.Map{Name: mapServiceNodePorts, Type: "inet_proto . inet_service : verdict", Comment: ptr.To("NodePort traffic")})
+	tx.Add(&knftables.Map{Name: mapServiceIPs, Type: vmapType(addr, mapServiceIPs), Comment: ptr.To("ClusterIP, ExternalIP and LoadBalancer IP traffic")})
+	tx.Add(&knftables.Map{Name: mapServiceNodePorts, Type: vmapType(addr, mapServiceNodePorts), Comment: ptr.To("NodePort traffic")})
 	switch {
 	case cfg.MasqueradeAll:
 		tx.Add(&knftables.Rule{Chain: ChainServices, Rule: ipX + " daddr @" + setClusterIPs + " " + cfg.masqueradeRule(), Comment: ptr.To("masquerade all clusterIP traffic")})

@@ -253,9 +253,20 @@ func TestProxierInTheKernel(t *testing.T) {
 
 func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 	ctx := context.Background()
-	nft, err := knftables.New(cfg.NFTFamily(), nftables.TableName)
+	viaNFT, err := knftables.New(cfg.NFTFamily(), nftables.TableName)
 	if err != nil {
 		t.Fatalf("knftables in %s: %v", ns, err)
+	}
+	nsFile, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsFile.Close()
+	// The Proxier's Kernel is the daemon's: writes through nft (the PATH wrapper),
+	// reads over netlink in the namespace.
+	nft, err := nftables.OpenIn(f.family, nsFile)
+	if err != nil {
+		t.Fatalf("nftables in %s: %v", ns, err)
 	}
 	clock := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
@@ -270,12 +281,13 @@ func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 	if err != nil || !res.Full {
 		t.Fatalf("first sync: full %v, %v\n%s", res.Full, err, res.Transaction)
 	}
-	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, nft)); diff != "" {
+	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, viaNFT)); diff != "" {
 		t.Errorf("mirror differs from the kernel's elements (-mirror +kernel):\n%s", diff)
 	}
 	if ok, err := p.CheckKernel(ctx); !ok || err != nil {
 		t.Fatalf("canary after the first sync: %v, %v", ok, err)
 	}
+	sameReads(t, nft, viaNFT)
 
 	// One endpoint more: the partial transaction touches that service only.
 	w.slice("cluster", v1.ProtocolTCP, 1, -2, 3, 16)
@@ -288,7 +300,7 @@ func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 			t.Errorf("partial sync for one endpoint writes %q", line)
 		}
 	}
-	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, nft)); diff != "" {
+	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, viaNFT)); diff != "" {
 		t.Errorf("mirror differs from the kernel after the partial sync (-mirror +kernel):\n%s", diff)
 	}
 
@@ -312,7 +324,7 @@ func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 	if _, err := p.SyncDetailed(ctx, w.tracker.Snapshot()); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, nft)); diff != "" {
+	if diff := cmp.Diff(p.AppliedElements(), elementsIn(t, viaNFT)); diff != "" {
 		t.Errorf("mirror differs from the kernel after a removal (-mirror +kernel):\n%s", diff)
 	}
 	stale := p.StaleChains()
@@ -364,8 +376,13 @@ func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 	if err := nftables.Cleanup(ctx, nft); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nft.List(ctx, "chain"); !knftables.IsNotFound(err) {
-		t.Errorf("table still there after cleanup: %v", err)
+	for _, k := range []nftables.Kernel{nft, viaNFT} {
+		if _, err := k.List(ctx, "chain"); !nftables.IsNotFound(err) {
+			t.Errorf("table still there after cleanup: %v", err)
+		}
+		if _, err := k.ListElements(ctx, "map", "service-ips"); !nftables.IsNotFound(err) {
+			t.Errorf("service-ips still there after cleanup: %v", err)
+		}
 	}
 }
 
