@@ -303,7 +303,7 @@ func testGuestNodeDeleted(t *testing.T, d *daemon) {
 // and the daemon knew of nothing pending.
 // mutation-checked: an UpdateFunc that ignores updates (pkg/controller
 // trackerHandler, `UpdateFunc: func(_, obj any) {}`) fails "web rr over pod-a after
-// the 410": the relist delivers the changed slice as an update.
+// the 410" (web stays on pod-b): the relist delivers the changed slice as an update.
 func testGuestWatchExpired(t *testing.T, d *daemon) {
 	onPodB := expectReal(webClusterIP, webPort, "rr", pods["pod-b"]+":8080")
 	if err := onPodB(); err != nil {
@@ -344,8 +344,9 @@ func testGuestWatchExpired(t *testing.T, d *daemon) {
 // over pod-b; then the InternalIP changes back and the node port follows. /healthz
 // is 200 throughout.
 // mutation-checked: a nodeHandler that never rebuilds (pkg/controller, `same :=
-// facts.Equal(current)` -> `same := true`) fails "web's node port on the new
-// address".
+// facts.Equal(current)` -> `same := true`) fails "web's node port on 10.0.2.16" (the
+// virtual server stays on 10.0.2.15:30080). So did the code before pkg/ipvs owned a
+// node port's virtual server on any address: the rebuilt proxier left the old one.
 func testGuestNodeAddress(t *testing.T, d *daemon) {
 	sh(t, "ip", "addr", "add", guestIP2+"/24", "dev", "eth0")
 	defer func() { _ = exec.Command("ip", "addr", "del", guestIP2+"/24", "dev", "eth0").Run() }()
