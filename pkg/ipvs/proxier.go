@@ -215,15 +215,17 @@ func (o *ownership) owns(k Key) bool {
 	if _, ok := o.desired[k]; ok {
 		return true
 	}
-	if slices.Contains(o.cfg.nodePortIPs(), k.Addr) || slices.Contains(o.cfg.NodeIPs, k.Addr) {
-		members := o.nodePorts[k.Protocol]
-		port := strconv.Itoa(int(k.Port))
-		if k.Protocol == v1.ProtocolSCTP {
-			return members[k.Addr.String()+",sctp:"+port]
-		}
-		return members[port]
+	members := o.nodePorts[k.Protocol]
+	port := strconv.Itoa(int(k.Port))
+	if k.Protocol == v1.ProtocolSCTP {
+		// The SCTP node-port set names each address (hash:ip,port), the old ones too.
+		return members[k.Addr.String()+",sctp:"+port]
 	}
-	return false
+	// A TCP or UDP node port is Switchyard's on whatever address: the sets name the
+	// port only, and the node's addresses change (a re-IP: the virtual server on the
+	// old address must go, as kube-proxy's IPVS mode deletes every virtual server it
+	// does not want). A virtual server on another port is still left alone.
+	return members[port]
 }
 
 // readOwnership reads what the kernel says about ownership: kube-ipvs0's addresses and

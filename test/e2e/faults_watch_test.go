@@ -6,7 +6,7 @@ package e2e
 // error event. The change must reach the kernel through the relist. TestFaults'
 // apiserver outage may also produce 410s, but only by timing (docs/reliability.md);
 // this one is certain. The fixture is TestFaults' (faults_test.go), with the daemon
-// talking to the apiserver through watchProxy (watchproxy_test.go).
+// talking to the apiserver through testbed.WatchProxy.
 
 import (
 	"context"
@@ -29,18 +29,29 @@ import (
 // relist brings the change in: the kernel equals a full render, traffic goes to the
 // new endpoint, /healthz stays 200 (the kernel can be programmed throughout), and
 // the relist is seen both at the proxy and in the daemon's log. iptables mode with
-// iptables-nft only: the watch and relist are the informers' and do not depend on
-// the backend.
+// both backends, side by side as in TestFaults: the watch and relist are the
+// informers', but what the relist's full sync writes is the backend's.
 // mutation-checked: an UpdateFunc that ignores updates (pkg/controller
 // trackerHandler, `UpdateFunc: func(_, obj any) {}`) fails the convergence wait after
 // the relist (dry-run --diff still wants web's KUBE-SEP- chain for f2): the relist
-// delivers the changed slice as an update.
+// delivers the changed slice as an update. Checked again with both backends: both
+// subtests fail there.
 func TestFaultsWatchExpired(t *testing.T) {
 	testbed.Require(t)
+	for _, backend := range []string{"nft", "legacy"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testFaultsWatchExpired(t, backend)
+		})
+	}
+}
+
+// testFaultsWatchExpired is TestFaultsWatchExpired with one iptables backend.
+func testFaultsWatchExpired(t *testing.T, backend string) {
 	ctx := t.Context()
-	s := &faultSuite{backend: "nft"}
+	s := &faultSuite{backend: backend}
 	s.cluster = testbed.StartControlPlane(t, testbed.WithIPTablesBackend(s.backend))
-	proxy := startWatchProxy(t, s.cluster, "endpointslices")
+	proxy := testbed.StartWatchProxy(t, s.cluster, "endpointslices")
 	s.node = s.cluster.AddNode(t, "node-1", map[string]string{v1.LabelTopologyZone: "zone-a"})
 	s.f1, s.f2 = s.cluster.AddPod(t, s.node, "f1"), s.cluster.AddPod(t, s.node, "f2")
 	web, err := s.cluster.CreateService(ctx, makeService("web", func(svc *v1.Service) {
@@ -56,7 +67,7 @@ func TestFaultsWatchExpired(t *testing.T) {
 	}
 	s.sy = s.cluster.AddSwitchyard(t, s.node, testbed.SwitchyardOptions{
 		AsKubeProxy: true,
-		Kubeconfig:  proxy.Kubeconfig,
+		Kubeconfig:  proxy.Kubeconfig(t, s.cluster.AdminKubeconfig, testbed.APIServerIP),
 		// -v=4 logs client-go's "Watch closed" for a watch ended by 410 Gone.
 		ExtraArgs: []string{"--healthz-timeout=" + faultHealthTimeout.String(), "--v=4"},
 	})
@@ -94,7 +105,7 @@ func TestFaultsWatchExpired(t *testing.T) {
 
 	proxy.Expire()
 	expired := time.Now()
-	var relist listRequest
+	var relist testbed.ListRequest
 	for {
 		if lists := proxy.ListsSince(expired); len(lists) > 0 {
 			relist = lists[0]
@@ -105,7 +116,7 @@ func TestFaultsWatchExpired(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	relisted := relist.at.Sub(expired)
+	relisted := relist.At.Sub(expired)
 	converged, err := s.waitConverged(ctx, t)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +141,7 @@ func TestFaultsWatchExpired(t *testing.T) {
 	}
 	t.Logf("the daemon's log: %s", closed)
 	s.figure(t, "EndpointSlice watch cut (%d MODIFIED events withheld), then ended with 410 Gone: relist (%s, %s) %s after the 410; the withheld change converged %s after the 410; /healthz 200 throughout (%d polls)",
-		proxy.Withheld(watch.Modified), relist.kind, relist.userAgent, relisted.Round(time.Millisecond), converged.Round(time.Millisecond), health.polls)
+		proxy.Withheld(watch.Modified), relist.Kind, relist.UserAgent, relisted.Round(time.Millisecond), converged.Round(time.Millisecond), health.polls)
 }
 
 // healthWatch polls /healthz every 100 ms until stopped, recording each answer that

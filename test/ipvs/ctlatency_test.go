@@ -71,7 +71,7 @@ func TestConntrackLatencyInVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	config := writeGuestConfig(t, c, work)
-	kubeconfig := writeGuestKubeconfig(t, c, work)
+	kubeconfig := writeGuestKubeconfig(t, c, work, testbed.APIServerPort)
 	b := <-builds
 	if b.err != nil {
 		t.Fatal(b.err)

@@ -13,6 +13,9 @@ const (
 	// guestIP is the guest's eth0 address on QEMU's user-mode network: the Node's
 	// InternalIP, the config's bindAddress, and where /healthz listens.
 	guestIP = "10.0.2.15"
+	// guestIP2 is the second address the node-address fault adds to eth0 and makes
+	// the Node's InternalIP for a while.
+	guestIP2 = "10.0.2.16"
 	// daemonHealthz is healthzBindAddress in the config file (kube-proxy's port).
 	daemonHealthz = guestIP + ":10256"
 	// guestBinDir holds the static switchyard binary and the kube-proxy link to it.
@@ -29,6 +32,9 @@ const (
 	// the pods' 8080); the pods are those of topology() in guest_test.go.
 	webClusterIP = "10.96.100.10"
 	webPort      = 80
+	// webNodePort is web's node port: a virtual server on each address of the Node
+	// object (nodePortAddresses is unset), which the node-address fault moves.
+	webNodePort = 30080
 	// kubernetesClusterIP is the default/kubernetes Service (the first address of the
 	// apiserver's service range); its endpoint is the apiserver's advertise address.
 	kubernetesClusterIP = "10.96.0.1"
@@ -51,10 +57,15 @@ const (
 	stepFaultNodeDeleted     = "fault-node-deleted"     // the Node object deleted
 	stepFaultNodeCreated     = "fault-node-created"     // the Node object created again, with its status
 	stepFaultAPIServerOutage = "fault-apiserver-outage" // kube-apiserver stopped for 5 s, started, then web: pod-a and pod-b
+	stepFaultWatchCut        = "fault-watch-cut"        // the proxy withholds the EndpointSlice watch's events; web: pod-a
+	stepFaultWatchExpired    = "fault-watch-expired"    // the proxy ends that watch with 410 Gone
+	stepFaultNodeAddress     = "fault-node-address"     // the Node's InternalIP: guestIP2, then web: pod-b
+	stepFaultNodeAddressBack = "fault-node-address-old" // the Node's InternalIP: guestIP again
 )
 
 // daemonSteps are the steps in the order the guest announces them.
 var daemonSteps = []string{
-	stepFaultEndpointsA, stepFaultEndpointsAC, stepFaultEndpointsB, stepFaultNodeDeleted, stepFaultNodeCreated, stepFaultAPIServerOutage,
+	stepFaultEndpointsA, stepFaultEndpointsAC, stepFaultEndpointsB, stepFaultNodeDeleted, stepFaultNodeCreated,
+	stepFaultWatchCut, stepFaultWatchExpired, stepFaultNodeAddress, stepFaultNodeAddressBack, stepFaultAPIServerOutage,
 	stepEndpointsBC, stepEndpointsNone, stepDeleteService,
 }

@@ -71,8 +71,11 @@ func TestDaemonInVM(t *testing.T) {
 	publishWeb(t, c, "pod-a", "pod-b")
 	t.Logf("control plane, RBAC, Node, Service and EndpointSlice ready in %v", time.Since(start).Round(10*time.Millisecond))
 
+	// The daemon reaches kube-apiserver through the watch proxy (test/testbed), which
+	// passes everything through until the 410 fault steps tell it otherwise.
+	proxy := testbed.StartWatchProxy(t, c, "endpointslices")
 	config := writeGuestConfig(t, c, work)
-	kubeconfig := writeGuestKubeconfig(t, c, work)
+	kubeconfig := writeGuestKubeconfig(t, c, work, proxy.Port)
 	b := <-builds
 	if b.err != nil {
 		t.Fatal(b.err)
@@ -85,7 +88,7 @@ func TestDaemonInVM(t *testing.T) {
 		stepEndpointsNone: func(ctx context.Context) error { return publishWebErr(ctx, c /* none */) },
 		stepDeleteService: func(ctx context.Context) error { return deleteWeb(ctx, c, web) },
 	}
-	maps.Copy(actions, faultActions(t, c))
+	maps.Copy(actions, faultActions(t, c, proxy))
 	console := newStepWatcher(t)
 	var done []string
 	var stepErrs []error
@@ -258,15 +261,18 @@ func createVMNodeErr(ctx context.Context, c *testbed.Cluster) error {
 	return nil
 }
 
-// createWeb creates Service default/web at webClusterIP, TCP 80 to the pods' 8080.
+// createWeb creates Service default/web at webClusterIP, TCP 80 to the pods' 8080,
+// of type NodePort at webNodePort (the node-address fault moves that virtual server).
 func createWeb(t *testing.T, c *testbed.Cluster) *v1.Service {
 	t.Helper()
 	svc, err := c.CreateService(t.Context(), &v1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: metav1.NamespaceDefault},
 		Spec: v1.ServiceSpec{
+			Type:       v1.ServiceTypeNodePort,
 			ClusterIP:  webClusterIP,
 			IPFamilies: []v1.IPFamily{v1.IPv4Protocol},
-			Ports:      []v1.ServicePort{{Name: "http", Protocol: v1.ProtocolTCP, Port: webPort, TargetPort: intstr.FromInt32(8080)}},
+			Ports: []v1.ServicePort{{Name: "http", Protocol: v1.ProtocolTCP, Port: webPort, TargetPort: intstr.FromInt32(8080),
+				NodePort: webNodePort}},
 		},
 	})
 	if err != nil {
@@ -361,15 +367,16 @@ func writeGuestConfig(t *testing.T, c *testbed.Cluster, work string) string {
 
 // writeGuestKubeconfig copies the restricted kubeconfig with the server the guest
 // reaches: 10.0.2.2, which QEMU maps to the control plane namespace's loopback, where
-// kube-apiserver listens too (it binds 0.0.0.0).
-func writeGuestKubeconfig(t *testing.T, c *testbed.Cluster, work string) string {
+// kube-apiserver listens too (it binds 0.0.0.0), and port: testbed.APIServerPort, or a
+// testbed.WatchProxy's.
+func writeGuestKubeconfig(t *testing.T, c *testbed.Cluster, work string, port int) string {
 	t.Helper()
 	config, err := clientcmd.LoadFromFile(c.RestrictedKubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, cluster := range config.Clusters {
-		cluster.Server = fmt.Sprintf("https://10.0.2.2:%d", testbed.APIServerPort)
+		cluster.Server = fmt.Sprintf("https://10.0.2.2:%d", port)
 	}
 	path := filepath.Join(work, "kubeconfig")
 	if err := clientcmd.WriteToFile(*config, path); err != nil {

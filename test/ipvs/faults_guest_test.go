@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // guestWrappers is the directory first in the daemon's PATH (startDaemon): wrappers of
@@ -130,17 +132,19 @@ func unhealthy() error {
 	return nil
 }
 
-// testGuestFaults injects issue 11's faults into the IPVS-mode daemon. Each one
-// starts and ends with web's real servers pod-a and pod-b, and checks that the kernel
-// converges to a full render (dry-run --diff exit 0), the change made during the fault
-// is programmed, and /healthz is 503 while the kernel cannot be programmed and 200
-// afterwards. It returns the daemon running at the end (the SIGKILL case restarts it).
+// testGuestFaults injects issue 11's faults into the IPVS-mode daemon, in order (each
+// starts where the previous one left web's real servers; the first starts, and the
+// last ends, with pod-a and pod-b), and checks that the kernel converges to a full
+// render (dry-run --diff exit 0), the change made during the fault is programmed, and
+// /healthz is 503 while the kernel cannot be programmed and 200 afterwards. It returns the daemon running at the end (the SIGKILL case restarts it).
 func testGuestFaults(t *testing.T, d *daemon) *daemon {
 	t.Run("iptables-restore fails", func(t *testing.T) { testGuestRestoreFails(t, d) })
 	t.Run("no ipset process", func(t *testing.T) { testGuestNoIPSetProcess(t, d) })
 	parent := t
 	t.Run("SIGKILL at the companion iptables-restore of a full sync", func(t *testing.T) { d = testGuestKilledMidSync(t, parent, d) })
 	t.Run("Node deleted and re-created", func(t *testing.T) { testGuestNodeDeleted(t, d) })
+	t.Run("a live watch ends with 410 Gone", func(t *testing.T) { testGuestWatchExpired(t, d) })
+	t.Run("the node's address changes", func(t *testing.T) { testGuestNodeAddress(t, d) })
 	t.Run("apiserver outage", func(t *testing.T) { testGuestAPIServerDown(t, d) })
 	return d
 }
@@ -286,6 +290,125 @@ func testGuestNodeDeleted(t *testing.T, d *daemon) {
 	green := eventually(t, d, 60*time.Second, "/healthz 200 with the Node re-created", healthz)
 	converged(t, d, 60*time.Second, "converged with the Node re-created")
 	t.Logf("FIGURE ipvs: Node deleted: /healthz 503 within %v; re-created: 200 within %v", red.Round(10*time.Millisecond), green.Round(10*time.Millisecond))
+}
+
+// testGuestWatchExpired: the host's watch proxy, between the daemon and
+// kube-apiserver, stops relaying the daemon's EndpointSlice watch and web moves from
+// pod-b (where the SIGKILL case left it) to pod-a (the apiserver's MODIFIED event is
+// read and withheld); dry-run --diff, which lists
+// through the same proxy, sees the change, the daemon does not. Then the proxy ends
+// the watch with the apiserver's 410 Gone ("too old resource version"); the host
+// checks that the daemon relists (a streaming list), and the guest that the withheld
+// change is programmed. /healthz is 200 throughout: the kernel could be programmed,
+// and the daemon knew of nothing pending.
+// mutation-checked: an UpdateFunc that ignores updates (pkg/controller
+// trackerHandler, `UpdateFunc: func(_, obj any) {}`) fails "web rr over pod-a after
+// the 410" (web stays on pod-b): the relist delivers the changed slice as an update.
+func testGuestWatchExpired(t *testing.T, d *daemon) {
+	onPodB := expectReal(webClusterIP, webPort, "rr", pods["pod-b"]+":8080")
+	if err := onPodB(); err != nil {
+		t.Fatalf("before the fault: %v", err)
+	}
+	health := pollHealthz()
+	announce(t, stepFaultWatchCut)
+	eventually(t, d, 60*time.Second, "the withheld change seen by dry-run --diff", func() error {
+		code, out := dryRunDiff(t)
+		if code != 1 || !strings.Contains(out, pods["pod-a"]+":8080") {
+			return fmt.Errorf("dry-run --diff exit %d, want 1 naming pod-a's real server:\n%s", code, out)
+		}
+		return nil
+	})
+	// Had the daemon seen the change, a partial sync would have applied it by now.
+	time.Sleep(2 * time.Second)
+	if err := onPodB(); err != nil {
+		t.Fatalf("with its watch silent, the daemon changed the IPVS table: %v", err)
+	}
+	announce(t, stepFaultWatchExpired)
+	took := eventually(t, d, 60*time.Second, "web rr over pod-a after the 410", expectReal(webClusterIP, webPort, "rr", pods["pod-a"]+":8080"))
+	converged(t, d, 60*time.Second, "converged after the relist")
+	if got := countPods(t, 2, "", fmt.Sprintf("%s:%d", webClusterIP, webPort)); !cmp.Equal(got, map[string]int{"pod-a": 2}) {
+		t.Errorf("2 connections to web after the relist: %v, want both on pod-a", got)
+	}
+	polls, reds := health.stop()
+	if len(reds) > 0 {
+		t.Errorf("/healthz not 200 at %d of %d polls; first: %s", len(reds), polls, reds[0])
+	}
+	t.Logf("FIGURE ipvs: EndpointSlice watch cut, web changed, then the watch ended with 410 Gone: the withheld change applied %v after the guest asked for the 410; /healthz 200 at all %d polls",
+		took.Round(10*time.Millisecond), polls)
+}
+
+// testGuestNodeAddress: the node's address changes: guestIP2 is added to eth0, the
+// host makes it the Node's InternalIP and at once moves web from pod-a to pod-b. The
+// daemon rebuilds its configuration for the new address: web's node port moves to
+// guestIP2 (nodePortAddresses is unset, so node ports follow the Node's addresses),
+// over pod-b; then the InternalIP changes back and the node port follows. /healthz
+// is 200 throughout.
+// mutation-checked: a nodeHandler that never rebuilds (pkg/controller, `same :=
+// facts.Equal(current)` -> `same := true`) fails "web's node port on 10.0.2.16" (the
+// virtual server stays on 10.0.2.15:30080). So did the code before pkg/ipvs owned a
+// node port's virtual server on any address: the rebuilt proxier left the old one.
+func testGuestNodeAddress(t *testing.T, d *daemon) {
+	sh(t, "ip", "addr", "add", guestIP2+"/24", "dev", "eth0")
+	defer func() { _ = exec.Command("ip", "addr", "del", guestIP2+"/24", "dev", "eth0").Run() }()
+	health := pollHealthz()
+	var took []time.Duration
+	for _, step := range []struct{ name, ip, old string }{
+		{stepFaultNodeAddress, guestIP2, guestIP},
+		{stepFaultNodeAddressBack, guestIP, guestIP2},
+	} {
+		announce(t, step.name)
+		took = append(took, eventually(t, d, 60*time.Second, "web's node port on "+step.ip+", over pod-b", func() error {
+			if _, found, err := readVirtualServer(step.old, webNodePort); err != nil || found {
+				return fmt.Errorf("a virtual server is still on %s:%d (%v)", step.old, webNodePort, err)
+			}
+			return expectReal(step.ip, webNodePort, "rr", pods["pod-b"]+":8080")()
+		}))
+		converged(t, d, 60*time.Second, "converged with the Node's InternalIP "+step.ip)
+		if got := countPods(t, 2, "", fmt.Sprintf("%s:%d", step.ip, webNodePort)); !cmp.Equal(got, map[string]int{"pod-b": 2}) {
+			t.Errorf("2 connections to web's node port on %s: %v, want both on pod-b", step.ip, got)
+		}
+	}
+	polls, reds := health.stop()
+	if len(reds) > 0 {
+		t.Errorf("/healthz not 200 at %d of %d polls; first: %s", len(reds), polls, reds[0])
+	}
+	t.Logf("FIGURE ipvs: the Node's InternalIP changed to another address of the node (and web changed with it): node port moved in %v; changed back: moved back in %v; /healthz 200 at all %d polls",
+		took[0].Round(10*time.Millisecond), took[1].Round(10*time.Millisecond), polls)
+}
+
+// healthPoll polls /healthz every 250 ms until stopped, recording each answer that is
+// not 200.
+type healthPoll struct {
+	stopped chan struct{}
+	done    chan struct{}
+	polls   int
+	reds    []string
+}
+
+func pollHealthz() *healthPoll {
+	h := &healthPoll{stopped: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for {
+			h.polls++
+			if err := healthz(); err != nil {
+				h.reds = append(h.reds, time.Now().Format(time.TimeOnly)+": "+err.Error())
+			}
+			select {
+			case <-h.stopped:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return h
+}
+
+// stop ends the polling and returns the count of polls and the answers not 200.
+func (h *healthPoll) stop() (int, []string) {
+	close(h.stopped)
+	<-h.done
+	return h.polls, h.reds
 }
 
 // testGuestAPIServerDown: the host stops kube-apiserver for 5 s, starts it again and

@@ -1,8 +1,9 @@
-package e2e
+package testbed
 
-// watchProxy: a TLS reverse proxy in front of the testbed's kube-apiserver that can end
-// a live watch stream with 410 Gone while the apiserver stays up, for
-// TestFaultsWatchExpired (faults_watch_test.go).
+// WatchProxy: a TLS reverse proxy in front of the testbed's kube-apiserver that can end
+// a live watch stream with 410 Gone while the apiserver stays up, for issue 11's
+// "a watch ends with 410 Gone and relists" (test/e2e TestFaultsWatchExpired, and
+// test/ipvs TestDaemonInVM, whose guest reaches it through QEMU's user network).
 
 import (
 	"context"
@@ -18,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,12 +34,11 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	restclientwatch "k8s.io/client-go/rest/watch"
 	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/switchyard-io/switchyard/test/testbed"
 )
 
-// watchProxy listens in the control plane namespace (so every node reaches it, as it
-// reaches the apiserver) and passes every request through to kube-apiserver. Watches
+// WatchProxy listens on every address of the control plane namespace (so every node
+// reaches it, as it reaches the apiserver, and so does a QEMU guest started in that
+// namespace, at 10.0.2.2, its user network's alias of the loopback) and passes every request through to kube-apiserver. Watches
 // of one resource are relayed frame by frame, in whatever encoding the client asked
 // for (protobuf for Switchyard, as kube-proxy), so the test can do to them what an
 // apiserver whose watch cache has moved past the client does: cut stops relaying the
@@ -47,12 +48,12 @@ import (
 // relist; the proxy records every list of the resource (a LIST, or a WATCH with
 // sendInitialEvents=true, the streaming list client-go uses since 1.35), so the test
 // sees that it did.
-type watchProxy struct {
+type WatchProxy struct {
 	// resource is the resource whose watches are relayed frame by frame
 	// ("endpointslices").
 	resource string
-	// Kubeconfig is AdminKubeconfig with the server set to the proxy.
-	Kubeconfig string
+	// Port is the proxy's TCP port.
+	Port int
 
 	server    *httptest.Server
 	upstream  *url.URL
@@ -61,16 +62,16 @@ type watchProxy struct {
 
 	mu       sync.Mutex
 	streams  map[*relayedWatch]struct{}
-	lists    []listRequest
+	lists    []ListRequest
 	withheld map[watch.EventType]int
 }
 
-// listRequest is one list of the resource that reached the proxy.
-type listRequest struct {
-	at time.Time
-	// kind is "LIST" or "WATCH-LIST" (sendInitialEvents=true).
-	kind      string
-	userAgent string
+// ListRequest is one list of the resource that reached the proxy.
+type ListRequest struct {
+	At time.Time
+	// Kind is "LIST" or "WATCH-LIST" (sendInitialEvents=true).
+	Kind      string
+	UserAgent string
 }
 
 // relayedWatch is one watch of the resource being relayed.
@@ -81,9 +82,9 @@ type relayedWatch struct {
 	expireOnce      sync.Once
 }
 
-// startWatchProxy starts the proxy for resource in front of c's apiserver and writes
-// its kubeconfig; t.Cleanup stops it.
-func startWatchProxy(t *testing.T, c *testbed.Cluster, resource string) *watchProxy {
+// StartWatchProxy starts the proxy for resource in front of c's apiserver; t.Cleanup
+// stops it.
+func StartWatchProxy(t *testing.T, c *Cluster, resource string) *WatchProxy {
 	t.Helper()
 	config, err := c.RESTConfig(c.AdminKubeconfig)
 	if err != nil {
@@ -93,7 +94,7 @@ func startWatchProxy(t *testing.T, c *testbed.Cluster, resource string) *watchPr
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &watchProxy{
+	p := &WatchProxy{
 		resource: resource,
 		upstream: upstream,
 		// The apiserver's serving certificate is self-signed (testbed kubeconfigs skip
@@ -109,8 +110,8 @@ func startWatchProxy(t *testing.T, c *testbed.Cluster, resource string) *watchPr
 	p.reverse = httputil.NewSingleHostReverseProxy(upstream)
 	p.reverse.Transport = p.transport
 	p.reverse.FlushInterval = -1 // the other watches stream through unchanged
-	listener, err := testbed.SocketIn(c.Netns, func() (net.Listener, error) {
-		return net.Listen("tcp", net.JoinHostPort(testbed.APIServerIP, "0"))
+	listener, err := SocketIn(c.Netns, func() (net.Listener, error) {
+		return net.Listen("tcp", ":0")
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,27 +125,37 @@ func startWatchProxy(t *testing.T, c *testbed.Cluster, resource string) *watchPr
 		p.server.Close()
 		p.transport.CloseIdleConnections()
 	})
-
-	kubeconfig, err := clientcmd.LoadFromFile(c.AdminKubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cluster := range kubeconfig.Clusters {
-		cluster.Server = "https://" + listener.Addr().String()
-		cluster.InsecureSkipTLSVerify = true
-	}
-	p.Kubeconfig = filepath.Join(t.TempDir(), "watch-proxy.kubeconfig")
-	if err := clientcmd.WriteToFile(*kubeconfig, p.Kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p.Kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p.Port = listener.Addr().(*net.TCPAddr).Port
 	return p
 }
 
+// Kubeconfig writes a copy of kubeconfig (one of c's, with its identity) whose server
+// is the proxy at host (APIServerIP for a node, 10.0.2.2 for a QEMU guest), and
+// returns its path.
+func (p *WatchProxy) Kubeconfig(t *testing.T, kubeconfig, host string) string {
+	t.Helper()
+	config, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cluster := range config.Clusters {
+		cluster.Server = "https://" + net.JoinHostPort(host, strconv.Itoa(p.Port))
+		// The proxy's certificate is httptest's.
+		cluster.InsecureSkipTLSVerify = true
+		cluster.CertificateAuthority, cluster.CertificateAuthorityData = "", nil
+	}
+	path := filepath.Join(t.TempDir(), "watch-proxy.kubeconfig")
+	if err := clientcmd.WriteToFile(*config, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // ServeHTTP relays one request.
-func (p *watchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *WatchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	query := r.URL.Query()
 	ours := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/"+p.resource)
 	isWatch := query.Get("watch") == "true" || query.Get("watch") == "1"
@@ -154,7 +165,7 @@ func (p *watchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			kind = "WATCH-LIST"
 		}
 		p.mu.Lock()
-		p.lists = append(p.lists, listRequest{at: time.Now(), kind: kind, userAgent: r.UserAgent()})
+		p.lists = append(p.lists, ListRequest{At: time.Now(), Kind: kind, UserAgent: r.UserAgent()})
 		p.mu.Unlock()
 	}
 	if ours && isWatch {
@@ -166,7 +177,7 @@ func (p *watchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // relayWatch relays one watch of the resource frame by frame until the client or the
 // apiserver ends it, or the test expires it.
-func (p *watchProxy) relayWatch(w http.ResponseWriter, r *http.Request) {
+func (p *WatchProxy) relayWatch(w http.ResponseWriter, r *http.Request) {
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = p.upstream.Scheme, p.upstream.Host
@@ -233,7 +244,7 @@ func (p *watchProxy) relayWatch(w http.ResponseWriter, r *http.Request) {
 		case <-stream.expire:
 			// What the apiserver's watch cache sends a watcher it has moved past
 			// (k8s.io/apiserver storage/cacher: "too old resource version").
-			status := apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %s (events withheld by test/e2e's watch proxy)", stream.resourceVersion)).ErrStatus
+			status := apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %s (events withheld by the testbed's watch proxy)", stream.resourceVersion)).ErrStatus
 			encoder := restclientwatch.NewEncoder(streaming.NewEncoder(writer, info.StreamSerializer.Serializer),
 				scheme.Codecs.EncoderForVersion(info.Serializer, schema.GroupVersion{Version: "v1"}))
 			if err := encoder.Encode(&watch.Event{Type: watch.Error, Object: &status}); err != nil {
@@ -270,7 +281,7 @@ func readFrames(ctx context.Context, reader io.ReadCloser, frames chan<- []byte)
 }
 
 // withhold records an event the client will never see.
-func (p *watchProxy) withhold(info runtime.SerializerInfo, frame []byte) {
+func (p *WatchProxy) withhold(info runtime.SerializerInfo, frame []byte) {
 	var event metav1.WatchEvent
 	eventType := watch.EventType("undecodable")
 	if _, _, err := info.StreamSerializer.Serializer.Decode(frame, nil, &event); err == nil {
@@ -282,14 +293,14 @@ func (p *watchProxy) withhold(info runtime.SerializerInfo, frame []byte) {
 }
 
 // Watches returns how many watches of the resource are being relayed.
-func (p *watchProxy) Watches() int {
+func (p *WatchProxy) Watches() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.streams)
 }
 
 // Cut stops relaying every current watch of the resource: its events are withheld.
-func (p *watchProxy) Cut() {
+func (p *WatchProxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for stream := range p.streams {
@@ -298,7 +309,7 @@ func (p *watchProxy) Cut() {
 }
 
 // Expire ends every current watch of the resource with 410 Gone.
-func (p *watchProxy) Expire() {
+func (p *WatchProxy) Expire() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for stream := range p.streams {
@@ -307,19 +318,19 @@ func (p *watchProxy) Expire() {
 }
 
 // Withheld returns the count of withheld events of one type.
-func (p *watchProxy) Withheld(eventType watch.EventType) int {
+func (p *WatchProxy) Withheld(eventType watch.EventType) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.withheld[eventType]
 }
 
 // ListsSince returns the lists of the resource that arrived after since.
-func (p *watchProxy) ListsSince(since time.Time) []listRequest {
+func (p *WatchProxy) ListsSince(since time.Time) []ListRequest {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []listRequest
+	var out []ListRequest
 	for _, l := range p.lists {
-		if l.at.After(since) {
+		if l.At.After(since) {
 			out = append(out, l)
 		}
 	}
