@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# gofmt and go vet over the whole module and the benchmark report's module; fails on
-# any finding.
+# gofmt and go vet over the whole module and the benchmark report's module, and the
+# report module's tests, which check that README.md's generated benchmark tables match
+# the results files under bench/results/; fails on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unformatted=$(gofmt -l $(git ls-files '*.go'))
@@ -9,3 +10,5 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go -C test/bench/report vet ./...
+# Rewrite the tables with: go -C test/bench/report run . readme "$PWD/README.md"
+go -C test/bench/report test -count=1 ./...

@@ -2,10 +2,13 @@
 // directory into results.md (a Markdown table) and PNG charts: one-change latency
 // against scale, and the distribution of one-change latency at each scale. With
 // "soak" first it draws soak.png from the soak-samples.csv that TestSoak wrote
-// (make soak).
+// (make soak). With "readme" first it rewrites the README's generated benchmark
+// tables from the results files their markers name (readme.go); with "readme -check"
+// it fails instead when they are out of date (hack/lint.sh).
 //
 //	go -C test/bench/report run . "$PWD/bench/results/2026-11-25"
 //	go -C test/bench/report run . soak "$PWD/bench/results/2026-12-02-soak"
+//	go -C test/bench/report run . readme "$PWD/README.md"
 package main
 
 import (
@@ -30,8 +33,11 @@ func run(args []string) int {
 	if len(args) == 2 && args[0] == "soak" {
 		return soakReport(args[1])
 	}
+	if len(args) > 0 && args[0] == "readme" {
+		return readmeMain(args[1:])
+	}
 	if len(args) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: benchreport RESULTS_DIR | benchreport soak SOAK_DIR")
+		fmt.Fprintln(os.Stderr, "usage: benchreport RESULTS_DIR | benchreport soak SOAK_DIR | benchreport readme [-check] README.md")
 		return 2
 	}
 	dir := args[0]
