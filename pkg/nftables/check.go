@@ -54,25 +54,31 @@ type checkpoint struct {
 	lastFull time.Time
 	stale    map[string]bool
 	elements map[string]map[string]string
+	// written are the chains partial syncs wrote since the previous check.
+	written map[string]bool
 }
 
-func (p *Proxier) checkpoint(withElements bool) checkpoint {
+// checkpoint reads the Proxier's state; the first of a check (start) also takes the
+// chains written since the previous check, and the elements.
+func (p *Proxier) checkpoint(start bool) checkpoint {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cp := checkpoint{applied: p.state.Applied(), cfg: p.renderConfig(), lastFull: p.state.Status().LastFull, stale: map[string]bool{}}
 	for c := range p.stale {
 		cp.stale[c] = true
 	}
-	if withElements && p.elements != nil {
-		cp.elements = p.elements.Snapshot()
+	if start {
+		if p.elements != nil {
+			cp.elements = p.elements.Snapshot()
+		}
+		cp.written, p.writtenSinceCheck = p.writtenSinceCheck, map[string]bool{}
 	}
 	return cp
 }
 
 // checkMemory is what a check leaves for the next: the rule digests of each chain it
-// compared, with the snapshot and full sync they were read under.
+// compared, with the full sync they were read after.
 type checkMemory struct {
-	applied  *endpoints.Snapshot
 	lastFull time.Time
 	digests  map[string][]uint64
 }
@@ -86,6 +92,10 @@ func (p *Proxier) check(ctx context.Context) (proxy.CheckResult, error) {
 		return res, nil
 	}
 	before := p.checkpoint(true)
+	// The chains written since the previous check were just taken: unless this
+	// check completes, the next one has nothing to compare digests with.
+	previous := p.memory
+	p.memory = checkMemory{}
 	if before.applied == nil {
 		res.Skipped = "no state known to be applied: the next sync is full"
 		return res, nil
@@ -144,17 +154,14 @@ func (p *Proxier) check(ctx context.Context) (proxy.CheckResult, error) {
 	skip := serviceChains(before.applied, after.applied, changed, &after.cfg)
 	maps.Copy(before.stale, after.stale)
 	in := driftInput{want: want, skip: skip, stale: before.stale, chains: chains, rules: rules}
-	if p.memory.applied != nil && p.memory.lastFull.Equal(after.lastFull) {
-		if sincePrev, ok := before.applied.SortedChangedSince(p.memory.applied); ok {
-			in.previous = p.memory.digests
-			in.rewritten = serviceChains(p.memory.applied, before.applied, sincePrev, &after.cfg)
-		}
+	if previous.digests != nil && previous.lastFull.Equal(after.lastFull) {
+		in.previous, in.rewritten = previous.digests, before.written
 	}
 	d := findDrift(in)
 	if len(changed) == 0 {
 		d.chains = append(d.chains, elementDrift(before.elements, kernelElements)...)
 	}
-	p.memory = checkMemory{applied: after.applied, lastFull: after.lastFull, digests: d.digests}
+	p.memory = checkMemory{lastFull: after.lastFull, digests: d.digests}
 	res.Compared, res.Drifted = d.compared, d.chains
 	res.Details = []any{"read", readTime, "compare", p.now().Sub(compareStart), "changedWhileRead", len(changed),
 		"elementsCompared", len(changed) == 0, "digestsCompared", in.previous != nil}

@@ -202,3 +202,30 @@ func TestCheckWithoutARuleDumpIsAFullSync(t *testing.T) {
 		t.Fatalf("reason %q, %v; want %q", res.FullSyncReason, err, proxy.ReasonPeriodic)
 	}
 }
+
+// TestCheckComparesDigestsAcrossManySyncs: between two checks an hour apart the
+// tracker takes far more snapshots than it keeps history for. The check still compares
+// the rules of every chain no sync wrote meanwhile (a rule replaced in place in svc4's
+// chain is found), and leaves the chains partial syncs rewrote (svc1's, 40 times) alone.
+// mutation-checked: not recording the chains partial syncs write (the
+// writtenSinceCheck loop over plan.WrittenChains in succeeded removed) fails it with
+// svc1's chain "rules changed since the previous check".
+func TestCheckComparesDigestsAcrossManySyncs(t *testing.T) {
+	p, fake, tracker := newCheckedProxier(t)
+	mustCheck(t, p)
+	for i := range 40 {
+		extra := ep{ip: "10.180.0.9", node: testNode}
+		if i%2 == 1 {
+			extra.ip = "10.180.0.8"
+		}
+		feed(t, tracker, makeSlice("ns1", "svc1", "svc1-1", 80, ep{ip: "10.180.0.1", node: testNode}, extra))
+		mustSync(t, p, tracker.Snapshot(), false)
+	}
+	replaced := serviceChainOf(t, fake, "ns4/svc4")
+	c := fake.Table.Chains[replaced]
+	c.Rules[0] = &knftables.Rule{Chain: c.Name, Rule: "counter accept", Handle: c.Rules[0].Handle}
+	res := mustCheck(t, p)
+	if want := []string{replaced + ": rules changed since the previous check"}; !slices.Equal(res.Drifted, want) {
+		t.Fatalf("drifted %v, want %v", res.Drifted, want)
+	}
+}

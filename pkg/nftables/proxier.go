@@ -46,6 +46,10 @@ type Proxier struct {
 	// baseChainsRecreated is set after the first full sync, which recreates the
 	// base chains as kube-proxy does once per start.
 	baseChainsRecreated bool
+	// writtenSinceCheck are the chains partial syncs wrote (or flushed) since the
+	// last periodic check took them: the check compares the others' rules with what
+	// it read the time before.
+	writtenSinceCheck map[string]bool
 
 	// cidrMu guards serviceCIDRs, which the controller sets from the ServiceCIDR
 	// objects at any time; full syncs render them.
@@ -227,8 +231,15 @@ func (p *Proxier) succeeded(plan *Plan, at time.Time) {
 	} else {
 		p.elements.commit(plan.delta)
 	}
+	if p.writtenSinceCheck == nil {
+		p.writtenSinceCheck = map[string]bool{}
+	}
 	for _, c := range plan.WrittenChains {
 		delete(p.stale, c)
+		p.writtenSinceCheck[c] = true
+	}
+	for _, c := range plan.StaleChains {
+		p.writtenSinceCheck[c] = true
 	}
 	for _, c := range plan.StaleChains {
 		if _, ok := p.stale[c]; !ok {
