@@ -4,7 +4,8 @@
 # while the periodic sync runs, the periodic sync's duration and CPU, and failures of
 # new and established TCP connections probed from a client pod throughout.
 # Results go to bench/results/<date>/fullsync-$BENCH_TAG.json and .log.
-# Override with BENCH_SCALE (10000x10), BENCH_BACKENDS (nft; "nft,legacy"),
+# Override with BENCH_SCALE (10000x10), BENCH_BACKENDS (nft; "nft,legacy,nftables":
+# nftables is --proxy-mode nftables),
 # BENCH_FULLSYNC_PERIOD (45s), BENCH_FULLSYNC_ROUNDS (3), BENCH_TAG, BENCH_OUT,
 # SWITCHYARD_BIN (to measure another build).
 set -euo pipefail

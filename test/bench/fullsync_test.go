@@ -229,15 +229,44 @@ func (f *fullSyncRun) run(ctx context.Context) {
 		targets = append(targets, net.JoinHostPort(svc.Spec.ClusterIP, fmt.Sprint(probePort)))
 	}
 
-	ipt := IPTables{Netns: node.Netns, Backend: f.backend}
+	// programmed reports whether Service i dispatches to address ("": to as many
+	// endpoints as the scale has), read from the node's kernel: iptables-save of its
+	// KUBE-SVC- chain, or the nftables service- chain over netlink.
+	var programmed func(ctx context.Context, i int, address string) (bool, error)
+	modeArgs := []string{"--iptables-backend", f.backend}
+	if f.backend == "nftables" {
+		modeArgs = []string{"--proxy-mode", "nftables"}
+		probe, err := OpenNFTProbe(node.Netns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer probe.Close()
+		programmed = func(_ context.Context, i int, address string) (bool, error) {
+			endpoints, ok, err := probe.ServiceEndpoints(NFTServiceChain(i))
+			if address == "" {
+				return ok && len(endpoints) >= f.scale.Endpoints, err
+			}
+			return ok && HasEndpoint(endpoints, i, address), err
+		}
+	} else {
+		ipt := IPTables{Netns: node.Netns, Backend: f.backend}
+		programmed = func(ctx context.Context, i int, address string) (bool, error) {
+			listing, ok, err := ipt.ListChain(ctx, ServiceChain(i))
+			if address == "" {
+				return ok && CountJumps(listing) >= f.scale.Endpoints, err
+			}
+			return ok && strings.Contains(listing, "-j "+EndpointChain(i, address)), err
+		}
+	}
 	started := time.Now()
-	process := node.Start(t, "switchyard-fullsync", "env", "GOMAXPROCS=2", f.binary, "run",
+	args := append([]string{"env", "GOMAXPROCS=2", f.binary, "run",
 		"--kubeconfig", f.cluster.RestrictedKubeconfig, "--hostname-override", node.Name,
-		"--cluster-cidr", testbed.ClusterCIDR, "--iptables-backend", f.backend,
+		"--cluster-cidr", testbed.ClusterCIDR}, modeArgs...)
+	process := node.Start(t, "switchyard-fullsync", append(args,
 		"--healthz-bind-address", node.IP+":10256", "--metrics-bind-address", node.IP+":10249", "-v", "2",
 		"--sync-period=1s", "--full-sync-period="+f.period.String(),
 		"--conntrack-max-per-core=0", "--conntrack-min=0",
-		"--conntrack-tcp-timeout-established=0s", "--conntrack-tcp-timeout-close-wait=0s")
+		"--conntrack-tcp-timeout-established=0s", "--conntrack-tcp-timeout-close-wait=0s")...)
 	defer func() {
 		if err := process.Stop(); err != nil {
 			t.Logf("stopping: %v", err)
@@ -245,8 +274,7 @@ func (f *fullSyncRun) run(ctx context.Context) {
 	}()
 	last := f.scale.Services - 1
 	if _, ok, err := WaitFor(ctx, 5*time.Minute, 500*time.Millisecond, func(ctx context.Context) (bool, error) {
-		listing, ok, err := ipt.ListChain(ctx, ServiceChain(last))
-		return ok && CountJumps(listing) >= f.scale.Endpoints, err
+		return programmed(ctx, last, "")
 	}); !ok {
 		t.Fatalf("%s: not programmed within 5 min (%v)", f.backend, err)
 	}
@@ -321,14 +349,12 @@ func (f *fullSyncRun) run(ctx context.Context) {
 		time.Sleep(time.Until(next.Add(offset)))
 		i := f.rng.IntN(f.scale.Services)
 		address := ChangedIP(f.changeBase + round)
-		want := "-j " + EndpointChain(i, address)
 		if err := f.loader.ReplaceEndpoint(ctx, i, f.scale.Endpoints, address); err != nil {
 			t.Fatal(err)
 		}
 		written := time.Now()
 		seenAt, ok, err := WaitFor(ctx, 5*time.Minute, 10*time.Millisecond, func(ctx context.Context) (bool, error) {
-			listing, ok, err := ipt.ListChain(ctx, ServiceChain(i))
-			return ok && strings.Contains(listing, want), err
+			return programmed(ctx, i, address)
 		})
 		if !ok {
 			t.Fatalf("%s: change %d not programmed within 5 min (%v)", f.backend, round, err)
