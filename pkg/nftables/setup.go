@@ -45,12 +45,9 @@ var jumps = []struct{ to, from, match string }{
 	{chainClusterIPsCheck, chainFilterOutput, "ct state new"},
 }
 
-// containers are the shared sets and maps whose elements the mirror holds.
-var containers = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEndpointServices, mapNoEndpointNodePorts, mapServiceNodePorts, setHairpinConnections}
-
-// localhostRejectProtocols are the protocols of kube-proxy's localhost node-port reject
-// chains and counters (alpha gate KubeProxyNFTablesLocalhostNodePorts, off by default).
-var localhostRejectProtocols = []string{"tcp", "udp", "sctp"}
+// containers are the shared sets and maps whose elements the mirror holds (the
+// localhost reject map only while it exists, Config.containers).
+var containers = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEndpointServices, mapNoEndpointNodePorts, mapServiceNodePorts, setHairpinConnections, mapLocalhostNodePortRej}
 
 // writeSetup adds the table and everything in it that does not depend on services:
 // base chains, jumps, the fixed chains and their rules, and the shared sets and maps.
@@ -144,9 +141,8 @@ func nodePortMatch(cfg *Config, withFib bool) string {
 }
 
 // writeNoEndpoints adds the maps and chains that drop or reject traffic to services
-// without (local) endpoints, and the (empty, then deleted) localhost node-port reject
-// objects of kube-proxy's alpha gate, so that a node coming from a kube-proxy that had
-// them enabled ends up with the same table.
+// without (local) endpoints, and the localhost node-port reject objects of kube-proxy's
+// alpha gate (localhost.go).
 func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string)) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
 	tx.Add(&knftables.Map{Name: mapNoEndpointServices, Type: vmapType(addr, mapNoEndpointServices), Comment: ptr.To("vmap to drop or reject packets to services with no endpoints")})
@@ -157,16 +153,7 @@ func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string
 	tx.Add(&knftables.Rule{Chain: chainServiceEPCheck, Rule: ipX + " daddr . meta l4proto . th dport vmap @" + mapNoEndpointServices})
 	tx.Add(&knftables.Rule{Chain: chainNodePortEPCheck, Rule: nodePortMatch(cfg, false) + " meta l4proto . th dport vmap @" + mapNoEndpointNodePorts})
 
-	tx.Add(&knftables.Map{Name: mapLocalhostNodePortRej, Type: "inet_proto . inet_service : verdict", Comment: ptr.To("localhost NodePorts rejected by kube-proxy")})
-	tx.Delete(&knftables.Map{Name: mapLocalhostNodePortRej})
-	for _, proto := range localhostRejectProtocols {
-		chain := &knftables.Chain{Name: localhostNodePortRejPref + proto}
-		tx.Add(chain)
-		tx.Delete(chain)
-		counter := &knftables.Counter{Name: localhostNodePortCounter + proto}
-		tx.Add(counter)
-		tx.Delete(counter)
-	}
+	writeLocalhostRejects(tx, cfg, ensure)
 }
 
 // writeDispatch adds the service-ips and service-nodeports verdict maps and the
