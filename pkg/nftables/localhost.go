@@ -1,8 +1,10 @@
 package nftables
 
 import (
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
@@ -30,6 +32,35 @@ func LocalhostNodePortRejects(gate, explicitLoopback bool) []string {
 	default:
 		return slices.Clone(localhostRejectProtocols)
 	}
+}
+
+// staleLocalhostRejects returns the kernel's localhost-nodeport-reject-ports elements
+// that go to the reject chain of a protocol cfg no longer rejects, in key order, and
+// the kernel state without them (the element sync must not delete them again). With
+// nothing rejected the whole map is deleted before the chains, and there are none.
+func staleLocalhostRejects(cfg *Config, kernel KernelState) ([]string, KernelState) {
+	elems := kernel.Elements[mapLocalhostNodePortRej]
+	if len(cfg.LocalhostNodePortRejects) == 0 || len(elems) == 0 {
+		return nil, kernel
+	}
+	var stale []string
+	kept := make(map[string]string, len(elems))
+	for key, value := range elems {
+		proto, ok := strings.CutPrefix(value, "goto "+localhostNodePortRejPref)
+		if ok && !cfg.rejectsLocalhost(proto) {
+			stale = append(stale, key)
+		} else {
+			kept[key] = value
+		}
+	}
+	if len(stale) == 0 {
+		return nil, kernel
+	}
+	slices.Sort(stale)
+	out := kernel
+	out.Elements = maps.Clone(kernel.Elements)
+	out.Elements[mapLocalhostNodePortRej] = kept
+	return stale, out
 }
 
 // localhostMatch is the destination match of the loopback addresses, as kube-proxy
@@ -64,8 +95,17 @@ func (c *Config) containers() []string {
 // deleted too, chain before counter (the chain's rule names the counter), so that a
 // node coming from a kube-proxy with another configuration ends up with the same
 // table and the deletes succeed whether or not the objects exist.
-func writeLocalhostRejects(tx *knftables.Transaction, cfg *Config, ensure func(string)) {
+//
+// staleRejects (staleLocalhostRejects) are deleted from the map before any chain: the
+// kernel refuses to delete a chain a map element still goes to ("Device or resource
+// busy"), which kube-proxy v1.37.2 runs into when loopback is added to
+// --nodeport-addresses with the gate on, since it deletes the tcp chain before the
+// map's leftover tcp elements.
+func writeLocalhostRejects(tx *knftables.Transaction, cfg *Config, ensure func(string), staleRejects []string) {
 	tx.Add(&knftables.Map{Name: mapLocalhostNodePortRej, Type: "inet_proto . inet_service : verdict", Comment: ptr.To("localhost NodePorts rejected by kube-proxy")})
+	for _, key := range staleRejects {
+		tx.Delete(knftElement(mapLocalhostNodePortRej, key, "", ""))
+	}
 	if len(cfg.LocalhostNodePortRejects) > 0 {
 		for _, proto := range cfg.LocalhostNodePortRejects {
 			counter := localhostNodePortCounter + proto

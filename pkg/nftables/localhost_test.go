@@ -185,3 +185,39 @@ func TestLocalhostRejectsFollowTheConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleLocalhostRejects checks which reject-map elements a full render deletes
+// before the reject chains: those going to the chain of a protocol no longer rejected,
+// and only while the map stays (with nothing rejected the map goes first).
+func TestStaleLocalhostRejects(t *testing.T) {
+	kernel := KernelState{Elements: map[string]map[string]string{mapLocalhostNodePortRej: {
+		"tcp . 30001": "goto localhost-nodeport-reject-tcp",
+		"tcp . 30000": "goto localhost-nodeport-reject-tcp",
+		"udp . 30053": "goto localhost-nodeport-reject-udp",
+	}}}
+	for _, tc := range []struct {
+		name      string
+		rejects   []string
+		wantStale []string
+		wantKept  int
+	}{
+		{"gate off: the map is deleted whole", nil, nil, 3},
+		{"gate on: all stay", LocalhostNodePortRejects(true, false), nil, 3},
+		{"loopback named: tcp goes first", LocalhostNodePortRejects(true, true), []string{"tcp . 30000", "tcp . 30001"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.LocalhostNodePortRejects = tc.rejects
+			stale, rest := staleLocalhostRejects(cfg, kernel)
+			if diff := cmp.Diff(tc.wantStale, stale); diff != "" {
+				t.Errorf("stale (-want +got):\n%s", diff)
+			}
+			if got := len(rest.Elements[mapLocalhostNodePortRej]); got != tc.wantKept {
+				t.Errorf("%d elements left for the element sync, want %d", got, tc.wantKept)
+			}
+			if len(kernel.Elements[mapLocalhostNodePortRej]) != 3 {
+				t.Error("the caller's kernel state was changed")
+			}
+		})
+	}
+}

@@ -72,7 +72,9 @@ type KernelState struct {
 // the one transaction, so traffic sees the old rules or the new, never none.
 func Render(tx *knftables.Transaction, snap *endpoints.Snapshot, cfg *Config, kernel KernelState) *Plan {
 	plan := &Plan{Full: true, Tx: tx, elements: NewElements()}
-	writeSetup(tx, cfg, kernel.RecreateBaseChains)
+	staleRejects, kernel := staleLocalhostRejects(cfg, kernel)
+	writeSetup(tx, cfg, kernel.RecreateBaseChains, staleRejects)
+	plan.Stats.ElementsDeleted += len(staleRejects)
 	for _, c := range cfg.containers() {
 		if _, ok := kernel.Elements[c]; !ok {
 			flushContainer(tx, c)

@@ -54,7 +54,10 @@ var containers = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEnd
 // recreateBaseChains deletes the base chains first (kube-proxy does it once per start),
 // so that a base chain another version left with other properties is replaced instead
 // of failing the transaction.
-func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool) {
+//
+// staleRejects are keys of localhost-nodeport-reject-ports elements to delete before
+// the reject chains they go to (staleLocalhostRejects).
+func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool, staleRejects []string) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
 	tx.Add(&knftables.Table{Comment: ptr.To("rules for kube-proxy")})
 	if recreateBaseChains {
@@ -99,7 +102,7 @@ func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool)
 	}
 
 	writeNodePortIPs(tx, cfg)
-	writeNoEndpoints(tx, cfg, ensure)
+	writeNoEndpoints(tx, cfg, ensure, staleRejects)
 	tx.Add(&knftables.Map{Name: mapFirewallIPs, Type: vmapType(addr, mapFirewallIPs), Comment: ptr.To("destinations that are subject to LoadBalancerSourceRanges")})
 	ensure(chainFirewallCheck)
 	tx.Add(&knftables.Rule{Chain: chainFirewallCheck, Rule: ipX + " daddr . meta l4proto . th dport vmap @" + mapFirewallIPs})
@@ -143,7 +146,7 @@ func nodePortMatch(cfg *Config, withFib bool) string {
 // writeNoEndpoints adds the maps and chains that drop or reject traffic to services
 // without (local) endpoints, and the localhost node-port reject objects of kube-proxy's
 // alpha gate (localhost.go).
-func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string)) {
+func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string), staleRejects []string) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
 	tx.Add(&knftables.Map{Name: mapNoEndpointServices, Type: vmapType(addr, mapNoEndpointServices), Comment: ptr.To("vmap to drop or reject packets to services with no endpoints")})
 	tx.Add(&knftables.Map{Name: mapNoEndpointNodePorts, Type: vmapType(addr, mapNoEndpointNodePorts), Comment: ptr.To("vmap to drop or reject packets to service nodeports with no endpoints")})
@@ -153,7 +156,7 @@ func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string
 	tx.Add(&knftables.Rule{Chain: chainServiceEPCheck, Rule: ipX + " daddr . meta l4proto . th dport vmap @" + mapNoEndpointServices})
 	tx.Add(&knftables.Rule{Chain: chainNodePortEPCheck, Rule: nodePortMatch(cfg, false) + " meta l4proto . th dport vmap @" + mapNoEndpointNodePorts})
 
-	writeLocalhostRejects(tx, cfg, ensure)
+	writeLocalhostRejects(tx, cfg, ensure, staleRejects)
 }
 
 // writeDispatch adds the service-ips and service-nodeports verdict maps and the

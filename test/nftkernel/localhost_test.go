@@ -25,13 +25,17 @@ import (
 // address at a node port (30006) and at a port that is no node port (30099). Gate off
 // (kube-proxy's default): both connections reach the listener, nothing is proxied or
 // rejected. Gate on: the node port is refused and localhost-nodeport-rejected-tcp
-// counts it, the other port still connects. Then a second Proxier with the other
-// setting takes the table over in one full sync.
+// counts it, the other port still connects. Then Proxiers with loopback named in
+// --nodeport-addresses (udp and sctp rejected only) and with the other gate setting
+// take the table over, each in one full sync.
 //
 // mutation-checked (kernel 6.18): leaving the nodeport-endpoints-check localhost rule
 // out fails "gate on" (the connection reaches the listener); keeping the reject map's
 // elements in the element sync with the gate off fails the takeover from gate on
-// ("No such file or directory": elements deleted from the deleted map).
+// ("No such file or directory": elements deleted from the deleted map); not deleting
+// the tcp elements before the tcp chain when loopback is named (staleLocalhostRejects
+// returning none) fails "gate=true" with "Device or resource busy", which is what
+// kube-proxy v1.37.2 runs into (test/nftables' TestNFTablesLocalhostNodePortsTwin).
 func TestLocalhostNodePortsInTheKernel(t *testing.T) {
 	requireRoot(t)
 	for _, f := range families {
@@ -47,15 +51,16 @@ func TestLocalhostNodePortsInTheKernel(t *testing.T) {
 				}
 				w := &world{t: t, f: f, tracker: endpoints.NewTracker("node1")}
 				w.populate()
-				sync := func(gate bool) {
+				syncRejects := func(rejects []string) {
 					t.Helper()
 					cfg := f.config(true)
-					cfg.LocalhostNodePortRejects = nftables.LocalhostNodePortRejects(gate, false)
+					cfg.LocalhostNodePortRejects = rejects
 					p := newKernelProxier(t, ns, f, cfg)
 					if res, err := p.SyncDetailed(context.Background(), w.tracker.Snapshot()); err != nil || !res.Full {
-						t.Fatalf("full sync with the gate %v: full %v, %v\n%s", gate, res.Full, err, res.Transaction)
+						t.Fatalf("full sync rejecting %v: full %v, %v\n%s", rejects, res.Full, err, res.Transaction)
 					}
 				}
+				sync := func(gate bool) { t.Helper(); syncRejects(nftables.LocalhostNodePortRejects(gate, false)) }
 				sync(gate)
 				for _, port := range []string{"30006", "30099"} {
 					ln, err := testbed.SocketIn(ns, func() (net.Listener, error) { return net.Listen("tcp", net.JoinHostPort(loopback, port)) })
@@ -104,7 +109,10 @@ func TestLocalhostNodePortsInTheKernel(t *testing.T) {
 					t.Errorf("localhost objects with the gate off:\n%s", table)
 				}
 
-				// A Proxier with the other setting takes the table over.
+				// A Proxier with the other setting takes the table over, then one
+				// with loopback named in --nodeport-addresses (tcp no longer
+				// rejected: its chain goes while map elements point to it).
+				syncRejects(nftables.LocalhostNodePortRejects(true, true))
 				sync(!gate)
 				table = nftIn(t, ns, "list", "table", string(nftables.FamilyOf(f.family)), nftables.TableName)
 				if got := strings.Contains(table, "localhost-nodeport-reject-ports"); got != !gate {
