@@ -82,9 +82,9 @@ func (c *Config) rejectsLocalhost(proto string) bool {
 // only when something is rejected, since the setup deletes it otherwise.
 func (c *Config) containers() []string {
 	if len(c.LocalhostNodePortRejects) == 0 {
-		return slices.DeleteFunc(slices.Clone(containers), func(n string) bool { return n == mapLocalhostNodePortRej })
+		return containers
 	}
-	return containers
+	return allContainers
 }
 
 // writeLocalhostRejects adds kube-proxy's localhost node-port reject objects: the

@@ -73,7 +73,7 @@ type KernelState struct {
 func Render(tx *knftables.Transaction, snap *endpoints.Snapshot, cfg *Config, kernel KernelState) *Plan {
 	plan := &Plan{Full: true, Tx: tx, elements: NewElements()}
 	staleRejects, kernel := staleLocalhostRejects(cfg, kernel)
-	writeSetup(tx, cfg, kernel.RecreateBaseChains, staleRejects)
+	writeSetupDeleting(tx, cfg, kernel.RecreateBaseChains, staleRejects)
 	plan.Stats.ElementsDeleted += len(staleRejects)
 	for _, c := range cfg.containers() {
 		if _, ok := kernel.Elements[c]; !ok {

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"slices"
 	"strings"
 
 	"k8s.io/utils/ptr"
@@ -45,19 +46,27 @@ var jumps = []struct{ to, from, match string }{
 	{chainClusterIPsCheck, chainFilterOutput, "ct state new"},
 }
 
-// containers are the shared sets and maps whose elements the mirror holds (the
-// localhost reject map only while it exists, Config.containers).
-var containers = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEndpointServices, mapNoEndpointNodePorts, mapServiceNodePorts, setHairpinConnections, mapLocalhostNodePortRej}
+// containers are the shared sets and maps whose elements the mirror holds, and the
+// periodic check compares; allContainers adds the localhost reject map, which exists
+// only with kube-proxy's alpha gate (Config.containers).
+var (
+	containers    = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEndpointServices, mapNoEndpointNodePorts, mapServiceNodePorts, setHairpinConnections}
+	allContainers = append(slices.Clone(containers), mapLocalhostNodePortRej)
+)
 
 // writeSetup adds the table and everything in it that does not depend on services:
 // base chains, jumps, the fixed chains and their rules, and the shared sets and maps.
 // recreateBaseChains deletes the base chains first (kube-proxy does it once per start),
 // so that a base chain another version left with other properties is replaced instead
 // of failing the transaction.
-//
-// staleRejects are keys of localhost-nodeport-reject-ports elements to delete before
-// the reject chains they go to (staleLocalhostRejects).
-func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool, staleRejects []string) {
+func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool) {
+	writeSetupDeleting(tx, cfg, recreateBaseChains, nil)
+}
+
+// writeSetupDeleting is writeSetup that also deletes staleRejects, keys of
+// localhost-nodeport-reject-ports elements, before the reject chains they go to
+// (staleLocalhostRejects).
+func writeSetupDeleting(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool, staleRejects []string) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
 	tx.Add(&knftables.Table{Comment: ptr.To("rules for kube-proxy")})
 	if recreateBaseChains {
