@@ -9,9 +9,9 @@ import (
 )
 
 // watchPeriodic runs the periodic check of the Providers that have one
-// (proxy.PeriodicChecker, iptables mode) every --full-sync-period, in place of their
-// periodic full sync: the check reads the kernel without holding up syncs, so a
-// change that arrives meanwhile is programmed as fast as any other
+// (proxy.PeriodicChecker: iptables and nftables modes) every --full-sync-period, in
+// place of their periodic full sync: the check reads the kernel without holding up
+// syncs, so a change that arrives meanwhile is programmed as fast as any other
 // (docs/reliability.md, "Full syncs"). Modes without one keep their periodic full
 // sync, which their SyncState schedules.
 func (c *Controller) watchPeriodic(ctx context.Context) {

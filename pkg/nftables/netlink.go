@@ -29,6 +29,9 @@ type netlinkKernel struct {
 	knftables.Interface
 	conn  *gnft.Conn
 	table *gnft.Table
+	// netns is the namespace's fd for the sockets the Kernel opens itself (0: the
+	// calling thread's).
+	netns int
 	// keys are the key types of the shared sets and maps, which decode their elements.
 	keys map[string][]string
 }
@@ -47,8 +50,10 @@ func OpenIn(family v1.IPFamily, netns *os.File) (Kernel, error) {
 		return nil, fmt.Errorf("nftables %s: %w", FamilyOf(family), err)
 	}
 	var opts []gnft.ConnOption
+	nsFd := 0
 	if netns != nil {
-		opts = append(opts, gnft.WithNetNSFd(int(netns.Fd())))
+		nsFd = int(netns.Fd())
+		opts = append(opts, gnft.WithNetNSFd(nsFd))
 	}
 	conn, err := gnft.New(opts...)
 	if err != nil {
@@ -62,6 +67,7 @@ func OpenIn(family v1.IPFamily, netns *os.File) (Kernel, error) {
 		Interface: nft,
 		conn:      conn,
 		table:     &gnft.Table{Name: TableName, Family: gfamily},
+		netns:     nsFd,
 		keys:      containerKeys(addrTypeOf(family)),
 	}, nil
 }

@@ -52,6 +52,10 @@ type Proxier struct {
 	cidrMu       sync.Mutex
 	serviceCIDRs []netip.Prefix
 
+	// memory is what the last periodic check read; only CheckPeriodic uses it, one
+	// call at a time.
+	memory checkMemory
+
 	// mu is held for a whole sync, so that Status never reports half of one.
 	mu sync.Mutex
 	// applied is the text of the last transaction applied, and appliedGen the
@@ -60,16 +64,24 @@ type Proxier struct {
 	appliedGen uint64
 }
 
-var _ proxy.Provider = &Proxier{}
+var (
+	_ proxy.Provider        = &Proxier{}
+	_ proxy.PeriodicChecker = &Proxier{}
+)
 
-// NewProxier returns a Proxier for cfg's family over nft. A full sync runs at least
-// every fullSyncPeriod (0 disables the periodic full sync); now is the clock.
+// NewProxier returns a Proxier for cfg's family over nft; now is the clock.
+// fullSyncPeriod is the period of the periodic full sync (0: none) when nft cannot dump
+// its rules; when it can (the netlink Kernel, Open), the Proxier makes no periodic full
+// sync and the caller calls CheckPeriodic every fullSyncPeriod instead (check.go).
 func NewProxier(cfg *Config, nft Kernel, fullSyncPeriod time.Duration, now func() time.Time) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("nftables proxier: %w", err)
 	}
 	if now == nil {
 		now = time.Now
+	}
+	if _, ok := nft.(RuleDumper); ok {
+		fullSyncPeriod = 0
 	}
 	return &Proxier{cfg: cfg, nft: nft, now: now, state: proxy.NewSyncState(fullSyncPeriod, now), stale: map[string]time.Time{},
 		serviceCIDRs: slices.Clone(cfg.ServiceCIDRs)}, nil
@@ -192,11 +204,18 @@ func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.
 		return nil, err
 	}
 	kernel.RecreateBaseChains = !p.baseChainsRecreated
+	cfg := p.renderConfig()
+	return Render(tx, snap, &cfg, kernel), nil
+}
+
+// renderConfig is the Config full renders use: the node's, with the service ranges
+// the controller set last.
+func (p *Proxier) renderConfig() Config {
 	cfg := *p.cfg
 	p.cidrMu.Lock()
 	cfg.ServiceCIDRs = p.serviceCIDRs
 	p.cidrMu.Unlock()
-	return Render(tx, snap, &cfg, kernel), nil
+	return cfg
 }
 
 // succeeded records what an applied plan changed: the element mirror, and the chains

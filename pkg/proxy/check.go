@@ -10,12 +10,13 @@ import (
 const ReasonDrift = "periodic check"
 
 // PeriodicChecker is implemented by Providers whose periodic work is a check instead of
-// a full rewrite (iptables mode; see docs/reliability.md "Full syncs"). The controller
-// calls CheckPeriodic every full-sync period, from a goroutine of its own: it reads the
-// kernel's state without holding up syncs, compares it with what the Provider applied,
-// rewrites only what drifted, and asks for a full sync (RequestFullSync, reported in
-// FullSyncReason) only when that cannot be done in a few chains. Such a Provider makes
-// no periodic full sync of its own.
+// a full rewrite (iptables and nftables modes; see docs/reliability.md "Full syncs").
+// The controller calls CheckPeriodic every full-sync period, from a goroutine of its
+// own: it reads the kernel's state without holding up syncs, compares it with what the
+// Provider applied, rewrites only what drifted (iptables mode; nftables mode does not
+// repair in place), and asks for a full sync (RequestFullSync, reported in
+// FullSyncReason) when it cannot. Such a Provider makes no periodic full sync of its
+// own.
 type PeriodicChecker interface {
 	CheckPeriodic(ctx context.Context) (CheckResult, error)
 }

@@ -288,6 +288,7 @@ func testProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Config) {
 		t.Fatalf("canary after the first sync: %v, %v", ok, err)
 	}
 	sameReads(t, nft, viaNFT)
+	checkFindsDrift(t, p, ns, cfg, nft, w.tracker.Snapshot)
 
 	// One endpoint more: the partial transaction touches that service only.
 	w.slice("cluster", v1.ProtocolTCP, 1, -2, 3, 16)

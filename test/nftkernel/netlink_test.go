@@ -2,6 +2,7 @@ package nftkernel
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/knftables"
 
+	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/nftables"
 )
 
@@ -44,6 +46,13 @@ func sameReads(t *testing.T, netlink, nft nftables.Kernel) {
 	if len(chains) < 20 {
 		t.Fatalf("only %d chains to compare: %v", len(chains), chains)
 	}
+	dump, err := netlink.(nftables.RuleDumper).DumpRules(ctx)
+	if err != nil {
+		t.Fatalf("DumpRules: %v", err)
+	}
+	if len(dump) == 0 {
+		t.Fatal("DumpRules read no rules")
+	}
 	for _, chain := range chains {
 		got, err := netlink.ListRules(ctx, chain)
 		if err != nil {
@@ -59,6 +68,23 @@ func sameReads(t *testing.T, netlink, nft nftables.Kernel) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("ListRules(%s), netlink against nft (-nft +netlink):\n%s", chain, diff)
+		}
+		var dumped []int
+		for _, r := range dump[chain] {
+			dumped = append(dumped, int(r.Handle))
+		}
+		var listed []int
+		for _, r := range want {
+			listed = append(listed, *r.Handle)
+		}
+		if diff := cmp.Diff(listed, dumped); diff != "" {
+			t.Errorf("DumpRules' handles of %s against nft's (-nft +dump):\n%s", chain, diff)
+		}
+		delete(dump, chain)
+	}
+	for chain, rules := range dump {
+		if len(rules) > 0 {
+			t.Errorf("DumpRules read %d rules of %s, which nft does not list", len(rules), chain)
 		}
 	}
 	elements := 0
@@ -88,4 +114,75 @@ func sortedElements(elems []*knftables.Element) []*knftables.Element {
 		return strings.Compare(strings.Join(a.Key, " . "), strings.Join(b.Key, " . "))
 	})
 	return elems
+}
+
+// checkFindsDrift runs nftables mode's periodic check (check.go) over the real kernel's
+// rule dump: it finds nothing in what was applied, twice (the second comparing the
+// rule digests of the first, which must be stable in the kernel), then finds a rule
+// replaced in place by `nft replace rule` and one deleted by `nft delete rule`; after
+// each, the full sync it asks for leaves nothing for the next check.
+func checkFindsDrift(t *testing.T, p *nftables.Proxier, ns string, cfg *nftables.Config, k nftables.Kernel, snap func() *endpoints.Snapshot) {
+	t.Helper()
+	ctx := context.Background()
+	check := func(what string) []string {
+		t.Helper()
+		res, err := p.CheckPeriodic(ctx)
+		if err != nil || res.Skipped != "" {
+			t.Fatalf("%s: check: %v, skipped %q", what, err, res.Skipped)
+		}
+		if res.Compared < 20 {
+			t.Fatalf("%s: compared %d chains", what, res.Compared)
+		}
+		return res.Drifted
+	}
+	for _, what := range []string{"first check", "second check, digests compared"} {
+		if drifted := check(what); len(drifted) > 0 {
+			t.Fatalf("%s found drift in what was applied: %v", what, drifted)
+		}
+	}
+	chains, err := k.List(ctx, "chain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(chains)
+	var chain string
+	var handle int
+	for _, c := range chains {
+		rules, err := k.ListRules(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nftables.IsServiceChain(c) && len(rules) > 0 {
+			chain, handle = c, *rules[0].Handle
+			break
+		}
+	}
+	family := string(cfg.NFTFamily())
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a rule replaced in place", []string{"replace", "rule", family, nftables.TableName, chain, "handle", fmt.Sprint(handle), "meta", "l4proto", "99", "drop"}, "rules changed since the previous check"},
+		{"a rule deleted", []string{"delete", "rule", family, nftables.TableName, chain, "handle", "@"}, "1 rules, want 2"},
+	} {
+		if tc.args[len(tc.args)-1] == "@" { // the handle of the chain's first rule now
+			rules, err := k.ListRules(ctx, chain)
+			if err != nil || len(rules) == 0 {
+				t.Fatalf("%s: rules of %s: %v", tc.name, chain, err)
+			}
+			tc.args[len(tc.args)-1] = fmt.Sprint(*rules[0].Handle)
+		}
+		nftIn(t, ns, tc.args...)
+		drifted := check(tc.name)
+		if !strings.Contains(strings.Join(drifted, "\n"), chain+": "+tc.want) {
+			t.Fatalf("%s: drifted %v, want %s: %s", tc.name, drifted, chain, tc.want)
+		}
+		if res, err := p.SyncDetailed(ctx, snap()); err != nil || !res.Full {
+			t.Fatalf("%s: the sync after the check: full %v (%s), %v", tc.name, res.Full, res.Reason, err)
+		}
+		if drifted := check(tc.name + ", after the full sync"); len(drifted) > 0 {
+			t.Fatalf("%s: after the full sync the check finds %v", tc.name, drifted)
+		}
+	}
 }
