@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	cliflag "k8s.io/component-base/cli/flag"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/iptables"
@@ -40,6 +41,9 @@ type dryRunOptions struct {
 	masqueradeBit       int
 	tcpBeLiberal        bool
 	nfacct              bool
+	// featureGates are kube-proxy's --feature-gates; only
+	// KubeProxyNFTablesLocalhostNodePorts changes a render (--mode nftables).
+	featureGates map[string]bool
 }
 
 // register adds dry-run's flags to fs. -f (--filename) is repeatable and splits at
@@ -61,6 +65,7 @@ func (o *dryRunOptions) register(fs *pflag.FlagSet) {
 	fs.Var(&o.nodeCIDRs, "node-cidr", "the node's pod CIDRs, one per family, for --detect-local-mode NodeCIDR (default: the Node's spec.podCIDRs)")
 	fs.IntVar(&o.masqueradeBit, "iptables-masquerade-bit", 14, "the fwmark bit (0-31) that marks packets for masquerading")
 	fs.BoolVar(&o.tcpBeLiberal, "conntrack-tcp-be-liberal", false, "render as on a node with nf_conntrack_tcp_be_liberal=1 (no ctstate INVALID drop rule)")
+	fs.Var(cliflag.NewMapStringBool(&o.featureGates), "feature-gates", "kube-proxy feature gates, A=true,B=false; KubeProxyNFTablesLocalhostNodePorts=true adds nftables mode's localhost node-port rejects")
 	fs.BoolVar(&o.nfacct, "nfacct", false, "render as on a kernel with nfacct: INVALID drops and localhost node-port packets are counted (-m nfacct)")
 }
 

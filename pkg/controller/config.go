@@ -50,6 +50,10 @@ type Config struct {
 	// LocalhostNodePorts accepts IPv4 node ports on 127.0.0.1
 	// (--iptables-localhost-nodeports).
 	LocalhostNodePorts bool
+	// NFTablesLocalhostNodePorts is kube-proxy's alpha feature gate
+	// KubeProxyNFTablesLocalhostNodePorts (off by default): in nftables mode, node
+	// ports on loopback are rejected and counted (pkg/nftables' LocalhostNodePortRejects).
+	NFTablesLocalhostNodePorts bool
 	// HealthTimeout is how long queued changes may stay unapplied before /healthz
 	// fails; zero means twice SyncPeriod, as kube-proxy does.
 	HealthTimeout time.Duration

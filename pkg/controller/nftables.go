@@ -25,12 +25,17 @@ type nftablesMode struct {
 }
 
 // nftablesConfigs returns one nftables Config per IP family the node has addresses in.
-// Localhost node ports are iptables-only (datapath.go): kube-proxy's nftables mode does
-// not serve them either.
+// Localhost node ports are served in iptables mode only (datapath.go); in nftables mode
+// they are rejected and counted with kube-proxy's alpha gate, as kube-proxy does, and
+// otherwise left alone (docs/nftables.md).
 func nftablesConfigs(cfg *Config, facts node.Facts) []*nftables.Config {
 	var out []*nftables.Config
 	for _, fc := range familyConfigs(cfg, facts) {
-		out = append(out, &nftables.Config{FamilyConfig: fc})
+		out = append(out, &nftables.Config{
+			FamilyConfig: fc,
+			LocalhostNodePortRejects: nftables.LocalhostNodePortRejects(cfg.NFTablesLocalhostNodePorts,
+				node.NodePortsNameLoopback(cfg.NodePortAddresses, fc.Family)),
+		})
 	}
 	return out
 }

@@ -135,7 +135,8 @@ func unhonoured(cfg *v1alpha1.KubeProxyConfiguration) []string {
 	}
 	var gates []string
 	for name := range cfg.FeatureGates {
-		if !strings.HasPrefix(name, "Logging") && name != "ContextualLogging" {
+		if !strings.HasPrefix(name, "Logging") && name != "ContextualLogging" &&
+			(name != string(FeatureNFTablesLocalhostNodePorts) || cfg.Mode != ModeNFTables) {
 			gates = append(gates, name)
 		}
 	}

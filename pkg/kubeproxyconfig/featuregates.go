@@ -13,7 +13,8 @@ import (
 // accept what kube-proxy accepts (a GA or deprecated gate with a warning) and refuse
 // with kube-proxy's error what it refuses: an unknown gate, a GA gate set against its
 // lock, a gate enabled without the gates it depends on. Switchyard's behaviour depends on
-// none of them except the logging gates, which configure logging as in kube-proxy.
+// none of them except the logging gates, which configure logging as in kube-proxy, and
+// FeatureNFTablesLocalhostNodePorts.
 func NewFeatureGate() (featuregate.MutableVersionedFeatureGate, error) {
 	gate := featuregate.NewFeatureGate()
 	if err := logsapi.AddFeatureGates(gate); err != nil {
@@ -34,3 +35,9 @@ func NewFeatureGate() (featuregate.MutableVersionedFeatureGate, error) {
 	}
 	return gate, nil
 }
+
+// FeatureNFTablesLocalhostNodePorts is kube-proxy's alpha gate (off by default) under
+// which its nftables mode rejects and counts node-port traffic to loopback addresses,
+// and proxies TCP node ports there when --nodeport-addresses names loopback; Switchyard
+// writes the same table but has no proxy (docs/nftables.md).
+const FeatureNFTablesLocalhostNodePorts featuregate.Feature = "KubeProxyNFTablesLocalhostNodePorts"

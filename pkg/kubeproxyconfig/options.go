@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	v1 "k8s.io/api/core/v1"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/controller"
+	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // Options are kube-proxy's command line (every flag that matters on Linux, with its
@@ -237,6 +239,12 @@ func (o *Options) Complete(fs *pflag.FlagSet) (*Resolved, error) {
 		return nil, fmt.Errorf("%s: %w", o.source("invalid configuration", "invalid flags"), err)
 	}
 	ctrl.Client.Master = o.Master
+	if cfg.Mode == ModeNFTables && gate.Enabled(FeatureNFTablesLocalhostNodePorts) {
+		ctrl.NFTablesLocalhostNodePorts = true
+		if node.NodePortsNameLoopback(cfg.NodePortAddresses, v1.IPv4Protocol) || node.NodePortsNameLoopback(cfg.NodePortAddresses, v1.IPv6Protocol) {
+			warnings = append(warnings, fmt.Sprintf("featureGates %s with loopback in nodePortAddresses: kube-proxy proxies TCP node ports on loopback in userspace; Switchyard writes the same table (UDP and SCTP rejected there) but does not proxy them", FeatureNFTablesLocalhostNodePorts))
+		}
+	}
 	ctrl.InitOnly = o.InitOnly
 	r.KubeProxy, r.Controller, r.FeatureGate = cfg, ctrl, gate
 	r.Warnings = append(r.Warnings, warnings...)

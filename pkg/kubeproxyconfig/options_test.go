@@ -237,6 +237,25 @@ func TestComplete(t *testing.T) {
 		{name: "GA gate at its lock", args: []string{"--feature-gates=CPUManagerPolicyOptions=true"}, wantWarnings: []string{"featureGates CPUManagerPolicyOptions: accepted"}},
 		{name: "GA gate against its lock", args: []string{"--feature-gates=CPUManagerPolicyOptions=false"}, wantErr: "cannot set feature gate CPUManagerPolicyOptions to false, feature is locked to true"},
 		{name: "deprecated gate", file: header + "featureGates:\n  AllowDNSOnlyNodeCSR: true\n", wantWarnings: []string{"featureGates AllowDNSOnlyNodeCSR: accepted"}},
+		// KubeProxyNFTablesLocalhostNodePorts changes nftables mode's table (localhost
+		// node-port rejects), and nothing in the other modes, as in kube-proxy.
+		// mutation-checked: leaving Controller.NFTablesLocalhostNodePorts off fails
+		// "nftables localhost gate"; warning that the gate changes nothing in nftables
+		// mode fails it too.
+		{name: "nftables localhost gate", args: []string{"--proxy-mode=nftables", "--feature-gates=KubeProxyNFTablesLocalhostNodePorts=true"},
+			check: func(t *testing.T, r *Resolved) {
+				if !r.Controller.NFTablesLocalhostNodePorts || len(r.Warnings) != 0 {
+					t.Errorf("gate %v, warnings %q: want on, none", r.Controller.NFTablesLocalhostNodePorts, r.Warnings)
+				}
+			}},
+		{name: "nftables localhost gate with loopback node ports", args: []string{"--proxy-mode=nftables", "--nodeport-addresses=primary,localhost",
+			"--feature-gates=KubeProxyNFTablesLocalhostNodePorts=true"}, wantWarnings: []string{"does not proxy them"}},
+		{name: "nftables localhost gate in iptables mode", args: []string{"--feature-gates=KubeProxyNFTablesLocalhostNodePorts=true"},
+			wantWarnings: []string{"featureGates KubeProxyNFTablesLocalhostNodePorts: accepted"}, check: func(t *testing.T, r *Resolved) {
+				if r.Controller.NFTablesLocalhostNodePorts {
+					t.Error("the gate is on in iptables mode")
+				}
+			}},
 		{name: "gate others depend on", args: []string{"--feature-gates=AtomicFIFO=false"}, wantErr: "is enabled, but depends on features that are disabled: [AtomicFIFO]"},
 		{name: "json logging", args: []string{"--logging-format=json"}, check: func(t *testing.T, r *Resolved) {
 			if r.KubeProxy.Logging.Format != "json" {

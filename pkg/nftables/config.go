@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/knftables"
@@ -21,6 +22,12 @@ type Config struct {
 	// ClusterIPs", which it fills from the ServiceCIDR objects). Empty leaves the rule
 	// out.
 	ServiceCIDRs []netip.Prefix
+	// LocalhostNodePortRejects are the protocols ("tcp", "udp", "sctp") whose node
+	// ports are rejected and counted on the loopback address, as kube-proxy does with
+	// its alpha gate KubeProxyNFTablesLocalhostNodePorts (LocalhostNodePortRejects
+	// computes them). Empty, the gate's default, deletes the reject objects: node
+	// ports then do not answer on loopback at all.
+	LocalhostNodePortRejects []string
 }
 
 // Validate reports every problem with the Config at once.
@@ -29,6 +36,11 @@ func (c *Config) Validate() error {
 	for _, p := range c.ServiceCIDRs {
 		if endpoints.FamilyOf(p.Addr()) != c.Family {
 			err = errors.Join(err, fmt.Errorf("service CIDR %s is not %s", p, c.Family))
+		}
+	}
+	for _, p := range c.LocalhostNodePortRejects {
+		if !slices.Contains(localhostRejectProtocols, p) {
+			err = errors.Join(err, fmt.Errorf("localhost node-port reject protocol %q is not one of %v", p, localhostRejectProtocols))
 		}
 	}
 	return err

@@ -43,7 +43,9 @@ func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
 		return st, fmt.Errorf("listing sets: %w", err)
 	}
 	st.Elements = map[string]map[string]string{}
-	for _, c := range containers {
+	// The localhost reject map too: a full render with kube-proxy's alpha gate
+	// syncs its elements, and one without deletes the map (a missing map lists empty).
+	for _, c := range allContainers {
 		kind := "map"
 		if isSetName(c) {
 			kind = "set"
@@ -90,7 +92,7 @@ func Cleanup(ctx context.Context, nft Kernel) error {
 // sync of a Proxier sees it (what dry-run renders for).
 func EmptyKernel() KernelState {
 	st := KernelState{Elements: map[string]map[string]string{}, RecreateBaseChains: true}
-	for _, c := range containers {
+	for _, c := range allContainers {
 		st.Elements[c] = map[string]string{}
 	}
 	return st

@@ -141,6 +141,11 @@ func renderService(port *endpoints.ServicePort, allEndpoints []*endpoints.Endpoi
 		if !d.hasExternal {
 			elem(mapNoEndpointNodePorts, join(proto, nodePort), d.externalVerdict, true)
 		}
+		// With kube-proxy's alpha gate, node ports on loopback are rejected and
+		// counted, endpoints or not (localhost.go).
+		if cfg.rejectsLocalhost(proto) {
+			elem(mapLocalhostNodePortRej, join(proto, nodePort), "goto "+localhostNodePortRejPref+proto, false)
+		}
 	}
 
 	writeChains(out, port, d, cfg, proto)

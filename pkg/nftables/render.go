@@ -72,8 +72,10 @@ type KernelState struct {
 // the one transaction, so traffic sees the old rules or the new, never none.
 func Render(tx *knftables.Transaction, snap *endpoints.Snapshot, cfg *Config, kernel KernelState) *Plan {
 	plan := &Plan{Full: true, Tx: tx, elements: NewElements()}
-	writeSetup(tx, cfg, kernel.RecreateBaseChains)
-	for _, c := range containers {
+	staleRejects, kernel := staleLocalhostRejects(cfg, kernel)
+	writeSetupDeleting(tx, cfg, kernel.RecreateBaseChains, staleRejects)
+	plan.Stats.ElementsDeleted += len(staleRejects)
+	for _, c := range cfg.containers() {
 		if _, ok := kernel.Elements[c]; !ok {
 			flushContainer(tx, c)
 		}
@@ -111,7 +113,7 @@ func Render(tx *knftables.Transaction, snap *endpoints.Snapshot, cfg *Config, ke
 			plan.Stats.DeletedSets++
 		}
 	}
-	writeElementSync(tx, plan, kernel.Elements)
+	writeElementSync(tx, plan, kernel.Elements, cfg.containers())
 	return plan
 }
 
@@ -131,8 +133,8 @@ func flushContainer(tx *knftables.Transaction, c string) {
 
 // writeElementSync adds the element operations of a full render: what the mirror
 // wants and the kernel lacks or holds with another verdict, and the deletion of what
-// the kernel holds and nobody wants.
-func writeElementSync(tx *knftables.Transaction, plan *Plan, kernel map[string]map[string]string) {
+// the kernel holds and nobody wants, in the containers the setup keeps.
+func writeElementSync(tx *knftables.Transaction, plan *Plan, kernel map[string]map[string]string, containers []string) {
 	for _, k := range sortedKeys(plan.elements.m) {
 		x, _ := plan.elements.m[k].effective()
 		have, ok := kernel[k.container][k.key]

@@ -101,8 +101,9 @@ func checkGolden(t *testing.T, name, got string) {
 // first full transaction for a few scenarios. The overall scenario is kube-proxy
 // v1.37.2's TestOverallNFTablesRules; its golden dump was compared line by line with
 // that test's expectation (differences: the mark is written as kube-proxy's real code
-// formats it, 0x004000, where its test injects 0x4000; and no localhost node-port
-// reject objects, an alpha gate that is off by default).
+// formats it, 0x004000, where its test injects 0x4000; and, in overall-ipv4, no
+// localhost node-port reject objects: that test enables their alpha gate, which is off
+// by default, and overall-ipv4-localhost-rejects has them).
 func TestRenderGolden(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -110,6 +111,15 @@ func TestRenderGolden(t *testing.T) {
 		objects []any
 	}{
 		{name: "overall-ipv4", cfg: testConfig(), objects: overallObjects()},
+		// kube-proxy's TestOverallNFTablesRules runs with KubeProxyNFTablesLocalhostNodePorts
+		// on and loopback not in nodePortAddresses: its expectation has the localhost
+		// reject objects for tcp, udp and sctp and one element per node port; this
+		// golden's dump equals it with no exception but the mark (docs/nftables.md).
+		{name: "overall-ipv4-localhost-rejects", cfg: func() *Config {
+			c := testConfig()
+			c.LocalhostNodePortRejects = LocalhostNodePortRejects(true, false)
+			return c
+		}(), objects: overallObjects()},
 		{name: "all-node-ports-masquerade-all", cfg: func() *Config {
 			c := testConfig()
 			c.RestrictNodePorts, c.NodePortIPs, c.MasqueradeAll, c.ServiceCIDRs = false, nil, true, nil

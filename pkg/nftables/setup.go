@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"slices"
 	"strings"
 
 	"k8s.io/utils/ptr"
@@ -45,12 +46,13 @@ var jumps = []struct{ to, from, match string }{
 	{chainClusterIPsCheck, chainFilterOutput, "ct state new"},
 }
 
-// containers are the shared sets and maps whose elements the mirror holds.
-var containers = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEndpointServices, mapNoEndpointNodePorts, mapServiceNodePorts, setHairpinConnections}
-
-// localhostRejectProtocols are the protocols of kube-proxy's localhost node-port reject
-// chains and counters (alpha gate KubeProxyNFTablesLocalhostNodePorts, off by default).
-var localhostRejectProtocols = []string{"tcp", "udp", "sctp"}
+// containers are the shared sets and maps whose elements the mirror holds, and the
+// periodic check compares; allContainers adds the localhost reject map, which exists
+// only with kube-proxy's alpha gate (Config.containers).
+var (
+	containers    = []string{setClusterIPs, mapServiceIPs, mapFirewallIPs, mapNoEndpointServices, mapNoEndpointNodePorts, mapServiceNodePorts, setHairpinConnections}
+	allContainers = append(slices.Clone(containers), mapLocalhostNodePortRej)
+)
 
 // writeSetup adds the table and everything in it that does not depend on services:
 // base chains, jumps, the fixed chains and their rules, and the shared sets and maps.
@@ -58,6 +60,13 @@ var localhostRejectProtocols = []string{"tcp", "udp", "sctp"}
 // so that a base chain another version left with other properties is replaced instead
 // of failing the transaction.
 func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool) {
+	writeSetupDeleting(tx, cfg, recreateBaseChains, nil)
+}
+
+// writeSetupDeleting is writeSetup that also deletes staleRejects, keys of
+// localhost-nodeport-reject-ports elements, before the reject chains they go to
+// (staleLocalhostRejects).
+func writeSetupDeleting(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool, staleRejects []string) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
 	tx.Add(&knftables.Table{Comment: ptr.To("rules for kube-proxy")})
 	if recreateBaseChains {
@@ -102,7 +111,7 @@ func writeSetup(tx *knftables.Transaction, cfg *Config, recreateBaseChains bool)
 	}
 
 	writeNodePortIPs(tx, cfg)
-	writeNoEndpoints(tx, cfg, ensure)
+	writeNoEndpoints(tx, cfg, ensure, staleRejects)
 	tx.Add(&knftables.Map{Name: mapFirewallIPs, Type: vmapType(addr, mapFirewallIPs), Comment: ptr.To("destinations that are subject to LoadBalancerSourceRanges")})
 	ensure(chainFirewallCheck)
 	tx.Add(&knftables.Rule{Chain: chainFirewallCheck, Rule: ipX + " daddr . meta l4proto . th dport vmap @" + mapFirewallIPs})
@@ -144,10 +153,9 @@ func nodePortMatch(cfg *Config, withFib bool) string {
 }
 
 // writeNoEndpoints adds the maps and chains that drop or reject traffic to services
-// without (local) endpoints, and the (empty, then deleted) localhost node-port reject
-// objects of kube-proxy's alpha gate, so that a node coming from a kube-proxy that had
-// them enabled ends up with the same table.
-func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string)) {
+// without (local) endpoints, and the localhost node-port reject objects of kube-proxy's
+// alpha gate (localhost.go).
+func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string), staleRejects []string) {
 	ipX, addr := cfg.ipX(), cfg.addrType()
 	tx.Add(&knftables.Map{Name: mapNoEndpointServices, Type: vmapType(addr, mapNoEndpointServices), Comment: ptr.To("vmap to drop or reject packets to services with no endpoints")})
 	tx.Add(&knftables.Map{Name: mapNoEndpointNodePorts, Type: vmapType(addr, mapNoEndpointNodePorts), Comment: ptr.To("vmap to drop or reject packets to service nodeports with no endpoints")})
@@ -157,16 +165,7 @@ func writeNoEndpoints(tx *knftables.Transaction, cfg *Config, ensure func(string
 	tx.Add(&knftables.Rule{Chain: chainServiceEPCheck, Rule: ipX + " daddr . meta l4proto . th dport vmap @" + mapNoEndpointServices})
 	tx.Add(&knftables.Rule{Chain: chainNodePortEPCheck, Rule: nodePortMatch(cfg, false) + " meta l4proto . th dport vmap @" + mapNoEndpointNodePorts})
 
-	tx.Add(&knftables.Map{Name: mapLocalhostNodePortRej, Type: "inet_proto . inet_service : verdict", Comment: ptr.To("localhost NodePorts rejected by kube-proxy")})
-	tx.Delete(&knftables.Map{Name: mapLocalhostNodePortRej})
-	for _, proto := range localhostRejectProtocols {
-		chain := &knftables.Chain{Name: localhostNodePortRejPref + proto}
-		tx.Add(chain)
-		tx.Delete(chain)
-		counter := &knftables.Counter{Name: localhostNodePortCounter + proto}
-		tx.Add(counter)
-		tx.Delete(counter)
-	}
+	writeLocalhostRejects(tx, cfg, ensure, staleRejects)
 }
 
 // writeDispatch adds the service-ips and service-nodeports verdict maps and the

@@ -62,14 +62,26 @@ conntrack:
 // in iptables and nftables modes until both IP families are synced.
 func (c *Cluster) AddKubeProxy(t testing.TB, node *Node, mode string) *KubeProxy {
 	t.Helper()
-	proxy, err := c.addKubeProxy(node, mode)
+	proxy, err := c.addKubeProxy(node, mode, "")
 	if err != nil {
 		t.Fatalf("testbed: kube-proxy on %s: %v", node.Name, err)
 	}
 	return proxy
 }
 
-func (c *Cluster) addKubeProxy(node *Node, mode string) (*KubeProxy, error) {
+// AddKubeProxyWithConfig is AddKubeProxy with extraConfig (top-level
+// KubeProxyConfiguration YAML, e.g. "featureGates:\n  X: true\n") appended to
+// its configuration file.
+func (c *Cluster) AddKubeProxyWithConfig(t testing.TB, node *Node, mode, extraConfig string) *KubeProxy {
+	t.Helper()
+	proxy, err := c.addKubeProxy(node, mode, extraConfig)
+	if err != nil {
+		t.Fatalf("testbed: kube-proxy on %s: %v", node.Name, err)
+	}
+	return proxy
+}
+
+func (c *Cluster) addKubeProxy(node *Node, mode, extraConfig string) (*KubeProxy, error) {
 	proxy := &KubeProxy{
 		Node:       node,
 		Mode:       mode,
@@ -78,7 +90,7 @@ func (c *Cluster) addKubeProxy(node *Node, mode string) (*KubeProxy, error) {
 		ConfigPath: filepath.Join(c.Dir, node.Name+"-kube-proxy.yaml"),
 	}
 	config := fmt.Sprintf(kubeProxyConfig, c.KubeProxyKubeconfig, node.Name, node.IP, ClusterCIDR, mode,
-		fmt.Sprintf("%s:%d", node.IP, KubeProxyHealthzPort), fmt.Sprintf("%s:%d", node.IP, KubeProxyMetricsPort))
+		fmt.Sprintf("%s:%d", node.IP, KubeProxyHealthzPort), fmt.Sprintf("%s:%d", node.IP, KubeProxyMetricsPort)) + extraConfig
 	if err := os.WriteFile(proxy.ConfigPath, []byte(config), 0o644); err != nil {
 		return nil, err
 	}

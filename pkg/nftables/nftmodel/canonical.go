@@ -2,6 +2,7 @@ package nftmodel
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,9 @@ func Canonical(rs *Ruleset) string {
 		}
 		for _, name := range slices.Sorted(slices.Values(t.SetOrder)) {
 			writeSet(&b, t.Sets[name])
+		}
+		for _, name := range slices.Sorted(maps.Keys(t.Counters)) {
+			fmt.Fprintf(&b, "  counter %s\n", name)
 		}
 		for _, name := range slices.Sorted(slices.Values(t.ChainOrder)) {
 			writeChain(&b, t.Chains[name])

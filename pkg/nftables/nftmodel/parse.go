@@ -140,6 +140,16 @@ func (p *parser) tableItem(t *Table) error {
 			return err
 		}
 		return checkSetType(set, p.cursor)
+	case "counter":
+		name, err := p.word("counter name")
+		if err != nil {
+			return err
+		}
+		if t.Counters[name] {
+			return p.errorf("counter %s declared twice", name)
+		}
+		t.Counters[name] = true
+		return p.skipBlock()
 	}
 	return p.errorf("unknown table item %q", word)
 }
@@ -439,6 +449,16 @@ func (p *parser) command(create bool) error {
 			}
 			return nil
 		})
+	case "counter":
+		name, err := p.word("counter name")
+		if err != nil {
+			return err
+		}
+		t.Counters[name] = true
+		if p.is("{") {
+			return p.skipBlock()
+		}
+		return nil
 	case "rule":
 		name, err := p.word("chain name")
 		if err != nil {
@@ -571,6 +591,14 @@ func (p *parser) removal(verb string) error {
 			t.ChainOrder = slices.DeleteFunc(t.ChainOrder, func(n string) bool { return n == name })
 		}
 		return nil
+	case "counter":
+		switch {
+		case !t.Counters[name]:
+			return missing("counter " + name)
+		case verb == "delete" || verb == "destroy":
+			delete(t.Counters, name)
+		}
+		return nil
 	case "set", "map":
 		s, ok := t.Sets[name]
 		switch {
@@ -607,6 +635,17 @@ func (p *parser) removal(verb string) error {
 		return nil
 	}
 	return p.errorf("%s %s is not modelled", verb, object)
+}
+
+// skipBlock reads a "{ … }" whose contents the model does not keep (a named
+// counter's packets and bytes).
+func (p *parser) skipBlock() error {
+	return p.block(func() error {
+		for !p.atEnd() {
+			p.next()
+		}
+		return nil
+	})
 }
 
 // keyText is a key as nft prints it.

@@ -111,6 +111,9 @@ func TestParseIsStrict(t *testing.T) {
 		{"unknown ct state", head + "\t\tct state sleepy accept\n\t}\n}\n", `unknown value "sleepy"`},
 		{"mark set from another field", head + "\t\tmeta mark set ip saddr\n\t}\n}\n", "only the mark itself"},
 		{"unterminated string", "table ip t {\n\tcomment \"x\n}\n", "unterminated string"},
+		{"missing counter", head + "\t\tcounter name \"nothing\" reject\n\t}\n}\n", `missing counter "nothing"`},
+		{"counter declared twice", "table ip t {\n\tcounter c {\n\t}\n\tcounter c {\n\t}\n}\n", "declared twice"},
+		{"delete a missing counter", "add table ip t\ndelete counter ip t c\n", "no such counter c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.text)

@@ -59,7 +59,9 @@ type stmt struct {
 	// elements are an anonymous set or map's; setRef names a set or map.
 	elements []*Element
 	setRef   string
-	verdict  Verdict
+	// counterRef names the named counter of `counter name "NAME"`.
+	counterRef string
+	verdict    Verdict
 	// dnat: a fixed destination, or (dnatMap) data chosen by expr from
 	// elements: address, or address . port.
 	dnatAddr netip.Addr
@@ -319,11 +321,17 @@ func parseStmt(c *cursor) (*stmt, error) {
 				}
 			}
 		case c.accept("name"):
+			name := ""
 			if c.peek().kind == tokString {
-				c.next()
-			} else if _, err := c.word("counter name"); err != nil {
-				return nil, err
+				name = c.next().text
+			} else {
+				w, err := c.word("counter name")
+				if err != nil {
+					return nil, err
+				}
+				name = w
 			}
+			return &stmt{kind: stmtCounter, counterRef: name}, nil
 		}
 		return &stmt{kind: stmtCounter}, nil
 	case "masquerade":

@@ -24,7 +24,7 @@ func (rs *Ruleset) ensureTable(family, name string) *Table {
 	if t := rs.Table(family, name); t != nil {
 		return t
 	}
-	t := &Table{Family: family, Name: name, Chains: map[string]*Chain{}, Sets: map[string]*Set{}}
+	t := &Table{Family: family, Name: name, Chains: map[string]*Chain{}, Sets: map[string]*Set{}, Counters: map[string]bool{}}
 	rs.Tables = append(rs.Tables, t)
 	return t
 }
@@ -41,6 +41,9 @@ type Table struct {
 	ChainOrder []string
 	Sets       map[string]*Set
 	SetOrder   []string
+	// Counters are the named counters ("counter NAME"), which a rule's
+	// `counter name "NAME"` must find; their values are not modelled.
+	Counters map[string]bool
 }
 
 func (t *Table) String() string { return t.Family + " " + t.Name }
@@ -156,7 +159,7 @@ func (v Verdict) String() string {
 }
 
 // validate checks every reference of every table resolves: jump and goto
-// targets (in rules and verdict maps) and named sets. The kernel refuses a
+// targets (in rules and verdict maps), named sets and named counters. The kernel refuses a
 // ruleset that does not.
 func (rs *Ruleset) validate() error {
 	for _, t := range rs.Tables {
@@ -183,6 +186,9 @@ func (rs *Ruleset) validate() error {
 						if err := checkChain(fmt.Sprintf("chain %s line %d", name, r.Line), target); err != nil {
 							return err
 						}
+					}
+					if s.counterRef != "" && !t.Counters[s.counterRef] {
+						return fmt.Errorf("table %s: chain %s line %d: missing counter %q", t, name, r.Line, s.counterRef)
 					}
 					if s.setRef != "" {
 						set, ok := t.Sets[s.setRef]
