@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// containerKeys returns the key type of each shared set and map (containers), as
+// containerKeys returns the key type of each shared set and map (allContainers), as
 // components of a concatenation, for an address type (ipv4_addr, ipv6_addr). The
 // setup writes the containers with these types, and the netlink reads decode their
 // elements by them.
@@ -23,6 +23,8 @@ func containerKeys(addr string) map[string][]string {
 		mapNoEndpointNodePorts: port,
 		mapServiceNodePorts:    port,
 		setHairpinConnections:  {addr, addr, "inet_proto", "inet_service"},
+		// With kube-proxy's alpha gate only; full syncs list it (kernel.go).
+		mapLocalhostNodePortRej: port,
 	}
 }
 

@@ -102,7 +102,7 @@ func (c *Config) containers() []string {
 // --nodeport-addresses with the gate on, since it deletes the tcp chain before the
 // map's leftover tcp elements.
 func writeLocalhostRejects(tx *knftables.Transaction, cfg *Config, ensure func(string), staleRejects []string) {
-	tx.Add(&knftables.Map{Name: mapLocalhostNodePortRej, Type: "inet_proto . inet_service : verdict", Comment: ptr.To("localhost NodePorts rejected by kube-proxy")})
+	tx.Add(&knftables.Map{Name: mapLocalhostNodePortRej, Type: vmapType(cfg.addrType(), mapLocalhostNodePortRej), Comment: ptr.To("localhost NodePorts rejected by kube-proxy")})
 	for _, key := range staleRejects {
 		tx.Delete(knftElement(mapLocalhostNodePortRej, key, "", ""))
 	}
