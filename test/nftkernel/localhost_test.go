@@ -99,6 +99,9 @@ func TestLocalhostNodePortsInTheKernel(t *testing.T) {
 				}
 				table := nftIn(t, ns, "list", "table", string(nftables.FamilyOf(f.family)), nftables.TableName)
 				if gate {
+					// The daemon's Kernel reads the reject map over netlink as nft
+					// lists it (a full sync diffs its elements against that).
+					sameElements(t, ns, f, "map", "localhost-nodeport-reject-ports")
 					counter := nftIn(t, ns, "list", "counter", string(nftables.FamilyOf(f.family)), nftables.TableName, "localhost-nodeport-rejected-tcp")
 					// At least the SYN (IPv6 may see a retransmission before the
 					// ICMPv6 error is taken as a refusal).
@@ -131,7 +134,9 @@ func newKernelProxier(t *testing.T, ns string, f familyCase, cfg *nftables.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nsFile.Close()
+	// The netlink reads enter the namespace through this file at each call: it stays
+	// open as long as the Proxier may read.
+	t.Cleanup(func() { nsFile.Close() })
 	nft, err := nftables.OpenIn(f.family, nsFile)
 	if err != nil {
 		t.Fatalf("nftables in %s: %v", ns, err)

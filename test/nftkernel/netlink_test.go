@@ -3,6 +3,8 @@ package nftkernel
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -184,5 +186,40 @@ func checkFindsDrift(t *testing.T, p *nftables.Proxier, ns string, cfg *nftables
 		if drifted := check(tc.name + ", after the full sync"); len(drifted) > 0 {
 			t.Fatalf("%s: after the full sync the check finds %v", tc.name, drifted)
 		}
+	}
+}
+
+// sameElements compares one container's elements as the daemon's Kernel reads them
+// over netlink and as knftables lists them through nft, in namespace ns.
+// mutation-checked: reading the localhost reject map with service-ips' key type
+// (pkg/nftables decode.go) fails TestLocalhostNodePortsInTheKernel here.
+func sameElements(t *testing.T, ns string, f familyCase, kind, name string) {
+	t.Helper()
+	nsFile, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsFile.Close()
+	netlink, err := nftables.OpenIn(f.family, nsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaNFT, err := knftables.New(nftables.FamilyOf(f.family), nftables.TableName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := netlink.ListElements(context.Background(), kind, name)
+	if err != nil {
+		t.Fatalf("netlink ListElements(%s): %v", name, err)
+	}
+	want, err := viaNFT.ListElements(context.Background(), kind, name)
+	if err != nil {
+		t.Fatalf("nft ListElements(%s): %v", name, err)
+	}
+	if len(want) == 0 {
+		t.Fatalf("%s has no elements to compare", name)
+	}
+	if diff := cmp.Diff(sortedElements(want), sortedElements(got)); diff != "" {
+		t.Errorf("ListElements(%s), netlink against nft (-nft +netlink):\n%s", name, diff)
 	}
 }
