@@ -36,11 +36,10 @@ func (f *dumpingFake) DumpRules(_ context.Context) (map[string][]KernelRule, err
 	return out, nil
 }
 
-// newCheckedProxier is a Proxier over a dumpingFake, synced fully with
+// newCheckedProxier is a Proxier for cfg over a dumpingFake, synced fully with
 // overallObjects.
-func newCheckedProxier(t *testing.T) (*Proxier, *dumpingFake, *endpoints.Tracker) {
+func newCheckedProxier(t *testing.T, cfg *Config) (*Proxier, *dumpingFake, *endpoints.Tracker) {
 	t.Helper()
-	cfg := testConfig()
 	fake := &dumpingFake{Fake: newFake(cfg)}
 	p, err := NewProxier(cfg, fake, 0, (&fakeClock{}).Now)
 	if err != nil {
@@ -87,7 +86,7 @@ func serviceChainOf(t *testing.T, fake *dumpingFake, part string) string {
 // TestCheckFindsNothingInWhatWasApplied: a check right after a full sync, and after a
 // partial one, compares every chain and finds nothing; no full sync is asked for.
 func TestCheckFindsNothingInWhatWasApplied(t *testing.T) {
-	p, _, tracker := newCheckedProxier(t)
+	p, _, tracker := newCheckedProxier(t, testConfig())
 	res := mustCheck(t, p)
 	if len(res.Drifted) > 0 || res.FullSyncReason != "" {
 		t.Fatalf("after a full sync: drifted %v, reason %q", res.Drifted, res.FullSyncReason)
@@ -150,7 +149,7 @@ func TestCheckFindsDrift(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, fake, tracker := newCheckedProxier(t)
+			p, fake, tracker := newCheckedProxier(t, testConfig())
 			if tc.baseline {
 				mustCheck(t, p)
 			}
@@ -175,7 +174,7 @@ func TestCheckFindsDrift(t *testing.T) {
 // (`skip := map[string]bool{}` in check) fails it with svc7's service chain
 // "missing": the chain list was read before the sync added it.
 func TestCheckLeavesWhatASyncChangesMeanwhile(t *testing.T) {
-	p, fake, tracker := newCheckedProxier(t)
+	p, fake, tracker := newCheckedProxier(t, testConfig())
 	mustCheck(t, p)
 	fake.during = func() {
 		fake.during = nil
@@ -211,7 +210,7 @@ func TestCheckWithoutARuleDumpIsAFullSync(t *testing.T) {
 // writtenSinceCheck loop over plan.WrittenChains in succeeded removed) fails it with
 // svc1's chain "rules changed since the previous check".
 func TestCheckComparesDigestsAcrossManySyncs(t *testing.T) {
-	p, fake, tracker := newCheckedProxier(t)
+	p, fake, tracker := newCheckedProxier(t, testConfig())
 	mustCheck(t, p)
 	for i := range 40 {
 		extra := ep{ip: "10.180.0.9", node: testNode}

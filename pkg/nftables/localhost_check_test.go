@@ -2,8 +2,6 @@ package nftables
 
 import (
 	"testing"
-
-	"github.com/switchyard-io/switchyard/pkg/endpoints"
 )
 
 // TestCheckWithLocalhostRejects runs the periodic check over a table with kube-proxy's
@@ -17,16 +15,7 @@ import (
 func TestCheckWithLocalhostRejects(t *testing.T) {
 	cfg := testConfig()
 	cfg.LocalhostNodePortRejects = LocalhostNodePortRejects(true, false)
-	fake := &dumpingFake{Fake: newFake(cfg)}
-	p, err := NewProxier(cfg, fake, 0, (&fakeClock{}).Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracker := endpoints.NewTracker(testNode)
-	for _, obj := range overallObjects() {
-		feed(t, tracker, obj)
-	}
-	mustSync(t, p, tracker.Snapshot(), true)
+	p, fake, _ := newCheckedProxier(t, cfg)
 	t.Run("applied", func(t *testing.T) {
 		if res := mustCheck(t, p); res.FullSyncReason != "" {
 			t.Errorf("drift in what was applied: %+v", res)
