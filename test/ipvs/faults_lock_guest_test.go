@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,7 +131,7 @@ func testGuestLockHeld(t, parent *testing.T, d *daemon) *daemon {
 		legacyLockWait, red.Round(10*time.Millisecond), failures, heldFor.Round(10*time.Millisecond),
 		took.Round(10*time.Millisecond), green.Round(10*time.Millisecond))
 	if lines := lockLines(t); len(lines) > 1 {
-		t.Logf("the first sync failure on the lock (the restore): %s", lines[0])
+		t.Logf("the first sync failure on the lock (the restore):\n%s", lines[0])
 		t.Logf("a retried full sync met the lock %d times before it failed", strings.Count(lines[1], "holding the xtables lock"))
 	}
 
@@ -218,23 +219,37 @@ func holdXTablesLock(t *testing.T) func() {
 	}
 }
 
-// lockLines returns the daemon's log lines of syncs that failed on the xtables lock
-// (iptables' "Another app is currently holding the xtables lock"); a failed canary
-// check, which also meets the lock, requests nothing and does not count.
+// lockLines returns the daemon's log entries of syncs that failed on the xtables lock
+// (pkg/runner's "Run failed; will retry", once per failed run, with iptables' "Another
+// app is currently holding the xtables lock"); a failed canary
+// check, which also meets the lock, requests nothing and does not count. klog writes a
+// multi-line error as `err=<`, tab-indented lines, ` >`: an entry runs until the next
+// klog header.
 func lockLines(t *testing.T) []string {
 	t.Helper()
 	data, err := os.ReadFile(daemonLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	var entries []string
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.Contains(line, "Sync failed") && strings.Contains(line, "holding the xtables lock") {
-			out = append(out, line)
+		if klogHeader.MatchString(line) || len(entries) == 0 {
+			entries = append(entries, line)
+			continue
+		}
+		entries[len(entries)-1] += "\n" + line
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.Contains(e, "Run failed; will retry") && strings.Contains(e, "holding the xtables lock") {
+			out = append(out, e)
 		}
 	}
 	return out
 }
+
+// klogHeader starts a klog line: severity, date, time.
+var klogHeader = regexp.MustCompile(`^[IWEF]\d{4} \d{2}:`)
 
 // lockFailures counts lockLines.
 func lockFailures(t *testing.T) int { return len(lockLines(t)) }
