@@ -45,8 +45,8 @@ var companionTables = []string{"nat", "filter", "mangle"}
 // (pod-b stays the one real server; dry-run --diff exits 1 naming pod-c). The lock is
 // let go: the kernel converges to a full render with the change in, /healthz is 200,
 // and connections to web reach pod-a and pod-c. Then the daemon goes back to nft.
-// The canary check cannot see the flush while the lock is held (iptables-legacy -L takes
-// the lock too, and a failed check requests nothing), hence the wrapper's handshake
+// The canary check cannot see the flush while the lock is held (iptables-legacy -S CHAIN
+// takes the lock too, and a failed check requests nothing), hence the wrapper's handshake
 // instead of taking the lock before the flush.
 // mutation-checked: an unbounded lock wait (pkg/xtables Exec.Restore passing "-w" with
 // no seconds) fails "2 syncs failed on the xtables lock": the restore waits for the
