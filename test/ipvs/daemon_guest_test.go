@@ -37,14 +37,15 @@ type daemon struct {
 // startDaemon runs kubeadm's command line through the kube-proxy link: only --config
 // and --hostname-override. Its output goes to daemonLog, whose tail is logged if the
 // test fails.
-func startDaemon(t *testing.T) *daemon {
+func startDaemon(t *testing.T, extra ...string) *daemon {
 	t.Helper()
-	return startDaemonOwned(t, t)
+	return startDaemonOwned(t, t, extra...)
 }
 
 // startDaemonOwned is startDaemon for a subtest whose daemon outlives it: owner (the
-// parent test) stops it when it ends.
-func startDaemonOwned(t, owner *testing.T) *daemon {
+// parent test) stops it when it ends. extra are Switchyard flags added to the command
+// line (the xtables lock case's --iptables-backend=legacy).
+func startDaemonOwned(t, owner *testing.T, extra ...string) *daemon {
 	t.Helper()
 	logFile, err := os.Create(daemonLog)
 	if err != nil {
@@ -53,8 +54,9 @@ func startDaemonOwned(t, owner *testing.T) *daemon {
 	// Plus --healthz-timeout, Switchyard's one flag beside the file here (the faults
 	// need /healthz to turn red within seconds), and the fault wrappers first in PATH
 	// (faults_guest_test.go; they run the real programs unless a fault is set).
-	cmd := exec.Command(filepath.Join(guestBinDir, "kube-proxy"), "--config="+guestConfig, "--hostname-override="+daemonNode,
-		"--healthz-timeout="+guestHealthTimeout)
+	args := append([]string{"--config=" + guestConfig, "--hostname-override=" + daemonNode,
+		"--healthz-timeout=" + guestHealthTimeout}, extra...)
+	cmd := exec.Command(filepath.Join(guestBinDir, "kube-proxy"), args...)
 	cmd.Env = append(os.Environ(), "PATH="+guestWrappers+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

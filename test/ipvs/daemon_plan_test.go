@@ -63,9 +63,14 @@ const (
 	stepFaultNodeAddressBack = "fault-node-address-old" // the Node's InternalIP: guestIP again
 )
 
+// stepFaultLockEndpointsAC is the xtables lock case's change (faults_lock_guest_test.go),
+// made while the lock is held: web's EndpointSlice: pod-a and pod-c.
+const stepFaultLockEndpointsAC = "fault-lock-endpoints-a-c"
+
 // daemonSteps are the steps in the order the guest announces them.
 var daemonSteps = []string{
 	stepFaultEndpointsA, stepFaultEndpointsAC, stepFaultEndpointsB, stepFaultNodeDeleted, stepFaultNodeCreated,
-	stepFaultWatchCut, stepFaultWatchExpired, stepFaultNodeAddress, stepFaultNodeAddressBack, stepFaultAPIServerOutage,
+	stepFaultWatchCut, stepFaultWatchExpired, stepFaultNodeAddress, stepFaultNodeAddressBack, stepFaultLockEndpointsAC,
+	stepFaultAPIServerOutage,
 	stepEndpointsBC, stepEndpointsNone, stepDeleteService,
 }

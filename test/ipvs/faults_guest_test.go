@@ -43,7 +43,10 @@ var wrappedPrograms = map[string][]string{
 //   - "fail-KIND" exists: exit 1 without touching the kernel, counting in
 //     "failures-KIND";
 //   - "kill-KIND" exists: remove it, SIGKILL the caller (the daemon) and exit 1
-//     without touching the kernel.
+//     without touching the kernel;
+//   - "lock-KIND" exists: remove it, create "lock-asked" and wait (up to 30 s) for
+//     "lock-held" before running the real program: the test takes the xtables lock
+//     in between (faults_lock_guest_test.go), so that this very call meets it.
 //
 // Every call appends "PROGRAM ARG1" to "log".
 func writeGuestWrappers(t *testing.T) {
@@ -70,6 +73,12 @@ if [ -e "$dir/kill-%[3]s" ]; then
 	rm -f "$dir/kill-%[3]s"
 	kill -KILL "$PPID"
 	exit 1
+fi
+if [ -e "$dir/lock-%[3]s" ]; then
+	rm -f "$dir/lock-%[3]s"
+	: > "$dir/lock-asked"
+	i=0
+	while [ ! -e "$dir/lock-held" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 fi
 exec %[4]s "$@"
 `, guestWrappers, name, kind, real)
@@ -145,6 +154,7 @@ func testGuestFaults(t *testing.T, d *daemon) *daemon {
 	t.Run("Node deleted and re-created", func(t *testing.T) { testGuestNodeDeleted(t, d) })
 	t.Run("a live watch ends with 410 Gone", func(t *testing.T) { testGuestWatchExpired(t, d) })
 	t.Run("the node's address changes", func(t *testing.T) { testGuestNodeAddress(t, d) })
+	t.Run("xtables lock held (iptables-legacy)", func(t *testing.T) { d = testGuestLockHeld(t, parent, d) })
 	t.Run("apiserver outage", func(t *testing.T) { testGuestAPIServerDown(t, d) })
 	return d
 }

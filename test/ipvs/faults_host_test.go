@@ -77,6 +77,7 @@ func faultActions(t *testing.T, c *testbed.Cluster, proxy *testbed.WatchProxy) m
 			return publishWebErr(ctx, c, "pod-b")
 		},
 		stepFaultNodeAddressBack: func(ctx context.Context) error { return setVMNodeIP(ctx, c, guestIP) },
+		stepFaultLockEndpointsAC: func(ctx context.Context) error { return publishWebErr(ctx, c, "pod-a", "pod-c") },
 		// The guest sees the outage only as broken watches; the change right after it
 		// must arrive once the informers have reconnected.
 		stepFaultAPIServerOutage: func(ctx context.Context) error {
