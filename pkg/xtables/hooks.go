@@ -24,16 +24,23 @@ type Hook struct {
 
 // EnsureHooks creates each hook's target chain and inserts its jump at the top of its
 // built-in chain unless it is already there, in order. It goes on after a failure so
-// that one bad hook does not leave the others missing, and returns every error.
+// that one bad hook does not leave the others missing, and returns every error; but
+// it stops at the first lock timeout. A held xtables lock fails every command alike,
+// and each command waits out the whole bound first: going on made one retried IPVS
+// full sync on iptables-legacy wait 12 × --iptables-lock-wait (9 hooks and 3 canary
+// chains, measured in the guest, docs/reliability.md) before its restore failed too.
 func EnsureHooks(ctx context.Context, ipt Interface, hooks []Hook) error {
 	var errs []error
 	for _, h := range hooks {
-		if err := ipt.EnsureChain(ctx, h.Table, h.Target); err != nil {
-			errs = append(errs, err)
-			continue
+		err := ipt.EnsureChain(ctx, h.Table, h.Target)
+		if err == nil {
+			err = ipt.EnsureRule(ctx, h.Table, h.Chain, h.Args...)
 		}
-		if err := ipt.EnsureRule(ctx, h.Table, h.Chain, h.Args...); err != nil {
+		if err != nil {
 			errs = append(errs, err)
+			if IsLockTimeout(err) {
+				break
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -42,12 +49,16 @@ func EnsureHooks(ctx context.Context, ipt Interface, hooks []Hook) error {
 	return nil
 }
 
-// EnsureCanary creates ChainCanary in every CanaryTables table.
+// EnsureCanary creates ChainCanary in every CanaryTables table, stopping at the first
+// lock timeout as EnsureHooks does.
 func EnsureCanary(ctx context.Context, ipt Interface) error {
 	var errs []error
 	for _, table := range CanaryTables() {
 		if err := ipt.EnsureChain(ctx, table, ChainCanary); err != nil {
 			errs = append(errs, err)
+			if IsLockTimeout(err) {
+				break
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
