@@ -36,7 +36,7 @@ func newSyntheticCluster(tb testing.TB, nServices, nEndpoints int) *syntheticClu
 			if j%2 == 1 {
 				node = otherNode
 			}
-			eps[j] = ep{ip: fmt.Sprintf("10.%d.%d.%d", 100+n/62500, n/250%250, n%250+1), node: node}
+			eps[j] = ep{IP: fmt.Sprintf("10.%d.%d.%d", 100+n/62500, n/250%250, n%250+1), Node: node}
 		}
 		slice := makeSlice("bench", name, name+"-abc", 8080, eps...)
 		slice.Ports[0].Name = new("http")

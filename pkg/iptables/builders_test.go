@@ -15,12 +15,10 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
-	discovery "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/endpoints/endpointstest"
 	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
@@ -43,89 +41,19 @@ func testConfig() *Config {
 	}}
 }
 
-// makeService builds a ClusterIP Service with one TCP port "p80" (80 -> 8080) and lets
-// tweaks change it.
-func makeService(namespace, name, clusterIP string, tweaks ...func(*v1.Service)) *v1.Service {
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: v1.ServiceSpec{
-			Type:       v1.ServiceTypeClusterIP,
-			ClusterIP:  clusterIP,
-			ClusterIPs: []string{clusterIP},
-			Ports:      []v1.ServicePort{{Name: "p80", Port: 80, Protocol: v1.ProtocolTCP}},
-		},
-	}
-	for _, tweak := range tweaks {
-		tweak(svc)
-	}
-	return svc
-}
+// The objects come from endpointstest, shared with the other mode's tests.
+var (
+	makeService = endpointstest.Service
+	makeSlice   = endpointstest.Slice
+)
 
 // ep describes one endpoint for makeSlice.
-type ep struct {
-	ip          string
-	node        string
-	notReady    bool
-	terminating bool
-	notServing  bool
-	zoneHints   []string
-}
+type ep = endpointstest.Endpoint
 
-// makeSlice builds the EndpointSlice of a service with port "p80" on targetPort.
-func makeSlice(namespace, service, name string, targetPort int32, eps ...ep) *discovery.EndpointSlice {
-	slice := &discovery.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: namespace, Name: name,
-			Labels: map[string]string{discovery.LabelServiceName: service},
-		},
-		AddressType: discovery.AddressTypeIPv4,
-		Ports:       []discovery.EndpointPort{{Name: ptr.To("p80"), Port: ptr.To(targetPort), Protocol: ptr.To(v1.ProtocolTCP)}},
-	}
-	for _, e := range eps {
-		if netip.MustParseAddr(e.ip).Is6() {
-			slice.AddressType = discovery.AddressTypeIPv6
-		}
-		de := discovery.Endpoint{
-			Addresses: []string{e.ip},
-			Conditions: discovery.EndpointConditions{
-				Ready:       ptr.To(!e.notReady),
-				Serving:     ptr.To(!e.notServing),
-				Terminating: ptr.To(e.terminating),
-			},
-		}
-		if e.node != "" {
-			de.NodeName = ptr.To(e.node)
-		}
-		if e.zoneHints != nil {
-			de.Hints = &discovery.EndpointHints{}
-			for _, z := range e.zoneHints {
-				de.Hints.ForZones = append(de.Hints.ForZones, discovery.ForZone{Name: z})
-			}
-		}
-		slice.Endpoints = append(slice.Endpoints, de)
-	}
-	return slice
-}
-
-// snapshotOf feeds objects into a fresh tracker and returns its snapshot.
+// snapshotOf feeds objects into a fresh tracker of node1 and returns its snapshot.
 func snapshotOf(t testing.TB, objects ...any) *endpoints.Snapshot {
 	t.Helper()
-	tracker := endpoints.NewTracker(testNode)
-	for _, obj := range objects {
-		switch o := obj.(type) {
-		case *v1.Service:
-			if err := tracker.OnServiceUpdate(o); err != nil {
-				t.Fatalf("service %s/%s: %v", o.Namespace, o.Name, err)
-			}
-		case *discovery.EndpointSlice:
-			if err := tracker.OnEndpointSliceUpdate(o); err != nil {
-				t.Fatalf("slice %s/%s: %v", o.Namespace, o.Name, err)
-			}
-		default:
-			t.Fatalf("unexpected object %T", obj)
-		}
-	}
-	return tracker.Snapshot()
+	return endpointstest.Snapshot(t, testNode, objects...)
 }
 
 func nsName(namespace, name string) types.NamespacedName {

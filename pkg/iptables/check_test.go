@@ -41,14 +41,14 @@ func newCheckFixture(t *testing.T, ipt func(*xtablestest.Fake) xtables.Interface
 		t.Fatal(err)
 	}
 	feed(t, f.tracker,
-		makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.0.1", node: testNode}),
-		makeService("ns", "api", "172.30.0.11"), makeSlice("ns", "api", "api-1", 8080, ep{ip: "10.180.0.3", node: "node2"}))
+		makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.0.1", Node: testNode}),
+		makeService("ns", "api", "172.30.0.11"), makeSlice("ns", "api", "api-1", 8080, ep{IP: "10.180.0.3", Node: "node2"}))
 	if res, err := f.p.Sync(ctx, f.tracker.Snapshot()); err != nil || !res.Full {
 		t.Fatalf("first sync: full=%v err=%v, want a full sync", res.Full, err)
 	}
 	feed(t, f.tracker,
-		makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.0.1", node: testNode}, ep{ip: "10.180.0.2", node: "node2"}),
-		makeService("ns", "db", "172.30.0.12"), makeSlice("ns", "db", "db-1", 5432, ep{ip: "10.180.0.4", node: testNode}))
+		makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.0.1", Node: testNode}, ep{IP: "10.180.0.2", Node: "node2"}),
+		makeService("ns", "db", "172.30.0.12"), makeSlice("ns", "db", "db-1", 5432, ep{IP: "10.180.0.4", Node: testNode}))
 	f.snap = f.tracker.Snapshot()
 	if res, err := f.p.Sync(ctx, f.snap); err != nil || res.Full {
 		t.Fatalf("second sync: full=%v err=%v, want a partial sync", res.Full, err)

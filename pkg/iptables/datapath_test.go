@@ -34,7 +34,7 @@ func TestMasqueradeBit(t *testing.T) {
 	cfg.MasqueradeMark = 1 << 3
 	objects := []any{
 		makeService("ns", "web", "172.30.0.10"),
-		makeSlice("ns", "web", "web-1", 80, ep{ip: "10.180.0.1", node: testNode}),
+		makeSlice("ns", "web", "web-1", 80, ep{IP: "10.180.0.1", Node: testNode}),
 	}
 	plan := Render(snapshotOf(t, objects...), cfg, nil)
 	want := map[string][]string{
@@ -96,7 +96,7 @@ func TestEndpointOrder(t *testing.T) {
 		s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To(int32(600))}}
 	})
 	slice := makeSlice("ns", "web", "web-1", 80,
-		ep{ip: "10.180.0.9", node: testNode}, ep{ip: "10.180.0.10", node: testNode}, ep{ip: "10.180.0.100", node: testNode}, ep{ip: "10.180.0.2", node: testNode})
+		ep{IP: "10.180.0.9", Node: testNode}, ep{IP: "10.180.0.10", Node: testNode}, ep{IP: "10.180.0.100", Node: testNode}, ep{IP: "10.180.0.2", Node: testNode})
 	plan := Render(snapshotOf(t, svc, slice), testConfig(), nil)
 	name := endpoints.ServicePortName{NamespacedName: nsName("ns", "web"), Port: "p80", Protocol: v1.ProtocolTCP}
 	var order []string
@@ -125,8 +125,8 @@ func TestExternalReachabilityPerFamily(t *testing.T) {
 		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
 	})
 	objects := []any{svc,
-		makeSlice("ns", "dual", "dual-v4", 80, ep{ip: "10.180.1.40", node: otherNode}),
-		makeSlice("ns", "dual", "dual-v6", 80, ep{ip: "fd00:10::40", node: otherNode}),
+		makeSlice("ns", "dual", "dual-v4", 80, ep{IP: "10.180.1.40", Node: otherNode}),
+		makeSlice("ns", "dual", "dual-v6", 80, ep{IP: "fd00:10::40", Node: otherNode}),
 	}
 	name := endpoints.ServicePortName{NamespacedName: nsName("ns", "dual"), Port: "p80", Protocol: v1.ProtocolTCP}
 	v6 := testConfig()

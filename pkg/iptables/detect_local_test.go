@@ -18,8 +18,8 @@ import (
 // endpoint on this node and one on node2 (IP plan in builders_test.go; the pods of
 // node1 sit behind bridge "cbr0" on ports "veth*", node1's pod CIDR is 10.180.0.0/24).
 func detectLocalWorld() []any {
-	local := func(ip string) ep { return ep{ip: ip, node: testNode} }
-	remote := func(ip string) ep { return ep{ip: ip, node: otherNode} }
+	local := func(ip string) ep { return ep{IP: ip, Node: testNode} }
+	remote := func(ip string) ep { return ep{IP: ip, Node: otherNode} }
 	return []any{
 		makeService("ns", "clusterip", "172.30.0.10"),
 		makeSlice("ns", "clusterip", "clusterip-1", 80, local("10.180.0.1"), remote("10.180.1.1")),

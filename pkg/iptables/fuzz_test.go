@@ -33,7 +33,7 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 			s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: fmt.Sprintf("p%d", i), Port: int32(1000 + i), Protocol: v1.ProtocolTCP})
 		}
 	})
-	manyPortsSlice := makeSlice("ns", "many-ports", "many-ports-1", 8080, ep{ip: "10.180.0.1", node: testNode})
+	manyPortsSlice := makeSlice("ns", "many-ports", "many-ports-1", 8080, ep{IP: "10.180.0.1", Node: testNode})
 	manyPortsSlice.Ports = nil
 	for i := range ports {
 		manyPortsSlice.Ports = append(manyPortsSlice.Ports, discovery.EndpointPort{Name: ptr.To(fmt.Sprintf("p%d", i)), Port: ptr.To(int32(8000 + i)), Protocol: ptr.To(v1.ProtocolTCP)})
@@ -44,10 +44,10 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 		big.Endpoints = append(big.Endpoints, discovery.Endpoint{Addresses: []string{fmt.Sprintf("10.181.%d.%d", i/250, i%250+1)}})
 	}
 
-	dup1 := makeSlice("ns", "dup", "dup-a", 8080, ep{ip: "10.180.0.5", node: testNode}, ep{ip: "10.180.0.6", node: otherNode})
-	dup2 := makeSlice("ns", "dup", "dup-b", 8080, ep{ip: "10.180.0.5", node: otherNode, terminating: true, notReady: true})
+	dup1 := makeSlice("ns", "dup", "dup-a", 8080, ep{IP: "10.180.0.5", Node: testNode}, ep{IP: "10.180.0.6", Node: otherNode})
+	dup2 := makeSlice("ns", "dup", "dup-b", 8080, ep{IP: "10.180.0.5", Node: otherNode, Terminating: true, NotReady: true})
 
-	wrongFamily := makeSlice("ns", "web", "wrong-family", 8080, ep{ip: "10.180.0.7"})
+	wrongFamily := makeSlice("ns", "web", "wrong-family", 8080, ep{IP: "10.180.0.7"})
 	wrongFamily.Endpoints = append(wrongFamily.Endpoints,
 		discovery.Endpoint{Addresses: []string{"fd00:10::7"}},
 		discovery.Endpoint{Addresses: []string{"::ffff:10.180.0.8"}},
@@ -59,7 +59,7 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 	twoProtocols := makeService("ns", "dns", "172.30.0.53", func(s *v1.Service) {
 		s.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP}, {Name: "dns", Port: 53, Protocol: v1.ProtocolTCP}, {Name: "dns", Port: 54, Protocol: v1.ProtocolTCP}}
 	})
-	twoProtocolsSlice := makeSlice("ns", "dns", "dns-1", 53, ep{ip: "10.180.0.10"})
+	twoProtocolsSlice := makeSlice("ns", "dns", "dns-1", 53, ep{IP: "10.180.0.10"})
 	twoProtocolsSlice.Ports = []discovery.EndpointPort{{Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolUDP)}, {Name: ptr.To("dns"), Port: ptr.To(int32(53)), Protocol: ptr.To(v1.ProtocolTCP)}}
 
 	affinity := func(seconds int32) *v1.Service {
@@ -68,30 +68,30 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To(seconds)}}
 		})
 	}
-	stickySlice := makeSlice("ns", "sticky", "sticky-1", 8080, ep{ip: "10.180.0.11"})
+	stickySlice := makeSlice("ns", "sticky", "sticky-1", 8080, ep{IP: "10.180.0.11"})
 
 	externalIsNode := makeService("ns", "ext", "172.30.0.40", func(s *v1.Service) {
 		s.Spec.ExternalIPs = []string{testNodeIP, testNodeIPv6, "203.0.113.40"}
 		s.Spec.Type = v1.ServiceTypeNodePort
 		s.Spec.Ports[0].NodePort = 30040
 	})
-	extSlice := makeSlice("ns", "ext", "ext-1", 8080, ep{ip: "10.180.0.12", node: testNode})
+	extSlice := makeSlice("ns", "ext", "ext-1", 8080, ep{IP: "10.180.0.12", Node: testNode})
 
 	ranges := makeService("ns", "lb", "172.30.0.50", func(s *v1.Service) {
 		s.Spec.Type = v1.ServiceTypeLoadBalancer
 		s.Spec.LoadBalancerSourceRanges = []string{" 10.0.0.0/8 ", "10.1.2.3/8", "fd00::/8", "::ffff:198.51.100.0/120", "::ffff:0:0/95", "0.0.0.0/0", "1.2.3.4/33", "garbage"}
 		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.50"}, {IP: "fd00:203::50"}, {IP: testNodeIP}}
 	})
-	lbSlice := makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.13"})
+	lbSlice := makeSlice("ns", "lb", "lb-1", 8080, ep{IP: "10.180.0.13"})
 
 	badPortName := makeService("ns", "ports", "172.30.0.62", func(s *v1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: "p 81", Port: 81, Protocol: v1.ProtocolTCP})
 	})
-	badPortNameSlice := makeSlice("ns", "ports", "ports-1", 8080, ep{ip: "10.180.0.17"})
+	badPortNameSlice := makeSlice("ns", "ports", "ports-1", 8080, ep{IP: "10.180.0.17"})
 	badPortNameSlice.Ports = append(badPortNameSlice.Ports, discovery.EndpointPort{Name: ptr.To("p 81"), Port: ptr.To(int32(8081)), Protocol: ptr.To(v1.ProtocolTCP)})
 
 	dualStack := makeService("ns", "dual", "172.30.0.63", func(s *v1.Service) { s.Spec.ClusterIPs = []string{"172.30.0.63", "fd00:30::63"} })
-	zoned := makeSlice("ns", "dual", "dual-1", 8080, ep{ip: "fd00:10::1"})
+	zoned := makeSlice("ns", "dual", "dual-1", 8080, ep{IP: "fd00:10::1"})
 	zoned.Endpoints = append(zoned.Endpoints, discovery.Endpoint{Addresses: []string{"fe80::1%eth0"}})
 
 	return []hostileSeed{
@@ -99,7 +99,7 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 		{"big", [3]any{makeService("ns", "big", "172.30.0.21"), big, nil}},
 		{"dup", [3]any{makeService("ns", "dup", "172.30.0.22"), dup1, dup2}},
 		{"wrong-family", [3]any{makeService("ns", "web", "172.30.0.23"), wrongFamily, wrongFamily6}},
-		{"slice-first", [3]any{nil, makeSlice("ns", "not-yet", "not-yet-1", 8080, ep{ip: "10.180.0.14"}), nil}},
+		{"slice-first", [3]any{nil, makeSlice("ns", "not-yet", "not-yet-1", 8080, ep{IP: "10.180.0.14"}), nil}},
 		{"two-protocols", [3]any{twoProtocols, twoProtocolsSlice, nil}},
 		{"affinity-max", [3]any{affinity(86400), stickySlice, nil}},
 		{"affinity-huge", [3]any{affinity(1 << 30), stickySlice, nil}},
@@ -108,8 +108,8 @@ func hostileSeeds(ports, endpointCount int) []hostileSeed {
 		{"lb", [3]any{ranges, lbSlice, nil}},
 		// Names the API refuses; written into rule comments they would break the
 		// payload (unterminated quote, extra argument).
-		{"quote-in-namespace", [3]any{makeService(`sh"op`, "web", "172.30.0.60"), makeSlice(`sh"op`, "web", "web-1", 8080, ep{ip: "10.180.0.15"}), nil}},
-		{"newline-in-name", [3]any{makeService("ns", "we\nb", "172.30.0.61"), makeSlice("ns", "we\nb", "web-1", 8080, ep{ip: "10.180.0.16"}), nil}},
+		{"quote-in-namespace", [3]any{makeService(`sh"op`, "web", "172.30.0.60"), makeSlice(`sh"op`, "web", "web-1", 8080, ep{IP: "10.180.0.15"}), nil}},
+		{"newline-in-name", [3]any{makeService("ns", "we\nb", "172.30.0.61"), makeSlice("ns", "we\nb", "web-1", 8080, ep{IP: "10.180.0.16"}), nil}},
 		{"space-in-port-name", [3]any{badPortName, badPortNameSlice, nil}},
 		// A zoned IPv6 endpoint address: ip6tables-restore refuses "-s fe80::1%eth0".
 		{"zoned-endpoint", [3]any{dualStack, zoned, nil}},

@@ -89,7 +89,7 @@ func TestFoldedHooksMatchEnsureHooks(t *testing.T) {
 		}},
 	}
 	tracker := endpoints.NewTracker(testNode)
-	feed(t, tracker, makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.0.1", node: testNode}))
+	feed(t, tracker, makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.0.1", Node: testNode}))
 	snap := tracker.Snapshot()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,7 +35,7 @@ func (brokenAcct) Get(string) (nfacct.Counter, error) {
 // only when Ensure succeeded) fails "kernel without nfacct".
 func TestNFAcctRules(t *testing.T) {
 	svc := makeService("ns", "np", "172.30.0.12", withNodePort(30012))
-	slice := makeSlice("ns", "np", "np-1", 80, ep{ip: "10.180.0.2", node: testNode})
+	slice := makeSlice("ns", "np", "np-1", 80, ep{IP: "10.180.0.2", Node: testNode})
 	name := endpoints.ServicePortName{NamespacedName: nsName("ns", "np"), Port: "p80", Protocol: v1.ProtocolTCP}
 	ext := ExternalChain(name)
 	tests := []struct {

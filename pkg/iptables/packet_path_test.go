@@ -160,8 +160,8 @@ func withInternalLocal(s *v1.Service) {
 
 // packetWorld is one cluster with a service for every behaviour in the reference.
 func packetWorld() []any {
-	local := func(ip string) ep { return ep{ip: ip, node: testNode} }
-	remote := func(ip string) ep { return ep{ip: ip, node: otherNode} }
+	local := func(ip string) ep { return ep{IP: ip, Node: testNode} }
+	remote := func(ip string) ep { return ep{IP: ip, Node: otherNode} }
 	svc := func(name, ip string, tweaks ...func(*v1.Service)) *v1.Service {
 		return makeService("ns", name, ip, tweaks...)
 	}
@@ -184,21 +184,21 @@ func packetWorld() []any {
 		svc("itp-local", "172.30.0.17", withInternalLocal), slice("itp-local", local("10.180.0.7"), remote("10.180.1.7")),
 		svc("itp-local-none", "172.30.0.18", withInternalLocal), slice("itp-local-none", remote("10.180.1.8")),
 		svc("terminating", "172.30.0.19"), slice("terminating",
-			ep{ip: "10.180.0.9", node: testNode, notReady: true, terminating: true},
-			ep{ip: "10.180.1.9", node: otherNode, notReady: true, terminating: true, notServing: true}),
-		svc("mixed", "172.30.0.20"), slice("mixed", local("10.180.0.10"), ep{ip: "10.180.1.10", node: otherNode, notReady: true, terminating: true}),
+			ep{IP: "10.180.0.9", Node: testNode, NotReady: true, Terminating: true},
+			ep{IP: "10.180.1.9", Node: otherNode, NotReady: true, Terminating: true, NotServing: true}),
+		svc("mixed", "172.30.0.20"), slice("mixed", local("10.180.0.10"), ep{IP: "10.180.1.10", Node: otherNode, NotReady: true, Terminating: true}),
 		svc("affinity", "172.30.0.21", func(s *v1.Service) {
 			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To(int32(600))}}
 		}), slice("affinity", local("10.180.0.11"), remote("10.180.1.11")),
 		svc("zone", "172.30.0.22"), slice("zone",
-			ep{ip: "10.180.0.12", node: testNode, zoneHints: []string{testZone}},
-			ep{ip: "10.180.1.12", node: otherNode, zoneHints: []string{"zone-b"}}),
+			ep{IP: "10.180.0.12", Node: testNode, ZoneHints: []string{testZone}},
+			ep{IP: "10.180.1.12", Node: otherNode, ZoneHints: []string{"zone-b"}}),
 		svc("lb-local", "172.30.0.23", withLoadBalancer("203.0.113.23"), withNodePort(30023), withExternalLocal),
 		slice("lb-local", local("10.180.0.13"), remote("10.180.1.13")),
 		udp, udpSlice,
 		svc("local-terminating", "172.30.0.25", withNodePort(30025), withExternalLocal), slice("local-terminating",
-			ep{ip: "10.180.0.15", node: testNode, notReady: true, terminating: true},
+			ep{IP: "10.180.0.15", Node: testNode, NotReady: true, Terminating: true},
 			remote("10.180.1.15")),
 	}
 }
@@ -273,10 +273,10 @@ func TestPacketPathsIPv6(t *testing.T) {
 	}
 	rs := programmed(t, cfg,
 		makeService("ns", "dual", "172.30.0.30", dual),
-		makeSlice("ns", "dual", "dual-v4", 80, ep{ip: "10.180.0.30", node: testNode}),
-		makeSlice("ns", "dual", "dual-v6", 80, ep{ip: "fd00:10::30", node: testNode}, ep{ip: "fd00:10::31", node: otherNode}),
+		makeSlice("ns", "dual", "dual-v4", 80, ep{IP: "10.180.0.30", Node: testNode}),
+		makeSlice("ns", "dual", "dual-v6", 80, ep{IP: "fd00:10::30", Node: testNode}, ep{IP: "fd00:10::31", Node: otherNode}),
 		makeService("ns", "v4only", "172.30.0.31"),
-		makeSlice("ns", "v4only", "v4only-1", 80, ep{ip: "10.180.0.31", node: testNode}),
+		makeSlice("ns", "v4only", "v4only-1", 80, ep{IP: "10.180.0.31", Node: testNode}),
 	)
 	node := tracer.Node{LocalAddrs: []netip.Addr{netip.MustParseAddr(testNodeIPv6)}}
 	runPacketCases(t, rs, node, []packetCase{
@@ -307,7 +307,7 @@ func TestEndpointSelectionProbabilities(t *testing.T) {
 	for n := 1; n <= 100; n++ {
 		eps := make([]ep, n)
 		for i := range eps {
-			eps[i] = ep{ip: netip.AddrFrom4([4]byte{10, 180, 0, byte(i + 1)}).String(), node: testNode}
+			eps[i] = ep{IP: netip.AddrFrom4([4]byte{10, 180, 0, byte(i + 1)}).String(), Node: testNode}
 		}
 		rs := programmed(t, testConfig(), makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, eps...))
 		pkt := tracer.Packet{Src: netip.MustParseAddr(podSrc), Dst: netip.MustParseAddr("172.30.0.10"), Proto: "tcp",

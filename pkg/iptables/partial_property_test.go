@@ -206,17 +206,17 @@ func (w *randomWorld) randomSlice(rng *rand.Rand, name string) *discovery.Endpoi
 	var eps []ep
 	for range rng.IntN(5) {
 		// Reuse a small address pool so that endpoints come and go with the same names.
-		e := ep{ip: fmt.Sprintf("10.180.%d.%d", rng.IntN(2), 1+rng.IntN(4)), node: []string{testNode, otherNode}[rng.IntN(2)]}
+		e := ep{IP: fmt.Sprintf("10.180.%d.%d", rng.IntN(2), 1+rng.IntN(4)), Node: []string{testNode, otherNode}[rng.IntN(2)]}
 		switch rng.IntN(5) {
 		case 0:
-			e.notReady = true
+			e.NotReady = true
 		case 1:
-			e.notReady, e.terminating = true, true
+			e.NotReady, e.Terminating = true, true
 		case 2:
-			e.notReady, e.terminating, e.notServing = true, true, true
+			e.NotReady, e.Terminating, e.NotServing = true, true, true
 		}
 		if rng.IntN(4) == 0 {
-			e.zoneHints = []string{[]string{testZone, "zone-b"}[rng.IntN(2)]}
+			e.ZoneHints = []string{[]string{testZone, "zone-b"}[rng.IntN(2)]}
 		}
 		eps = append(eps, e)
 	}

@@ -49,15 +49,15 @@ func TestProxierExtraSnapshotStaysPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	tracker := endpoints.NewTracker(testNode)
-	feed(t, tracker, makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.0.1", node: testNode}))
+	feed(t, tracker, makeService("ns", "web", "172.30.0.10"), makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.0.1", Node: testNode}))
 	if res, err := p.Sync(ctx, tracker.Snapshot()); err != nil || !res.Full {
 		t.Fatalf("first sync: full=%v err=%v, want a full sync", res.Full, err)
 	}
 
 	// One change lands in a snapshot nobody syncs, a second in the next one.
-	feed(t, tracker, makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.0.1", node: testNode}, ep{ip: "10.180.0.2", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.0.1", Node: testNode}, ep{IP: "10.180.0.2", Node: testNode}))
 	tracker.Snapshot()
-	feed(t, tracker, makeService("ns", "api", "172.30.0.11"), makeSlice("ns", "api", "api-1", 8080, ep{ip: "10.180.0.3", node: testNode}))
+	feed(t, tracker, makeService("ns", "api", "172.30.0.11"), makeSlice("ns", "api", "api-1", 8080, ep{IP: "10.180.0.3", Node: testNode}))
 	snap := tracker.Snapshot()
 	res, err := p.Sync(ctx, snap)
 	if err != nil {

@@ -34,7 +34,7 @@ func benchSlice(i, nEndpoints, extra int) *discovery.EndpointSlice {
 		if j%2 == 1 {
 			node = otherNode
 		}
-		eps[j] = ep{ip: fmt.Sprintf("10.%d.%d.%d", 100+n/62500, n/250%250, n%250+1), node: node}
+		eps[j] = ep{IP: fmt.Sprintf("10.%d.%d.%d", 100+n/62500, n/250%250, n%250+1), Node: node}
 	}
 	return makeSlice("bench", fmt.Sprintf("svc-%d", i), fmt.Sprintf("svc-%d-abc", i), 8080, eps...)
 }

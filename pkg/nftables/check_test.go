@@ -94,7 +94,7 @@ func TestCheckFindsNothingInWhatWasApplied(t *testing.T) {
 	if res.Compared < 20 {
 		t.Errorf("compared %d chains, want every chain (20 or more)", res.Compared)
 	}
-	feed(t, tracker, makeSlice("ns1", "svc1", "svc1-1", 80, ep{ip: "10.180.0.1", node: testNode}, ep{ip: "10.180.0.9", node: testNode}))
+	feed(t, tracker, makeSlice("ns1", "svc1", "svc1-1", 80, ep{IP: "10.180.0.1", Node: testNode}, ep{IP: "10.180.0.9", Node: testNode}))
 	mustSync(t, p, tracker.Snapshot(), false)
 	res = mustCheck(t, p)
 	if len(res.Drifted) > 0 || res.FullSyncReason != "" {
@@ -179,7 +179,7 @@ func TestCheckLeavesWhatASyncChangesMeanwhile(t *testing.T) {
 	fake.during = func() {
 		fake.during = nil
 		feed(t, tracker, makeService("ns7", "svc7", "172.30.0.47"))
-		feed(t, tracker, makeSlice("ns7", "svc7", "svc7-1", 80, ep{ip: "10.180.0.7", node: testNode}))
+		feed(t, tracker, makeSlice("ns7", "svc7", "svc7-1", 80, ep{IP: "10.180.0.7", Node: testNode}))
 		mustSync(t, p, tracker.Snapshot(), false)
 	}
 	res := mustCheck(t, p)
@@ -213,11 +213,11 @@ func TestCheckComparesDigestsAcrossManySyncs(t *testing.T) {
 	p, fake, tracker := newCheckedProxier(t, testConfig())
 	mustCheck(t, p)
 	for i := range 40 {
-		extra := ep{ip: "10.180.0.9", node: testNode}
+		extra := ep{IP: "10.180.0.9", Node: testNode}
 		if i%2 == 1 {
-			extra.ip = "10.180.0.8"
+			extra.IP = "10.180.0.8"
 		}
-		feed(t, tracker, makeSlice("ns1", "svc1", "svc1-1", 80, ep{ip: "10.180.0.1", node: testNode}, extra))
+		feed(t, tracker, makeSlice("ns1", "svc1", "svc1-1", 80, ep{IP: "10.180.0.1", Node: testNode}, extra))
 		mustSync(t, p, tracker.Snapshot(), false)
 	}
 	replaced := serviceChainOf(t, fake, "ns4/svc4")

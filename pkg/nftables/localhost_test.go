@@ -53,19 +53,19 @@ func v6GateOn(c *Config) { toV6(c); gateOn(c) }
 // "gate on, another loopback address".
 func TestLocalhostNodePorts(t *testing.T) {
 	lb := lbService()
-	both := makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.2", node: testNode}, ep{ip: "10.180.1.2", node: otherNode})
+	both := makeSlice("ns", "lb", "lb-1", 8080, ep{IP: "10.180.0.2", Node: testNode}, ep{IP: "10.180.1.2", Node: otherNode})
 	dns := makeService("ns", "dns", "172.30.0.53", func(s *v1.Service) {
 		s.Spec.Type, s.Spec.Ports[0].NodePort, s.Spec.Ports[0].Protocol = v1.ServiceTypeNodePort, 30053, v1.ProtocolUDP
 	})
-	dnsSlice := udpSlice(makeSlice("ns", "dns", "dns-1", 53, ep{ip: "10.180.1.53", node: otherNode}))
+	dnsSlice := udpSlice(makeSlice("ns", "dns", "dns-1", 53, ep{IP: "10.180.1.53", Node: otherNode}))
 	sctp := makeService("ns", "s", "172.30.0.54", func(s *v1.Service) {
 		s.Spec.Type, s.Spec.Ports[0].NodePort, s.Spec.Ports[0].Protocol = v1.ServiceTypeNodePort, 30054, v1.ProtocolSCTP
 	})
-	sctpEPs := sctpSlice(makeSlice("ns", "s", "s-1", 9, ep{ip: "10.180.1.54", node: otherNode}))
+	sctpEPs := sctpSlice(makeSlice("ns", "s", "s-1", 9, ep{IP: "10.180.1.54", Node: otherNode}))
 	v6 := makeService("ns", "web", "fd00:30::10", func(s *v1.Service) {
 		s.Spec.Type, s.Spec.Ports[0].NodePort = v1.ServiceTypeNodePort, 30002
 	})
-	v6EPs := v6Slice(makeSlice("ns", "web", "web-1", 8080, ep{ip: "fd00:11::1", node: otherNode}))
+	v6EPs := v6Slice(makeSlice("ns", "web", "web-1", 8080, ep{IP: "fd00:11::1", Node: otherNode}))
 	tests := []struct {
 		name    string
 		cfg     func(*Config)
@@ -162,7 +162,7 @@ func TestLocalhostRejectsFollowTheConfiguration(t *testing.T) {
 		name string
 		set  func(*Config)
 	}{{"gate off", gateOff}, {"gate on", gateOn}, {"explicit loopback", gateOnExplicitLoopback}}
-	objects := []any{lbService(), makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.2", node: testNode}),
+	objects := []any{lbService(), makeSlice("ns", "lb", "lb-1", 8080, ep{IP: "10.180.0.2", Node: testNode}),
 		makeService("ns", "dns", "172.30.0.53", func(s *v1.Service) {
 			s.Spec.Type, s.Spec.Ports[0].NodePort, s.Spec.Ports[0].Protocol = v1.ServiceTypeNodePort, 30053, v1.ProtocolUDP
 		})}

@@ -64,9 +64,9 @@ func v6Slice(s *discovery.EndpointSlice) *discovery.EndpointSlice {
 // (drop for reject) fails "no endpoints".
 func TestPacketPaths(t *testing.T) {
 	web := makeService("ns", "web", "172.30.0.10")
-	web2 := makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.0.1", node: testNode}, ep{ip: "10.180.1.1", node: otherNode})
-	remoteOnly := makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.1.2", node: otherNode})
-	both := makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.2", node: testNode}, ep{ip: "10.180.1.2", node: otherNode})
+	web2 := makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.0.1", Node: testNode}, ep{IP: "10.180.1.1", Node: otherNode})
+	remoteOnly := makeSlice("ns", "lb", "lb-1", 8080, ep{IP: "10.180.1.2", Node: otherNode})
+	both := makeSlice("ns", "lb", "lb-1", 8080, ep{IP: "10.180.0.2", Node: testNode}, ep{IP: "10.180.1.2", Node: otherNode})
 	tests := []struct {
 		name     string
 		cfg      func(*Config)
@@ -91,19 +91,19 @@ func TestPacketPaths(t *testing.T) {
 		{name: "unallocated cluster IP", objects: []any{web, web2}, from: podClient, dst: "172.30.9.9:80", want: []string{drop}},
 		{name: "no endpoints", objects: []any{web}, from: podClient, dst: "172.30.0.10:80", want: []string{reject}},
 		{name: "udp", objects: []any{makeService("ns", "dns", "172.30.0.53", func(s *v1.Service) { s.Spec.Ports[0].Protocol = v1.ProtocolUDP }),
-			udpSlice(makeSlice("ns", "dns", "dns-1", 53, ep{ip: "10.180.1.53", node: otherNode}))},
+			udpSlice(makeSlice("ns", "dns", "dns-1", 53, ep{IP: "10.180.1.53", Node: otherNode}))},
 			from: podClient, proto: "udp", dst: "172.30.0.53:80", want: []string{certain + "10.180.1.53:53"}},
 		{name: "sctp", objects: []any{makeService("ns", "s", "172.30.0.54", func(s *v1.Service) { s.Spec.Ports[0].Protocol = v1.ProtocolSCTP }),
-			sctpSlice(makeSlice("ns", "s", "s-1", 9, ep{ip: "10.180.1.54", node: otherNode}))},
+			sctpSlice(makeSlice("ns", "s", "s-1", 9, ep{IP: "10.180.1.54", Node: otherNode}))},
 			from: podClient, proto: "sctp", dst: "172.30.0.54:80", want: []string{certain + "10.180.1.54:9"}},
 		{name: "terminating endpoints serve when none is ready", objects: []any{web, makeSlice("ns", "web", "web-1", 8080,
-			ep{ip: "10.180.0.1", node: testNode, notReady: true, terminating: true}, ep{ip: "10.180.1.1", node: otherNode, notReady: true})},
+			ep{IP: "10.180.0.1", Node: testNode, NotReady: true, Terminating: true}, ep{IP: "10.180.1.1", Node: otherNode, NotReady: true})},
 			from: podClient, dst: "172.30.0.10:80", want: []string{certain + "10.180.0.1:8080"}},
 		{name: "ready endpoints win over terminating ones", objects: []any{web, makeSlice("ns", "web", "web-1", 8080,
-			ep{ip: "10.180.0.1", node: testNode, notReady: true, terminating: true}, ep{ip: "10.180.1.1", node: otherNode})},
+			ep{IP: "10.180.0.1", Node: testNode, NotReady: true, Terminating: true}, ep{IP: "10.180.1.1", Node: otherNode})},
 			from: podClient, dst: "172.30.0.10:80", want: []string{certain + "10.180.1.1:8080"}},
 		{name: "zone hints narrow to this node's zone", objects: []any{web, makeSlice("ns", "web", "web-1", 8080,
-			ep{ip: "10.180.0.1", node: testNode, zoneHints: []string{testZone}}, ep{ip: "10.180.1.1", node: otherNode, zoneHints: []string{"zone-b"}})},
+			ep{IP: "10.180.0.1", Node: testNode, ZoneHints: []string{testZone}}, ep{IP: "10.180.1.1", Node: otherNode, ZoneHints: []string{"zone-b"}})},
 			from: podClient, dst: "172.30.0.10:80", want: []string{certain + "10.180.0.1:8080"}},
 		{name: "iTP Local, no local endpoint", objects: []any{makeService("ns", "web", "172.30.0.10", itpLocal), web2Remote()},
 			from: podClient, dst: "172.30.0.10:80", want: []string{drop}},
@@ -137,11 +137,11 @@ func TestPacketPaths(t *testing.T) {
 			affinity: "affinity-GQ7NNMVW-ns/web/tcp/p80__10.180.1.1/8080",
 			want:     []string{certain + "10.180.1.1:8080 affinity=affinity-GQ7NNMVW-ns/web/tcp/p80__10.180.1.1/8080"}},
 		{name: "IPv6 cluster IP", cfg: toV6, objects: []any{makeService("ns", "web", "fd00:30::10"), v6Slice(makeSlice("ns", "web", "web-1", 8080,
-			ep{ip: "fd00:10::1", node: testNode}, ep{ip: "fd00:11::1", node: otherNode}))},
+			ep{IP: "fd00:10::1", Node: testNode}, ep{IP: "fd00:11::1", Node: otherNode}))},
 			from: pod6Client, dst: "[fd00:30::10]:80", want: []string{half + "[fd00:10::1]:8080", half + "[fd00:11::1]:8080"}},
 		{name: "IPv6 node port from outside", cfg: toV6, objects: []any{makeService("ns", "web", "fd00:30::10", func(s *v1.Service) {
 			s.Spec.Type, s.Spec.Ports[0].NodePort = v1.ServiceTypeNodePort, 30002
-		}), v6Slice(makeSlice("ns", "web", "web-1", 8080, ep{ip: "fd00:11::1", node: otherNode}))},
+		}), v6Slice(makeSlice("ns", "web", "web-1", 8080, ep{IP: "fd00:11::1", Node: otherNode}))},
 			from: outside6, dst: "[" + testNodeIPv6 + "]:30002", want: []string{certain + "[fd00:11::1]:8080 masquerade"}},
 	}
 	for _, tt := range tests {
@@ -204,7 +204,7 @@ func allNodePorts(c *Config) { c.RestrictNodePorts, c.NodePortIPs = false, nil }
 func toV6(c *Config) { *c = *testConfigV6() }
 
 func web2Remote() *discovery.EndpointSlice {
-	return makeSlice("ns", "web", "web-1", 8080, ep{ip: "10.180.1.1", node: otherNode})
+	return makeSlice("ns", "web", "web-1", 8080, ep{IP: "10.180.1.1", Node: otherNode})
 }
 
 func udpSlice(s *discovery.EndpointSlice) *discovery.EndpointSlice {

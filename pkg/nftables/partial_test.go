@@ -84,12 +84,12 @@ func randomService(r *rand.Rand, i int) *v1.Service {
 // randomSlice picks some of four endpoints (two on this node, shared by every
 // service, so hairpin elements are shared too), some of them terminating.
 func randomSlice(r *rand.Rand, i int) *discovery.EndpointSlice {
-	pool := []ep{{ip: "10.180.0.1", node: testNode}, {ip: "10.180.0.2", node: testNode}, {ip: "10.180.1.1", node: otherNode}, {ip: "10.180.1.2", node: otherNode}}
+	pool := []ep{{IP: "10.180.0.1", Node: testNode}, {IP: "10.180.0.2", Node: testNode}, {IP: "10.180.1.1", Node: otherNode}, {IP: "10.180.1.2", Node: otherNode}}
 	var eps []ep
 	for _, e := range pool {
 		if r.IntN(2) == 0 {
-			e.terminating = r.IntN(4) == 0
-			e.notReady = e.terminating
+			e.Terminating = r.IntN(4) == 0
+			e.NotReady = e.Terminating
 			eps = append(eps, e)
 		}
 	}

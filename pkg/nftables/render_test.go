@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 func overallObjects() []any {
 	return []any{
 		makeService("ns1", "svc1", "172.30.0.41"),
-		makeSlice("ns1", "svc1", "svc1-1", 80, ep{ip: "10.180.0.1", node: testNode}),
+		makeSlice("ns1", "svc1", "svc1-1", 80, ep{IP: "10.180.0.1", Node: testNode}),
 		makeService("ns2", "svc2", "172.30.0.42", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeLoadBalancer
 			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
@@ -33,16 +33,16 @@ func overallObjects() []any {
 			s.Spec.ExternalIPs = []string{"192.168.99.22"}
 			s.Spec.HealthCheckNodePort = 30000
 		}),
-		makeSlice("ns2", "svc2", "svc2-1", 80, ep{ip: "10.180.0.2", node: "other-node"}),
+		makeSlice("ns2", "svc2", "svc2-1", 80, ep{IP: "10.180.0.2", Node: "other-node"}),
 		makeService("ns3", "svc3", "172.30.0.43", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeNodePort
 			s.Spec.Ports[0].NodePort = 3003
 		}),
-		makeSlice("ns3", "svc3", "svc3-1", 80, ep{ip: "10.180.0.3", node: testNode}),
+		makeSlice("ns3", "svc3", "svc3-1", 80, ep{IP: "10.180.0.3", Node: testNode}),
 		makeService("ns4", "svc4", "172.30.0.44", func(s *v1.Service) {
 			s.Spec.ExternalIPs = []string{"192.168.99.33"}
 		}),
-		makeSlice("ns4", "svc4", "svc4-1", 80, ep{ip: "10.180.0.4", node: "other-node"}, ep{ip: "10.180.0.5", node: testNode}),
+		makeSlice("ns4", "svc4", "svc4-1", 80, ep{IP: "10.180.0.4", Node: "other-node"}, ep{IP: "10.180.0.5", Node: testNode}),
 		makeService("ns5", "svc5", "172.30.0.45", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeLoadBalancer
 			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyCluster
@@ -52,7 +52,7 @@ func overallObjects() []any {
 			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](10800)}}
 		}),
-		makeSlice("ns5", "svc5", "svc5-1", 80, ep{ip: "10.180.0.3", node: testNode}),
+		makeSlice("ns5", "svc5", "svc5-1", 80, ep{IP: "10.180.0.3", Node: testNode}),
 		makeService("ns6", "svc6", "172.30.0.46"),
 	}
 }

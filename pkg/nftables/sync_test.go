@@ -23,15 +23,15 @@ func TestOneEndpointChangeWritesOnlyThatService(t *testing.T) {
 	p, _, _ := newTestProxier(t, cfg)
 	tracker := endpoints.NewTracker(testNode)
 	for _, obj := range []any{
-		makeService("ns", "a", "172.30.0.1"), makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode}),
-		makeService("ns", "b", "172.30.0.2"), makeSlice("ns", "b", "b-1", 8080, ep{ip: "10.180.1.1", node: otherNode}),
-		lbService(eTPLocal), makeSlice("ns", "lb", "lb-1", 8080, ep{ip: "10.180.0.3", node: testNode}),
+		makeService("ns", "a", "172.30.0.1"), makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode}),
+		makeService("ns", "b", "172.30.0.2"), makeSlice("ns", "b", "b-1", 8080, ep{IP: "10.180.1.1", Node: otherNode}),
+		lbService(eTPLocal), makeSlice("ns", "lb", "lb-1", 8080, ep{IP: "10.180.0.3", Node: testNode}),
 	} {
 		feed(t, tracker, obj)
 	}
 	mustSync(t, p, tracker.Snapshot(), true)
 
-	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode}, ep{ip: "10.180.0.2", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode}, ep{IP: "10.180.0.2", Node: testNode}))
 	res := mustSync(t, p, tracker.Snapshot(), false)
 	want := `add chain ip kube-proxy service-4BGMBBTA-ns/a/tcp/p80
 flush chain ip kube-proxy service-4BGMBBTA-ns/a/tcp/p80
@@ -43,7 +43,7 @@ add element ip kube-proxy hairpin-connections { 10.180.0.2 . 10.180.0.2 . tcp . 
 	}
 
 	// The same Service again, unchanged: nothing to write, no transaction at all.
-	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode}, ep{ip: "10.180.0.2", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode}, ep{IP: "10.180.0.2", Node: testNode}))
 	if res := mustSync(t, p, tracker.Snapshot(), false); res.Transaction != "" {
 		t.Errorf("an unchanged snapshot wrote:\n%s", res.Transaction)
 	}
@@ -76,9 +76,9 @@ func TestStaleChainsDeletedAfterADelay(t *testing.T) {
 	p, fake, clock := newTestProxier(t, cfg)
 	tracker := endpoints.NewTracker(testNode)
 	feed(t, tracker, makeService("ns", "a", "172.30.0.1", clientIP))
-	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode}))
 	feed(t, tracker, makeService("ns", "b", "172.30.0.2"))
-	feed(t, tracker, makeSlice("ns", "b", "b-1", 8080, ep{ip: "10.180.1.1", node: otherNode}))
+	feed(t, tracker, makeSlice("ns", "b", "b-1", 8080, ep{IP: "10.180.1.1", Node: otherNode}))
 	mustSync(t, p, tracker.Snapshot(), true)
 
 	tracker.OnServiceDelete(&v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}})
@@ -135,10 +135,10 @@ func TestSharedElementsStayWhileWanted(t *testing.T) {
 		s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: "p81", Port: 81, Protocol: v1.ProtocolTCP})
 	}
 	feed(t, tracker, makeService("ns", "a", "172.30.0.1", twoPorts))
-	slice := makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode})
+	slice := makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode})
 	feed(t, tracker, slice)
 	feed(t, tracker, makeService("ns", "b", "172.30.0.2"))
-	feed(t, tracker, makeSlice("ns", "b", "b-1", 8080, ep{ip: "10.180.0.1", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "b", "b-1", 8080, ep{IP: "10.180.0.1", Node: testNode}))
 	mustSync(t, p, tracker.Snapshot(), true)
 
 	feed(t, tracker, makeService("ns", "a", "172.30.0.1")) // port p81 goes
@@ -164,8 +164,8 @@ func TestDualStack(t *testing.T) {
 		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
 	})
 	snap := snapshotOf(t, svc,
-		makeSlice("ns", "web", "web-v4", 8080, ep{ip: "10.180.0.1", node: testNode}),
-		v6Slice(makeSlice("ns", "web", "web-v6", 8080, ep{ip: "fd00:10::1", node: testNode})))
+		makeSlice("ns", "web", "web-v4", 8080, ep{IP: "10.180.0.1", Node: testNode}),
+		v6Slice(makeSlice("ns", "web", "web-v6", 8080, ep{IP: "fd00:10::1", Node: testNode})))
 	for _, tt := range []struct {
 		cfg              *Config
 		want, notWant    []string
@@ -222,7 +222,7 @@ func TestStatusDigestsTheLastTransaction(t *testing.T) {
 	tracker := endpoints.NewTracker(testNode)
 	feed(t, tracker, makeService("ns", "a", "172.30.0.1"))
 	mustSync(t, p, tracker.Snapshot(), true)
-	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode}))
 	snap := tracker.Snapshot()
 	mustSync(t, p, snap, false)
 	want := proxy.DigestOf([]byte(fake.LastTransaction.String()), snap.Generation)
@@ -243,7 +243,7 @@ func TestFailedTransactionMakesTheNextSyncFull(t *testing.T) {
 	p, fake, _ := newTestProxier(t, cfg)
 	tracker := endpoints.NewTracker(testNode)
 	feed(t, tracker, makeService("ns", "a", "172.30.0.1"))
-	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode}))
+	feed(t, tracker, makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode}))
 	mustSync(t, p, tracker.Snapshot(), true)
 
 	// Someone deletes a chain the mirror believes in: the partial transaction that
@@ -282,7 +282,7 @@ func TestCanaryIgnoredBeforeTheFirstSync(t *testing.T) {
 	if ok, err := p.CheckKernel(ctx); err != nil || !ok {
 		t.Fatalf("before the first sync: CheckKernel = %v, %v; want true", ok, err)
 	}
-	mustSync(t, p, snapshotOf(t, makeService("ns", "a", "172.30.0.1"), makeSlice("ns", "a", "a-1", 8080, ep{ip: "10.180.0.1", node: testNode})), true)
+	mustSync(t, p, snapshotOf(t, makeService("ns", "a", "172.30.0.1"), makeSlice("ns", "a", "a-1", 8080, ep{IP: "10.180.0.1", Node: testNode})), true)
 	if ok, err := p.CheckKernel(ctx); err != nil || !ok {
 		t.Fatalf("after the first sync: CheckKernel = %v, %v; want true", ok, err)
 	}
