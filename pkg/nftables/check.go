@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"sigs.k8s.io/knftables"
@@ -120,19 +119,9 @@ func (p *Proxier) check(ctx context.Context) (proxy.CheckResult, error) {
 	}
 	kernelElements := map[string]map[string]string{}
 	for _, c := range containers {
-		kind := "map"
-		if isSetName(c) {
-			kind = "set"
-		}
-		elems, err := p.nft.ListElements(ctx, kind, c)
-		if err != nil {
+		if kernelElements[c], err = listElements(ctx, p.nft, c); err != nil {
 			return res, fmt.Errorf("listing %s: %w", c, err)
 		}
-		m := make(map[string]string, len(elems))
-		for _, el := range elems {
-			m[strings.Join(el.Key, " . ")] = strings.Join(el.Value, " . ")
-		}
-		kernelElements[c] = m
 	}
 	readTime := p.now().Sub(readStart)
 

@@ -9,9 +9,10 @@ import (
 )
 
 // Kernel is the part of knftables.Interface the Proxier uses, for one family's
-// kube-proxy table. knftables.New's Interface and knftables.Fake (the strict fake
-// unit tests use: it parses every operation, rejects references to missing objects and
-// applies a transaction atomically) both implement it.
+// kube-proxy table. The daemon's is Open's (writes through nft, reads over netlink);
+// knftables.New's Interface and knftables.Fake (the strict fake unit tests use: it
+// parses every operation, rejects references to missing objects and applies a
+// transaction atomically) implement it too.
 type Kernel interface {
 	// NewTransaction returns an empty transaction for the table.
 	NewTransaction() *knftables.Transaction
@@ -46,21 +47,28 @@ func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
 	// The localhost reject map too: a full render with kube-proxy's alpha gate
 	// syncs its elements, and one without deletes the map (a missing map lists empty).
 	for _, c := range allContainers {
-		kind := "map"
-		if isSetName(c) {
-			kind = "set"
-		}
-		elems, err := nft.ListElements(ctx, kind, c)
+		m, err := listElements(ctx, nft, c)
 		if err != nil && !IsNotFound(err) {
 			continue // flushed and refilled by the render, as kube-proxy does
-		}
-		m := make(map[string]string, len(elems))
-		for _, el := range elems {
-			m[strings.Join(el.Key, " . ")] = strings.Join(el.Value, " . ")
 		}
 		st.Elements[c] = m
 	}
 	return st, nil
+}
+
+// listElements returns a shared set's or map's elements as key → value, the parts
+// joined with " . " ("" for a set's), as the mirror holds them.
+func listElements(ctx context.Context, nft Kernel, container string) (map[string]string, error) {
+	kind := "map"
+	if isSetName(container) {
+		kind = "set"
+	}
+	elems, err := nft.ListElements(ctx, kind, container)
+	m := make(map[string]string, len(elems))
+	for _, el := range elems {
+		m[strings.Join(el.Key, " . ")] = strings.Join(el.Value, " . ")
+	}
+	return m, err
 }
 
 // tablePresent is the canary: the jump from nat-prerouting to services is written by
