@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mdlayher/netlink"
 )
 
 // containerKeys returns the key type of each shared set and map (allContainers), as
@@ -89,31 +91,24 @@ var verdictNames = map[int32]string{0: "drop", 1: "accept", -1: "continue", -2: 
 // b holds the nested attributes of NFTA_DATA_VERDICT, which google/nftables leaves
 // undecoded.
 func decodeVerdict(b []byte) (string, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return "", fmt.Errorf("verdict %x: %w", b, err)
+	}
+	ad.ByteOrder = binary.BigEndian
 	var code int32
 	var chain string
 	var haveCode bool
-	for rest := b; len(rest) > 0; {
-		if len(rest) < 4 {
-			return "", fmt.Errorf("verdict %x: truncated attribute", b)
-		}
-		// Netlink attribute headers are in host order; every machine this runs on
-		// is little-endian, as nft's own netlink code assumes the host's.
-		length := int(binary.NativeEndian.Uint16(rest[0:2]))
-		typ := binary.NativeEndian.Uint16(rest[2:4]) & 0x3fff // without the nested/byte-order flags
-		if length < 4 || length > len(rest) {
-			return "", fmt.Errorf("verdict %x: bad attribute length %d", b, length)
-		}
-		payload := rest[4:length]
-		switch typ {
+	for ad.Next() {
+		switch ad.Type() {
 		case nftaVerdictCode:
-			if len(payload) != 4 {
-				return "", fmt.Errorf("verdict %x: code of %d bytes", b, len(payload))
-			}
-			code, haveCode = int32(binary.BigEndian.Uint32(payload)), true
+			code, haveCode = int32(ad.Uint32()), true
 		case nftaVerdictChain:
-			chain = strings.TrimRight(string(payload), "\x00")
+			chain = ad.String()
 		}
-		rest = rest[min((length+3)/4*4, len(rest)):]
+	}
+	if err := ad.Err(); err != nil {
+		return "", fmt.Errorf("verdict %x: %w", b, err)
 	}
 	name, ok := verdictNames[code]
 	if !haveCode || !ok {

@@ -5,27 +5,26 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/netlink"
 )
 
-// nlattr encodes one netlink attribute as the kernel does: host-order header, the
-// payload padded to 4 bytes.
-func nlattr(typ uint16, payload []byte) []byte {
-	b := make([]byte, 4, 4+len(payload)+3)
-	binary.NativeEndian.PutUint16(b[0:2], uint16(4+len(payload)))
-	binary.NativeEndian.PutUint16(b[2:4], typ)
-	b = append(b, payload...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
+// nlattr encodes one netlink attribute as the kernel does.
+func nlattr(t *testing.T, typ uint16, payload []byte) []byte {
+	t.Helper()
+	b, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: typ, Data: payload}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return b
 }
 
-func verdictAttrs(code int32, chain string) []byte {
+func verdictAttrs(t *testing.T, code int32, chain string) []byte {
+	t.Helper()
 	c := make([]byte, 4)
 	binary.BigEndian.PutUint32(c, uint32(code))
-	b := nlattr(nftaVerdictCode, c)
+	b := nlattr(t, nftaVerdictCode, c)
 	if chain != "" {
-		b = append(b, nlattr(nftaVerdictChain, append([]byte(chain), 0))...)
+		b = append(b, nlattr(t, nftaVerdictChain, append([]byte(chain), 0))...)
 	}
 	return b
 }
@@ -73,13 +72,13 @@ func TestDecodeVerdict(t *testing.T) {
 		want    string
 		wantErr bool
 	}{
-		{"goto", verdictAttrs(-4, "service-ULMVA6XW-ns/web/tcp/http"), "goto service-ULMVA6XW-ns/web/tcp/http", false},
-		{"jump", verdictAttrs(-3, "mark-for-masquerade"), "jump mark-for-masquerade", false},
-		{"drop", verdictAttrs(0, ""), "drop", false},
-		{"accept", verdictAttrs(1, ""), "accept", false},
-		{"no code", nlattr(nftaVerdictChain, []byte("x\x00")), "", true},
-		{"unknown code", verdictAttrs(7, ""), "", true},
-		{"truncated", verdictAttrs(-4, "abc")[:9], "", true},
+		{"goto", verdictAttrs(t, -4, "service-ULMVA6XW-ns/web/tcp/http"), "goto service-ULMVA6XW-ns/web/tcp/http", false},
+		{"jump", verdictAttrs(t, -3, "mark-for-masquerade"), "jump mark-for-masquerade", false},
+		{"drop", verdictAttrs(t, 0, ""), "drop", false},
+		{"accept", verdictAttrs(t, 1, ""), "accept", false},
+		{"no code", nlattr(t, nftaVerdictChain, []byte("x\x00")), "", true},
+		{"unknown code", verdictAttrs(t, 7, ""), "", true},
+		{"truncated", verdictAttrs(t, -4, "abc")[:9], "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decodeVerdict(tc.attrs)
