@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -98,9 +99,8 @@ type ruleDump struct {
 	done   bool
 }
 
-// Netlink constants: the header's size, and the nftables rule attributes.
+// Netlink attribute types of nftables rules and expressions (nf_tables.h).
 const (
-	nlmsgHeaderLen     = 16
 	nftaRuleChain      = 2
 	nftaRuleHandle     = 3
 	nftaRuleExpression = 4
@@ -152,22 +152,20 @@ func digestExpressions(b []byte) (uint64, error) {
 
 // add parses one datagram of netlink messages (headers in host order).
 func (d *ruleDump) add(b []byte) error {
-	for len(b) >= nlmsgHeaderLen {
-		length := int(binary.NativeEndian.Uint32(b[0:4]))
-		typ := binary.NativeEndian.Uint16(b[4:6])
-		if length < nlmsgHeaderLen || length > len(b) {
-			return fmt.Errorf("netlink message of bad length %d", length)
-		}
-		payload := b[nlmsgHeaderLen:length]
-		switch typ {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return fmt.Errorf("netlink messages: %w", err)
+	}
+	for _, m := range msgs {
+		switch m.Header.Type {
 		case unix.NLMSG_DONE:
 			d.done = true
 			return nil
 		case unix.NLMSG_ERROR:
-			if len(payload) < 4 {
+			if len(m.Data) < 4 {
 				return errors.New("truncated netlink error")
 			}
-			if errno := -int32(binary.NativeEndian.Uint32(payload[0:4])); errno != 0 {
+			if errno := -int32(binary.NativeEndian.Uint32(m.Data[0:4])); errno != 0 {
 				err := unix.Errno(errno)
 				if err == unix.ENOENT {
 					return fmt.Errorf("dumping rules: %w", errNotFound)
@@ -175,11 +173,10 @@ func (d *ruleDump) add(b []byte) error {
 				return fmt.Errorf("dumping rules: %w", err)
 			}
 		case unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWRULE:
-			if err := d.rule(payload); err != nil {
+			if err := d.rule(m.Data); err != nil {
 				return err
 			}
 		}
-		b = b[min((length+3)/4*4, len(b)):]
 	}
 	return nil
 }
