@@ -172,9 +172,9 @@ func RenderInTransactions(newTx func() *knftables.Transaction, snap *endpoints.S
 	tx = next()
 	writeStale(tx, plan, ports, kernel)
 	writeElementDeletions(tx, plan, kernel.Elements, cfg.containers())
-	if tx.NumOperations() == 0 && len(plan.Txs) > 1 {
-		plan.Txs = plan.Txs[:len(plan.Txs)-1]
-	}
+	// A group whose ports are as the kernel has them but for their elements, and
+	// the last transaction, may be empty.
+	plan.Txs = slices.DeleteFunc(plan.Txs, func(tx *knftables.Transaction) bool { return tx.NumOperations() == 0 })
 	return plan
 }
 

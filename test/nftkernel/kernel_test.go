@@ -58,9 +58,8 @@ func netnsNFT(t *testing.T, suffix string) string {
 			t.Errorf("ip netns del %s: %v: %s", name, err, out)
 		}
 	})
-	realNFT, err := exec.LookPath("nft")
-	if err != nil {
-		t.Fatal(err)
+	if realNFT == "" {
+		t.Fatal("nft is not on PATH")
 	}
 	ipPath, err := exec.LookPath("ip")
 	if err != nil {
@@ -75,10 +74,15 @@ func netnsNFT(t *testing.T, suffix string) string {
 	return name
 }
 
+// realNFT is nft's path, found before netnsNFT puts its wrapper first on PATH: with
+// the wrappers of two namespaces on PATH, the last one's would run the first one's,
+// and `ip netns exec ns nft` the last one's, all in the first namespace.
+var realNFT, _ = exec.LookPath("nft")
+
 // nftIn runs the real nft inside ns.
 func nftIn(t *testing.T, ns string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, realNFT}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
