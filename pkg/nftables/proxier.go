@@ -198,7 +198,10 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 		// full, lists the table and repairs from there (each writes its chains with
 		// add and flush, and its elements against what it lists).
 		p.failed()
-		return res, fmt.Errorf("applying %s nftables sync (%d operations): %w", proxy.SyncKind(res.Full), res.Operations, err)
+		if n := len(plan.Transactions()); n > 1 {
+			return res, fmt.Errorf("applying %s nftables sync (%d operations in %d transactions): %w", proxy.SyncKind(res.Full), res.Operations, n, err)
+		}
+		return res, fmt.Errorf("applying %s nftables transaction (%d operations): %w", proxy.SyncKind(res.Full), res.Operations, err)
 	}
 	p.succeeded(plan, applyStart)
 	p.applied, p.appliedGen = res.Transaction, snap.Generation
@@ -232,11 +235,7 @@ func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.
 	}
 	kernel.RecreateBaseChains = !p.baseChainsRecreated
 	cfg := p.renderConfig()
-	portsPerTx := p.portsPerTx
-	if portsPerTx <= 0 {
-		portsPerTx = PortsPerTransaction
-	}
-	return RenderInTransactions(p.nft.NewTransaction, snap, &cfg, kernel, portsPerTx), nil
+	return RenderInTransactions(p.nft.NewTransaction, snap, &cfg, kernel, p.portsPerTx), nil
 }
 
 // renderConfig is the Config full renders use: the node's, with the service ranges

@@ -16,9 +16,10 @@ import (
 // (RenderInTransactions). The kernel's cost of a transaction grows with the square of
 // its size: each anonymous set a rule creates walks the batch's pending operations
 // (__nft_set_trans_bind, nft_set_lookup_global). At 10k services × 10 endpoints, one
-// ~560k-line transaction took 17.7 s into an empty table and 79.7 s over the loaded
-// one; split every 1000 service ports it took REPLACE_COLD and REPLACE_RESTART
-// (docs/nftables.md, "Full syncs in several transactions").
+// 50k-operation transaction took 20.8 s into an empty table and 78.8 s over the loaded
+// one; split every 1000 service ports, 8.1 s and 19.1 s. Between 250 and 2000 ports
+// the times were within the machine's noise (docs/nftables.md, "Full syncs in several
+// transactions").
 const PortsPerTransaction = 1000
 
 // Plan is the outcome of a render: the transactions to apply in order, and what
@@ -133,8 +134,11 @@ func Render(newTx func() *knftables.Transaction, snap *endpoints.Snapshot, cfg *
 // transactions, so each service is always consistent); last the stale chains'
 // flushes, the stale affinity sets' deletions and the deletion of elements nobody
 // wants. Up to portsPerTx ports, it is one transaction in that order, atomic as
-// kube-proxy's.
+// kube-proxy's. A portsPerTx below 1 is PortsPerTransaction.
 func RenderInTransactions(newTx func() *knftables.Transaction, snap *endpoints.Snapshot, cfg *Config, kernel KernelState, portsPerTx int) *Plan {
+	if portsPerTx < 1 {
+		portsPerTx = PortsPerTransaction
+	}
 	plan := &Plan{Full: true, elements: NewElements()}
 	ports := renderAll(plan, snap, cfg)
 	single := len(ports) <= portsPerTx
@@ -172,8 +176,8 @@ func RenderInTransactions(newTx func() *knftables.Transaction, snap *endpoints.S
 	tx = next()
 	writeStale(tx, plan, ports, kernel)
 	writeElementDeletions(tx, plan, kernel.Elements, cfg.containers())
-	// A group whose ports are as the kernel has them but for their elements, and
-	// the last transaction, may be empty.
+	// The last transaction is empty when nothing is stale, and a group too when its
+	// ports have no chain (no endpoints) and the kernel holds their elements.
 	plan.Txs = slices.DeleteFunc(plan.Txs, func(tx *knftables.Transaction) bool { return tx.NumOperations() == 0 })
 	return plan
 }

@@ -135,3 +135,54 @@ func TestFullSyncInTransactionsInTheKernel(t *testing.T) {
 		t.Errorf("after the Proxier's full sync (-fresh +synced):\n%s", diff)
 	}
 }
+
+// TestDryRunInSeveralTransactionsLoads renders 1100 services × 2 endpoints (test/bench's
+// generator) with `switchyard dry-run --mode nftables`: more than PortsPerTransaction,
+// so the output is several transactions, each after a "# transaction i of n" line. The
+// whole output loads with one `nft -f`, and each part loaded with its own `nft -f` (as
+// the daemon applies them) leaves the same table.
+//
+// mutation-checked: Plan.String writing the transactions in reverse order fails the
+// one `nft -f` load.
+func TestDryRunInSeveralTransactionsLoads(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	bin, dump := dir+"/switchyard", dir+"/dump.json"
+	for _, args := range [][]string{{"build", "-o", bin, "../../cmd/proxy"}, {"run", "../bench/gendump", "-scale", "1100x2", "-o", dump}} {
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "dry-run", "--mode", "nftables", "-f", dump)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("dry-run: %v\n%s", err, stderr.String())
+	}
+	parts := strings.Split(stdout.String(), "\n# transaction ")
+	if len(parts) != 4 || !strings.HasPrefix(parts[1], "1 of 3\n") || !strings.HasPrefix(parts[3], "3 of 3\n") {
+		t.Fatalf("want the header and 3 transactions (fixed objects, 1000 ports, 100 ports), got %d parts", len(parts))
+	}
+
+	wholeNS := netnsNFT(t, "dr-whole")
+	load := exec.Command("ip", "netns", "exec", wholeNS, realNFT, "-f", "-")
+	load.Stdin = bytes.NewReader(stdout.Bytes())
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("one nft -f rejected the dry-run output: %v\n%s", err, out)
+	}
+	partsNS := netnsNFT(t, "dr-parts")
+	for i, part := range parts[1:] {
+		load := exec.Command("ip", "netns", "exec", partsNS, realNFT, "-f", "-")
+		load.Stdin = strings.NewReader("# transaction " + part + "\n")
+		if out, err := load.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f rejected transaction %d alone: %v\n%s", i+1, err, out)
+		}
+	}
+	whole := nftIn(t, wholeNS, "list", "table", "ip", nftables.TableName)
+	if !strings.Contains(whole, "bench/svc-01099/") {
+		t.Fatalf("the last service is not in the table")
+	}
+	if diff := cmp.Diff(canonical(t, whole), canonical(t, nftIn(t, partsNS, "list", "table", "ip", nftables.TableName))); diff != "" {
+		t.Errorf("transactions loaded one by one (-whole +parts):\n%s", diff)
+	}
+}
