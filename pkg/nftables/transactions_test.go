@@ -270,10 +270,12 @@ func gotoTarget(line string) (string, bool) {
 	return strings.Fields(after)[0], true
 }
 
-// failingKernel is the strict fake, failing its failAt-th Run (1-based) once.
+// failingKernel is the strict fake, failing its failAt-th Run (1-based) once, and
+// keeping the text of the transactions it applied.
 type failingKernel struct {
 	*knftables.Fake
 	runs, failAt int
+	applied      []string
 }
 
 var errInjected = errors.New("injected failure")
@@ -283,7 +285,12 @@ func (k *failingKernel) Run(ctx context.Context, tx *knftables.Transaction) erro
 	if k.runs == k.failAt {
 		return errInjected
 	}
-	return k.Fake.Run(ctx, tx)
+	text := tx.String() // before Run: the Fake writes handles into deletions
+	err := k.Fake.Run(ctx, tx)
+	if err == nil {
+		k.applied = append(k.applied, text)
+	}
+	return err
 }
 
 // TestFailedTransactionOfAFullSync fails each transaction of a restart's full sync in
@@ -291,9 +298,13 @@ func (k *failingKernel) Run(ctx context.Context, tx *knftables.Transaction) erro
 // sync is full and repairs the table (equal to a fresh one, once the stale chains are
 // deleted), and the mirror then equals the kernel's elements.
 //
+// The repair's SyncResult.Transaction and Status digest are of the transactions the
+// kernel received.
+//
 // mutation-checked: not calling p.failed() when Apply fails fails "mirror forgotten";
 // committing the plan's mirror on failure (p.succeeded before the error return)
-// fails it too.
+// fails it too; Plan.String writing "# part i of n" lines fails the Transaction and
+// digest checks.
 func TestFailedTransactionOfAFullSync(t *testing.T) {
 	cfg := testConfig()
 	before, after := randomWorld(t, 3, 9), randomWorld(t, 4, 9)
@@ -331,9 +342,22 @@ func TestFailedTransactionOfAFullSync(t *testing.T) {
 			}
 			_ = res
 
+			kernel.applied = nil
 			res = mustSync(t, p, after, true)
 			if res.Reason != proxy.ReasonFailed {
 				t.Errorf("reason %q, want %q", res.Reason, proxy.ReasonFailed)
+			}
+			// What SyncResult and Status report is what the kernel received, in
+			// order, each transaction after its comment line.
+			var sent strings.Builder
+			for i, text := range kernel.applied {
+				fmt.Fprintf(&sent, "# transaction %d of %d\n%s", i+1, len(kernel.applied), text)
+			}
+			if diff := cmp.Diff(sent.String(), res.Transaction); len(kernel.applied) < 2 || diff != "" {
+				t.Errorf("SyncResult.Transaction is not the %d transactions applied (-applied +reported):\n%s", len(kernel.applied), diff)
+			}
+			if got, want := p.Status().Digest, proxy.DigestOf([]byte(sent.String()), after.Generation); got != want {
+				t.Errorf("digest %+v, want %+v", got, want)
 			}
 			mirror := p.AppliedElements()
 			clock.now = clock.now.Add(StaleChainDelay)
