@@ -137,6 +137,9 @@ type SyncResult struct {
 	DeletedChains int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
+	// Writer is how the transaction was written: WriterNFT, or WriterNetlink when the
+	// Kernel compiled it to a netlink batch itself ("" when nothing was written).
+	Writer string
 }
 
 // Sync implements proxy.Provider: SyncDetailed, summed up.
@@ -147,7 +150,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "rules", res.Stats.Rules,
 			"staleChains", res.Stats.StaleChains, "deletedChains", res.DeletedChains,
 			"elementsAdded", res.Stats.ElementsAdded, "elementsDeleted", res.Stats.ElementsDeleted,
-			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime},
+			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime, "writer", res.Writer},
 	}
 	if res.Transaction != "" {
 		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadNFTables, Data: []byte(res.Transaction)}}
@@ -187,6 +190,10 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	applyStart := p.now()
 	err = p.nft.Run(ctx, plan.Tx)
 	res.ApplyTime = p.now().Sub(applyStart)
+	res.Writer = WriterNFT
+	if w, ok := p.nft.(WriterReporter); ok {
+		res.Writer = w.LastWriter()
+	}
 	if err != nil {
 		p.failed()
 		return res, fmt.Errorf("applying %s nftables transaction (%d operations): %w", proxy.SyncKind(res.Full), res.Operations, err)
