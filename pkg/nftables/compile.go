@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"encoding/binary"
+	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -109,8 +110,7 @@ func chainAttrs(name string) []netlink.Attribute {
 	}
 }
 
-// add appends a message of the nf_tables subsystem; every message asks for an ack, so
-// that the writer can tell the batch was taken whole.
+// add appends a message of the nf_tables subsystem (the writer asks for the ack).
 func (c *compiler) add(msgType int, flags netlink.HeaderFlags, attrs []netlink.Attribute) bool {
 	data, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
@@ -119,7 +119,7 @@ func (c *compiler) add(msgType int, flags netlink.HeaderFlags, attrs []netlink.A
 	c.msgs = append(c.msgs, netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType),
-			Flags: netlink.Request | netlink.Acknowledge | flags,
+			Flags: netlink.Request | flags,
 		},
 		Data: append([]byte{c.family, unix.NFNETLINK_V0, 0, 0}, data...),
 	})
@@ -153,10 +153,56 @@ func (c *compiler) rule(chain, text string) bool {
 		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")},
 		{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: listData},
 	}
+	var udata []byte
 	if comment != nil {
-		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: commentTLV(*comment)})
+		udata = commentTLV(*comment)
 	}
+	udata = append(udata, tagTLV(RuleTag(chain, text, comment))...)
+	attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: udata})
 	return c.add(unix.NFT_MSG_NEWRULE, netlink.Create|netlink.Append, attrs)
+}
+
+// ruleTagType is the type of the user data entry that tags a rule the compiler wrote
+// with RuleTag. nft reads only the entries it knows (NFTNL_UDATA_RULE_COMMENT 0 and
+// NFTNL_UDATA_RULE_EBTABLES_POLICY 1) and skips the others, so the tag changes nothing
+// nft lists; `nft --debug=netlink` shows it in the rule's raw user data.
+const ruleTagType = 0x53
+
+// RuleTag identifies a rule's text: FNV-64a of its chain, its statements and its
+// comment. A rule whose tag (KernelRule.Tag) equals the tag of a rendered rule was
+// written from that very text, and since the kernel cannot change a rule in place
+// without replacing its user data, a chain whose rules carry the tags of its render
+// holds that render.
+func RuleTag(chain, text string, comment *string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(chain))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(text))
+	if comment != nil {
+		_, _ = h.Write([]byte{0})
+		_, _ = h.Write([]byte(*comment))
+	}
+	return h.Sum64()
+}
+
+// tagTLV is the user data entry of a rule's tag.
+func tagTLV(tag uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{ruleTagType, 8}, tag)
+}
+
+// ruleTagOf returns the tag in a rule's user data (0: none).
+func ruleTagOf(udata []byte) uint64 {
+	for len(udata) >= 2 {
+		t, n := udata[0], int(udata[1])
+		if len(udata) < 2+n {
+			return 0
+		}
+		if t == ruleTagType && n == 8 {
+			return binary.BigEndian.Uint64(udata[2:10])
+		}
+		udata = udata[2+n:]
+	}
+	return 0
 }
 
 // cutComment splits a trailing ` comment "…"` (knftables writes it with %q) off a

@@ -11,15 +11,10 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// Limits of a transaction the netlink writer sends as one batch: the batch travels in
-// one datagram, which must fit the socket's send buffer (212,992 bytes by default), and
-// one ack per message comes back into the receive buffer. A bigger transaction (a full
-// sync, a namespace deleted at once) goes through nft, whose own cost is then small
-// next to the kernel's.
-const (
-	maxBatchMessages = 1000
-	maxBatchBytes    = 128 << 10
-)
+// maxBatchBytes bounds a batch the netlink writer sends: the batch travels in one
+// datagram, for which the socket's send buffer is raised (nft does the same). A
+// transaction whose batch would be bigger goes through nft.
+const maxBatchBytes = 64 << 20
 
 // batchTimeout bounds one batch's round trip.
 const batchTimeout = 30 * time.Second
@@ -28,11 +23,9 @@ const batchTimeout = 30 * time.Second
 // for one datagram, goes to the kernel as one nf_tables batch over netlink; any other
 // through the nft binary. Both are atomic: the kernel takes a batch whole or not at all.
 func (k *netlinkKernel) Run(ctx context.Context, tx *knftables.Transaction) error {
-	if tx.NumOperations() <= maxBatchMessages {
-		if msgs, ok := compileTransaction(tx.String(), k.family); ok && batchSize(msgs) <= maxBatchBytes && len(msgs) <= maxBatchMessages {
-			k.lastWriter = WriterNetlink
-			return k.sendBatch(ctx, msgs)
-		}
+	if msgs, ok := compileTransaction(tx.String(), k.family); ok && batchSize(msgs) <= maxBatchBytes {
+		k.lastWriter = WriterNetlink
+		return k.sendBatch(ctx, msgs)
 	}
 	k.lastWriter = WriterNFT
 	return k.Interface.Run(ctx, tx)
@@ -65,9 +58,11 @@ func batchSize(msgs []netlink.Message) int {
 	return n
 }
 
-// sendBatch sends msgs between a batch's begin and end in one datagram and reads an
-// ack for each: the kernel applies the batch whole, or reports the first message it
-// refused and applies nothing.
+// sendBatch sends msgs between a batch's begin and end in one datagram. Only the last
+// message asks for an ack: the kernel processes every message of a batch even after one
+// fails (to report every error), reports each error, then applies the batch whole or
+// not at all; so the last ack, with no error before it, means the batch was applied,
+// and a big batch does not fill the receive buffer with acks.
 func (k *netlinkKernel) sendBatch(ctx context.Context, msgs []netlink.Message) error {
 	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns})
 	if err != nil {
@@ -77,6 +72,10 @@ func (k *netlinkKernel) sendBatch(ctx context.Context, msgs []netlink.Message) e
 	// The kernel's extended ack names what it refused (and where); an error still
 	// reads without it on a kernel that lacks it.
 	_ = conn.SetOption(netlink.ExtendedAcknowledge, true)
+	size := batchSize(msgs) + 2*(16+4)
+	if err := forceSendBuffer(conn, size); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -95,18 +94,16 @@ func (k *netlinkKernel) sendBatch(ctx context.Context, msgs []netlink.Message) e
 	batch = append(batch, marker(unix.NFNL_MSG_BATCH_BEGIN))
 	batch = append(batch, msgs...)
 	batch = append(batch, marker(unix.NFNL_MSG_BATCH_END))
-	pending := make(map[uint32]bool, len(msgs))
 	for i := range batch {
 		seq++
 		batch[i].Header.Sequence = seq
-		if i > 0 && i < len(batch)-1 {
-			pending[seq] = true
-		}
 	}
+	last := &batch[len(batch)-2]
+	last.Header.Flags |= netlink.Acknowledge
 	if _, err := conn.SendMessages(batch); err != nil {
 		return fmt.Errorf("sending an nftables batch of %d messages: %w", len(msgs), err)
 	}
-	for len(pending) > 0 {
+	for {
 		replies, err := conn.Receive()
 		if err != nil {
 			var op *netlink.OpError
@@ -116,8 +113,31 @@ func (k *netlinkKernel) sendBatch(ctx context.Context, msgs []netlink.Message) e
 			return fmt.Errorf("nftables batch of %d messages: %w", len(msgs), err)
 		}
 		for _, r := range replies {
-			delete(pending, r.Header.Sequence)
+			if r.Header.Sequence == last.Header.Sequence {
+				return nil
+			}
 		}
+	}
+}
+
+// forceSendBuffer raises the socket's send buffer to hold size bytes, past the
+// system's wmem_max (SO_SNDBUFFORCE, which the daemon's CAP_NET_ADMIN allows).
+func forceSendBuffer(conn *netlink.Conn, size int) error {
+	if size <= 200<<10 {
+		return nil // the default buffer holds it
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	var sockErr error
+	if err := raw.Control(func(fd uintptr) {
+		sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size+4096)
+	}); err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	if sockErr != nil {
+		return fmt.Errorf("raising the netlink send buffer to %d bytes: %w", size, sockErr)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -152,8 +153,23 @@ func TestNetlinkWriterWritesWhatNFTWrites(t *testing.T) {
 // debugListing prepares a listing for comparison: anonymous sets renumbered, and the
 // element lines of --debug=netlink sorted within each set, which prints them in the
 // order of the set's hash (seeded per namespace).
+//
+// The netlink writer's rules also carry a tag in their user data, which nft does not
+// list and the nft writer does not write: it is taken out of the raw user data that
+// --debug=netlink prints (the line left blank, as for a rule without user data, when
+// nothing else is left).
 func debugListing(listing string) string {
-	lines := strings.Split(anonymousSetsNumbered(listing), "\n")
+	var lines []string
+	for _, line := range strings.Split(anonymousSetsNumbered(listing), "\n") {
+		if i := strings.Index(line, "userdata = { "); i >= 0 && strings.HasSuffix(line, " }") {
+			rest := withoutTag(unescape(line[i+len("userdata = { ") : len(line)-2]))
+			line = line[:i] + fmt.Sprintf("userdata = %q", rest)
+			if len(rest) == 0 {
+				line = "" // where nft prints a rule without user data
+			}
+		}
+		lines = append(lines, line)
+	}
 	for i := 0; i < len(lines); {
 		j := i
 		for j < len(lines) && strings.HasPrefix(strings.TrimLeft(lines[j], "\t"), "element ") {
@@ -163,6 +179,37 @@ func debugListing(listing string) string {
 		i = j + 1
 	}
 	return strings.Join(lines, "\n")
+}
+
+// unescape reads nft's printing of raw bytes: printable ones as they are, the others
+// as \xNN.
+func unescape(s string) []byte {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
+			if b, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
+				out = append(out, byte(b))
+				i += 3
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return out
+}
+
+// withoutTag removes the netlink writer's tag entry (type 0x53, 8 bytes) from a rule's
+// user data (type-length-value entries).
+func withoutTag(udata []byte) []byte {
+	var out []byte
+	for len(udata) >= 2 && len(udata) >= 2+int(udata[1]) {
+		entry := udata[:2+int(udata[1])]
+		if !(entry[0] == 0x53 && entry[1] == 8) {
+			out = append(out, entry...)
+		}
+		udata = udata[len(entry):]
+	}
+	return append(out, udata...)
 }
 
 // anonymousSetNumber matches the number the kernel gives an anonymous set.
@@ -181,4 +228,88 @@ func anonymousSetsNumbered(listing string) string {
 		seen[s] = n
 		return n
 	})
+}
+
+// TestNetlinkBatches sends batches through the daemon's Kernel directly: a batch with a
+// refused message in its middle is refused whole (the element before it is not
+// added), with the kernel's error; a batch of 3,000 chains (about 2.6 MB, past the
+// socket's default send buffer) is taken whole; and a whole-table dump reads back
+// each compiled rule's tag, equal to RuleTag of its text.
+//
+// mutation-checked: asking for the ack of the first message instead of the last makes
+// the refused batch look applied; not raising the send buffer fails the big batch
+// ("message too long").
+func TestNetlinkBatches(t *testing.T) {
+	requireRoot(t)
+	f := families[0]
+	ns := netnsNFT(t, "batch")
+	cfg := f.config(false)
+	p := newKernelProxier(t, ns, f, cfg)
+	w := &world{t: t, f: f, tracker: endpoints.NewTracker("node1")}
+	w.populate()
+	ctx := context.Background()
+	if _, err := p.SyncDetailed(ctx, w.tracker.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	nsFile, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsFile.Close()
+	k, err := nftables.OpenIn(f.family, nsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tx := k.NewTransaction()
+	tx.Add(&knftables.Element{Set: "cluster-ips", Key: []string{"172.30.9.9"}})
+	tx.Flush(&knftables.Chain{Name: "no-such-chain"})
+	tx.Add(&knftables.Element{Set: "cluster-ips", Key: []string{"172.30.9.10"}})
+	err = k.Run(ctx, tx)
+	if w := k.(nftables.WriterReporter).LastWriter(); w != nftables.WriterNetlink {
+		t.Fatalf("written by %s", w)
+	}
+	if !nftables.IsNotFound(err) {
+		t.Errorf("a batch flushing a missing chain: %v, want not found", err)
+	}
+	if listed := nftIn(t, ns, "list", "set", "ip", nftables.TableName, "cluster-ips"); strings.Contains(listed, "172.30.9.") {
+		t.Errorf("the refused batch left elements:\n%s", listed)
+	}
+
+	tx = k.NewTransaction()
+	const chains = 3000
+	var rule strings.Builder
+	rule.WriteString("meta l4proto tcp dnat ip addr . port to numgen random mod 10 map { ")
+	for i := range 10 {
+		if i > 0 {
+			rule.WriteString(" , ")
+		}
+		fmt.Fprintf(&rule, "%d : 10.200.%d.%d . 8080", i, i, i+1)
+	}
+	rule.WriteString(" }")
+	for i := range chains {
+		name := fmt.Sprintf("zz-%04d", i)
+		tx.Add(&knftables.Chain{Name: name})
+		tx.Add(&knftables.Rule{Chain: name, Rule: rule.String()})
+	}
+	if err := k.Run(ctx, tx); err != nil {
+		t.Fatalf("a batch of %d chains: %v", chains, err)
+	}
+	if w := k.(nftables.WriterReporter).LastWriter(); w != nftables.WriterNetlink {
+		t.Fatalf("written by %s", w)
+	}
+	dump, err := k.(nftables.RuleDumper).DumpRules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range chains {
+		name := fmt.Sprintf("zz-%04d", i)
+		rules := dump[name]
+		if len(rules) != 1 || rules[0].Tag != nftables.RuleTag(name, rule.String(), nil) {
+			t.Fatalf("chain %s: rules %+v, want one tagged with %x", name, rules, nftables.RuleTag(name, rule.String(), nil))
+		}
+	}
+	if got := strings.Count(nftIn(t, ns, "list", "chains", "ip"), "chain zz-"); got != chains {
+		t.Errorf("nft lists %d zz- chains, want %d", got, chains)
+	}
 }
