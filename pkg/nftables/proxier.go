@@ -153,7 +153,7 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 	res, err := p.SyncDetailed(ctx, snap)
 	out := proxy.Result{
 		Full: res.Full, Reason: res.Reason, Duration: res.RenderTime + res.ApplyTime, RestoreFailed: err != nil,
-		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "rules", res.Stats.Rules,
+		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "unchangedChains", res.Stats.UnchangedChains, "rules", res.Stats.Rules,
 			"staleChains", res.Stats.StaleChains, "deletedChains", res.DeletedChains,
 			"elementsAdded", res.Stats.ElementsAdded, "elementsDeleted", res.Stats.ElementsDeleted,
 			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime, "writer", res.Writer},
