@@ -80,7 +80,6 @@ func netnsNFT(t *testing.T, suffix string) string {
 	return name
 }
 
-
 // nftIn runs the real nft inside ns.
 func nftIn(t *testing.T, ns string, args ...string) string {
 	t.Helper()
