@@ -68,6 +68,9 @@ func TestRestartLeavesWrittenChainsAlone(t *testing.T) {
 	if err != nil || !first.Full {
 		t.Fatalf("first sync: full %v, %v", first.Full, err)
 	}
+	if first.Writer != nftables.WriterNFT+"+"+nftables.WriterNetlink {
+		t.Errorf("first sync written by %q, want the setup and the first ports through nft, the rest over netlink", first.Writer)
+	}
 	if first.Stats.UnchangedChains != 0 {
 		t.Errorf("the first sync into an empty table left %d chains alone", first.Stats.UnchangedChains)
 	}
