@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,6 +144,10 @@ type SyncResult struct {
 	DeletedChains int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
+	// Writer is how the transactions were written: WriterNFT, WriterNetlink when the
+	// Kernel compiled them to netlink batches itself, or both joined with "+" ("" when
+	// nothing was written).
+	Writer string
 }
 
 // Sync implements proxy.Provider: SyncDetailed, summed up.
@@ -150,10 +155,10 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 	res, err := p.SyncDetailed(ctx, snap)
 	out := proxy.Result{
 		Full: res.Full, Reason: res.Reason, Duration: res.RenderTime + res.ApplyTime, RestoreFailed: err != nil,
-		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "rules", res.Stats.Rules,
+		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "unchangedChains", res.Stats.UnchangedChains, "rules", res.Stats.Rules,
 			"staleChains", res.Stats.StaleChains, "deletedChains", res.DeletedChains,
 			"elementsAdded", res.Stats.ElementsAdded, "elementsDeleted", res.Stats.ElementsDeleted,
-			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime},
+			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime, "writer", res.Writer},
 	}
 	if res.Transaction != "" {
 		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadNFTables, Data: []byte(res.Transaction)}}
@@ -191,7 +196,7 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	}
 	res.Transaction = plan.String()
 	applyStart := p.now()
-	err = Apply(ctx, p.nft, plan)
+	res.Writer, err = apply(ctx, p.nft, plan)
 	res.ApplyTime = p.now().Sub(applyStart)
 	if err != nil {
 		// The transactions before the failed one are in the kernel: the next sync is
@@ -212,16 +217,33 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 // Apply runs plan's transactions through nft in order, stopping at the first that
 // fails; those before it stay applied.
 func Apply(ctx context.Context, nft Kernel, plan *Plan) error {
+	_, err := apply(ctx, nft, plan)
+	return err
+}
+
+// apply is Apply, which also says how the transactions were written: WriterNFT,
+// WriterNetlink, or both joined with "+" in the order first used (a full sync whose
+// setup went through nft and its service ports over netlink: "nft+netlink").
+func apply(ctx context.Context, nft Kernel, plan *Plan) (string, error) {
+	var writers []string
 	txs := plan.Transactions()
 	for i, tx := range txs {
-		if err := nft.Run(ctx, tx); err != nil {
+		err := nft.Run(ctx, tx)
+		w := WriterNFT
+		if r, ok := nft.(WriterReporter); ok {
+			w = r.LastWriter()
+		}
+		if !slices.Contains(writers, w) {
+			writers = append(writers, w)
+		}
+		if err != nil {
 			if len(txs) == 1 {
-				return err
+				return strings.Join(writers, "+"), err
 			}
-			return fmt.Errorf("transaction %d of %d (%d operations): %w", i+1, len(txs), tx.NumOperations(), err)
+			return strings.Join(writers, "+"), fmt.Errorf("transaction %d of %d (%d operations): %w", i+1, len(txs), tx.NumOperations(), err)
 		}
 	}
-	return nil
+	return strings.Join(writers, "+"), nil
 }
 
 // render computes the plan d asks for; a full one first lists the table.

@@ -43,9 +43,15 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// realNFT is the nft binary, found before any test puts a wrapper first on PATH: a
+// wrapper, and nftIn, must run the real one, or a test with two namespaces would run
+// the first namespace's wrapper inside the second and write into the first.
+var realNFT, realNFTErr = exec.LookPath("nft")
+
 // netnsNFT creates a network namespace, deleted at the end even on failure, and puts
-// first on PATH an `nft` that runs the real one inside it. knftables finds nft on PATH,
-// so every Interface the test opens afterwards works in the namespace.
+// first on PATH an `nft` that runs the real one inside it. knftables finds nft on PATH
+// when it is opened, so every Interface the test opens afterwards works in the
+// namespace (one opened before keeps the namespace it found).
 func netnsNFT(t *testing.T, suffix string) string {
 	t.Helper()
 	name := fmt.Sprintf("sy-nft-%d-%s", os.Getpid(), suffix)
@@ -58,8 +64,8 @@ func netnsNFT(t *testing.T, suffix string) string {
 			t.Errorf("ip netns del %s: %v: %s", name, err, out)
 		}
 	})
-	if realNFT == "" {
-		t.Fatal("nft is not on PATH")
+	if realNFTErr != nil {
+		t.Fatal(realNFTErr)
 	}
 	ipPath, err := exec.LookPath("ip")
 	if err != nil {
@@ -73,11 +79,6 @@ func netnsNFT(t *testing.T, suffix string) string {
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return name
 }
-
-// realNFT is nft's path, found before netnsNFT puts its wrapper first on PATH: with
-// the wrappers of two namespaces on PATH, the last one's would run the first one's,
-// and `ip netns exec ns nft` the last one's, all in the first namespace.
-var realNFT, _ = exec.LookPath("nft")
 
 // nftIn runs the real nft inside ns.
 func nftIn(t *testing.T, ns string, args ...string) string {
