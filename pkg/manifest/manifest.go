@@ -154,13 +154,18 @@ func Read(paths []string) (*Objects, []error) {
 
 func read(paths []string, stdin io.Reader) (*Objects, []error) {
 	r := &reader{objects: &Objects{}, seen: map[string]Source{}}
+	r.readAll(paths, stdin)
+	return r.objects, r.errs
+}
+
+// readAll reads every path in turn.
+func (r *reader) readAll(paths []string, stdin io.Reader) {
 	if len(paths) == 0 {
 		r.errs = append(r.errs, errors.New("no input: give at least one file or directory"))
 	}
 	for _, path := range paths {
 		r.readPath(path, stdin)
 	}
-	return r.objects, r.errs
 }
 
 // Decode decodes the objects in data, which came from the file called name (used only in
@@ -178,6 +183,8 @@ type reader struct {
 	// seen maps "Kind namespace/name" to where it was first found, to report
 	// duplicates, which would otherwise make the result depend on input order.
 	seen map[string]Source
+	// visit, when set, receives each object instead of objects (see ReadEach).
+	visit func(obj runtime.Object, src Source)
 }
 
 func (r *reader) fail(src Source, err error) {
@@ -696,6 +703,10 @@ func (r *reader) add(src Source, obj runtime.Object) {
 		return
 	}
 	r.seen[key] = src
+	if r.visit != nil {
+		r.visit(obj, src)
+		return
+	}
 	if r.objects.sources == nil {
 		r.objects.sources = map[any]Source{}
 	}
