@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -93,4 +94,42 @@ func errorTexts(errs []error) []string {
 		texts = append(texts, err.Error())
 	}
 	return texts
+}
+
+// TestPlainStringAgreesWithEncodingJSON checks readTypeAndName's shortcut against
+// encoding/json, which it stands in for: where it answers, the answer is the same.
+// mutation-checked: accepting backslashes fails "unicode escape"; accepting bytes
+// above 0x7e fails "UTF-8" and "invalid UTF-8".
+func TestPlainStringAgreesWithEncodingJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		wantPlain   bool
+	}{
+		{"plain", `"web-1.demo"`, true},
+		{"empty", `""`, true},
+		{"escaped quote", `"a\"b"`, false},
+		{"unicode escape", `"caf\u00e9"`, false},
+		{"UTF-8", `"café"`, false},
+		{"invalid UTF-8", "\"a\xffb\"", false},
+		{"number", `12`, false},
+		{"null", `null`, false},
+		{"object", `{"a":"b"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := plainString([]byte(tc.value))
+			if ok != tc.wantPlain {
+				t.Fatalf("plainString(%s) handled = %v, want %v", tc.value, ok, tc.wantPlain)
+			}
+			if !ok {
+				return
+			}
+			var want string
+			if err := json.Unmarshal([]byte(tc.value), &want); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("plainString(%s) = %q, encoding/json says %q", tc.value, got, want)
+			}
+		})
+	}
 }
