@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -263,6 +264,10 @@ func hasManifestExtension(name string) bool {
 }
 
 func (r *reader) readFile(path string) {
+	// Streaming helps only a caller that does not keep the objects either.
+	if r.visit != nil && r.streamFile(path) {
+		return
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		r.fail(Source{File: path}, withoutPath(err))
@@ -713,7 +718,7 @@ func (r *reader) decodeList(src Source, items []byte, gvk schema.GroupVersionKin
 	}
 	var elements [][]byte
 	err := eachElement(items, func(_ int, item []byte) { elements = append(elements, item) })
-	r.decodeItems(src, elements, itemGVK)
+	r.decodeItems(src, slices.Values(elements), len(elements), false, itemGVK)
 	if err != nil {
 		r.fail(src, fmt.Errorf("decoding items: %w", err))
 	}

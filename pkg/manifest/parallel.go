@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"iter"
 	"runtime"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -22,17 +23,23 @@ const (
 	batchesAhead = 4
 )
 
-// decodeItems decodes and files the elements of the List read from listSrc.
-func (r *reader) decodeItems(listSrc Source, elements [][]byte, itemGVK schema.GroupVersionKind) {
+// decodeItems decodes and files the count elements of the List read from listSrc,
+// which elements yields in order. When transient is set, each element's text is only
+// valid until the next one is yielded (it is a streaming reader's buffer), and is
+// copied before it is handed to another goroutine.
+func (r *reader) decodeItems(listSrc Source, elements iter.Seq[[]byte], count int, transient bool, itemGVK schema.GroupVersionKind) {
 	workers := runtime.GOMAXPROCS(0)
-	if workers < 2 || len(elements) < parallelItems {
-		for i, item := range elements {
+	if workers < 2 || count < parallelItems {
+		i := 0
+		for item := range elements {
 			r.file(decodeItem(listSrc, i, item, itemGVK))
+			i++
 		}
 		return
 	}
 	type batch struct {
 		start int
+		items [][]byte
 		done  chan []decoded
 	}
 	jobs := make(chan batch)
@@ -42,19 +49,39 @@ func (r *reader) decodeItems(listSrc Source, elements [][]byte, itemGVK schema.G
 	go func() {
 		defer close(jobs)
 		defer close(pending)
-		for start := 0; start < len(elements); start += itemBatch {
-			b := batch{start: start, done: make(chan []decoded, 1)}
+		b := batch{}
+		var text []byte // the copies of a transient batch's items
+		send := func() {
+			b.done = make(chan []decoded, 1)
 			pending <- b
 			jobs <- b
+			b = batch{start: b.start + len(b.items)}
+			text = nil
+		}
+		for item := range elements {
+			if transient {
+				if text == nil {
+					text = make([]byte, 0, itemBatch*len(item)*5/4)
+				}
+				start := len(text)
+				text = append(text, item...)
+				item = text[start:len(text):len(text)]
+			}
+			b.items = append(b.items, item)
+			if len(b.items) == itemBatch {
+				send()
+			}
+		}
+		if len(b.items) > 0 {
+			send()
 		}
 	}()
 	for range workers {
 		go func() {
 			for b := range jobs {
-				end := min(b.start+itemBatch, len(elements))
-				out := make([]decoded, 0, end-b.start)
-				for i := b.start; i < end; i++ {
-					out = append(out, decodeItem(listSrc, i, elements[i], itemGVK))
+				out := make([]decoded, 0, len(b.items))
+				for i, item := range b.items {
+					out = append(out, decodeItem(listSrc, b.start+i, item, itemGVK))
 				}
 				b.done <- out
 			}
