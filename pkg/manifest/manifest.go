@@ -658,6 +658,10 @@ func decodeTyped(jsonDoc []byte, gvk schema.GroupVersionKind) (runtime.Object, e
 	case "Service":
 		obj = &v1.Service{}
 	case "EndpointSlice":
+		if slice, ok := decodeSliceFast(jsonDoc); ok {
+			slice.SetGroupVersionKind(gvk)
+			return slice, nil
+		}
 		obj = &discovery.EndpointSlice{}
 	case "Node":
 		obj = &v1.Node{}
