@@ -49,7 +49,7 @@ func dryRunNFTables(ctx context.Context, opts *dryRunOptions, stdout, stderr io.
 			return 2
 		}
 		fake := knftables.NewFake(cfg.NFTFamily(), nftables.TableName)
-		plan := nftables.Render(fake.NewTransaction(), in.snap, cfg, nftables.EmptyKernel())
+		plan := nftables.Render(fake.NewTransaction, in.snap, cfg, nftables.EmptyKernel())
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
@@ -58,9 +58,9 @@ func dryRunNFTables(ctx context.Context, opts *dryRunOptions, stdout, stderr io.
 			endpointCount += len(endpoints.EndpointsOf(eps, cfg.Family))
 		}
 		fmt.Fprintf(stdout, "# switchyard dry-run: node %s, %s, nftables, %d service ports, %d endpoints, %d operations\n",
-			in.facts.Name, cfg.Family, plan.Stats.Services, endpointCount, plan.Tx.NumOperations())
+			in.facts.Name, cfg.Family, plan.Stats.Services, endpointCount, plan.NumOperations())
 		fmt.Fprintf(stdout, "# Input for: nft -f - (table %s %s)\n", cfg.NFTFamily(), nftables.TableName)
-		if _, err := io.WriteString(stdout, plan.Tx.String()); err != nil {
+		if _, err := io.WriteString(stdout, plan.String()); err != nil {
 			fmt.Fprintf(stderr, "switchyard: writing output: %v\n", err)
 			return 1
 		}

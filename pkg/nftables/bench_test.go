@@ -47,7 +47,7 @@ func BenchmarkRenderFull(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		fake := newFake(cfg)
-		Render(fake.NewTransaction(), snap, cfg, EmptyKernel())
+		Render(fake.NewTransaction, snap, cfg, EmptyKernel())
 	}
 }
 
@@ -57,7 +57,7 @@ func BenchmarkRenderPartialOneEndpoint(b *testing.B) {
 	tracker, prev := benchSnapshot(b, 1000, 10)
 	cfg := testConfig()
 	fake := newFake(cfg)
-	full := Render(fake.NewTransaction(), prev, cfg, EmptyKernel())
+	full := Render(fake.NewTransaction, prev, cfg, EmptyKernel())
 	if err := tracker.OnEndpointSliceUpdate(benchSlice(500, 10, 1)); err != nil {
 		b.Fatal(err)
 	}

@@ -53,6 +53,20 @@ func readKernel(ctx context.Context, nft Kernel) (KernelState, error) {
 		}
 		st.Elements[c] = m
 	}
+	// The rules' tags let the render leave alone the chains already as rendered; a
+	// failed dump only costs the rewrite of every chain.
+	if d, ok := nft.(RuleDumper); ok && len(st.Chains) > 0 {
+		if rules, err := d.DumpRules(ctx); err == nil {
+			st.RuleTags = make(map[string][]uint64, len(rules))
+			for chain, rs := range rules {
+				tags := make([]uint64, len(rs))
+				for i, r := range rs {
+					tags[i] = r.Tag
+				}
+				st.RuleTags[chain] = tags
+			}
+		}
+	}
 	return st, nil
 }
 

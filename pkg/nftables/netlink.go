@@ -34,6 +34,10 @@ type netlinkKernel struct {
 	netns int
 	// keys are the key types of the shared sets and maps, which decode their elements.
 	keys map[string][]string
+	// family is the table's IP family, for the batches Run compiles (netlink_write.go).
+	family v1.IPFamily
+	// lastWriter is how Run wrote the last transaction (WriterNFT, WriterNetlink).
+	lastWriter string
 }
 
 // Open returns the real nftables of one family's kube-proxy table: written through the
@@ -69,6 +73,7 @@ func OpenIn(family v1.IPFamily, netns *os.File) (Kernel, error) {
 		table:     &gnft.Table{Name: TableName, Family: gfamily},
 		netns:     nsFd,
 		keys:      containerKeys(addrTypeOf(family)),
+		family:    family,
 	}, nil
 }
 

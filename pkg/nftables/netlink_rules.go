@@ -20,6 +20,9 @@ import (
 type KernelRule struct {
 	Handle uint64
 	Digest uint64
+	// Tag is the RuleTag the netlink writer left in the rule's user data (0: the rule
+	// was written by nft, or by anyone else).
+	Tag uint64
 }
 
 // RuleDumper is a Kernel that reads every rule of the table in one dump: the periodic
@@ -104,6 +107,7 @@ const (
 	nftaRuleChain      = 2
 	nftaRuleHandle     = 3
 	nftaRuleExpression = 4
+	nftaRuleUserdata   = 7
 	nftaExprName       = 1
 	nftaExprData       = 2
 )
@@ -203,6 +207,8 @@ func (d *ruleDump) rule(payload []byte) error {
 			if r.Digest, err = digestExpressions(ad.Bytes()); err != nil {
 				return fmt.Errorf("rule in %s: %w", chain, err)
 			}
+		case nftaRuleUserdata:
+			r.Tag = ruleTagOf(ad.Bytes())
 		}
 	}
 	if err := ad.Err(); err != nil {

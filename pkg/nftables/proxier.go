@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +28,8 @@ const ReasonStaleDeleteFailed = "deleting stale chains failed"
 
 // Proxier programs one IP family's kube-proxy table from snapshots: nftables mode's
 // proxy.Provider. Each Sync deletes the chains stale for StaleChainDelay, asks its
-// SyncState for a full or partial sync, renders (pure) and applies one transaction.
+// SyncState for a full or partial sync, renders (pure) and applies the transactions
+// (one, but several for a large full sync: RenderInTransactions).
 // It is driven by one goroutine; RequestFullSync, CheckKernel and Status may be called
 // from any.
 type Proxier struct {
@@ -50,6 +52,9 @@ type Proxier struct {
 	// last periodic check took them: the check compares the others' rules with what
 	// it read the time before.
 	writtenSinceCheck map[string]bool
+	// portsPerTx is the number of service ports per transaction of a full sync
+	// (0: PortsPerTransaction); tests set it lower.
+	portsPerTx int
 
 	// cidrMu guards serviceCIDRs, which the controller sets from the ServiceCIDR
 	// objects at any time; full syncs render them.
@@ -129,14 +134,20 @@ type SyncResult struct {
 	Full   bool
 	Reason string
 	Stats  Stats
-	// Transaction is the `nft -f` input applied ("" when nothing was written).
+	// Transaction is the `nft -f` input applied ("" when nothing was written): the
+	// Plan's String, with a "# transaction i of n" line before each transaction of a
+	// full sync in several.
 	Transaction string
-	// Operations is the number of operations in the transaction.
+	// Operations is the number of operations in the transactions.
 	Operations int
 	// DeletedChains is the number of stale chains deleted before the sync.
 	DeletedChains int
 	// RenderTime and ApplyTime split the sync's duration.
 	RenderTime, ApplyTime time.Duration
+	// Writer is how the transactions were written: WriterNFT, WriterNetlink when the
+	// Kernel compiled them to netlink batches itself, or both joined with "+" ("" when
+	// nothing was written).
+	Writer string
 }
 
 // Sync implements proxy.Provider: SyncDetailed, summed up.
@@ -144,10 +155,10 @@ func (p *Proxier) Sync(ctx context.Context, snap *endpoints.Snapshot) (proxy.Res
 	res, err := p.SyncDetailed(ctx, snap)
 	out := proxy.Result{
 		Full: res.Full, Reason: res.Reason, Duration: res.RenderTime + res.ApplyTime, RestoreFailed: err != nil,
-		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "rules", res.Stats.Rules,
+		Details: []any{"servicePorts", res.Stats.Services, "chains", res.Stats.Chains, "unchangedChains", res.Stats.UnchangedChains, "rules", res.Stats.Rules,
 			"staleChains", res.Stats.StaleChains, "deletedChains", res.DeletedChains,
 			"elementsAdded", res.Stats.ElementsAdded, "elementsDeleted", res.Stats.ElementsDeleted,
-			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime},
+			"operations", res.Operations, "bytes", len(res.Transaction), "render", res.RenderTime, "apply", res.ApplyTime, "writer", res.Writer},
 	}
 	if res.Transaction != "" {
 		out.Payloads = []proxy.Payload{{Kind: proxy.PayloadNFTables, Data: []byte(res.Transaction)}}
@@ -178,18 +189,21 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 		p.failed()
 		return res, err
 	}
-	res.Stats, res.Operations = plan.Stats, plan.Tx.NumOperations()
+	res.Stats, res.Operations = plan.Stats, plan.NumOperations()
 	if res.Operations == 0 {
 		p.state.Succeeded(snap)
 		return res, nil
 	}
-	res.Transaction = plan.Tx.String()
+	res.Transaction = plan.String()
 	applyStart := p.now()
-	err = p.nft.Run(ctx, plan.Tx)
+	res.Writer, err = apply(ctx, p.nft, plan)
 	res.ApplyTime = p.now().Sub(applyStart)
 	if err != nil {
+		// The transactions before the failed one are in the kernel: the next sync is
+		// full, lists the table and repairs from there (each writes its chains with
+		// add and flush, and its elements against what it lists).
 		p.failed()
-		return res, fmt.Errorf("applying %s nftables transaction (%d operations): %w", proxy.SyncKind(res.Full), res.Operations, err)
+		return res, fmt.Errorf("applying %s nftables sync (%d operations): %w", proxy.SyncKind(res.Full), res.Operations, err)
 	}
 	p.succeeded(plan, applyStart)
 	p.applied, p.appliedGen = res.Transaction, snap.Generation
@@ -197,11 +211,42 @@ func (p *Proxier) SyncDetailed(ctx context.Context, snap *endpoints.Snapshot) (S
 	return res, nil
 }
 
+// Apply runs plan's transactions through nft in order, stopping at the first that
+// fails; those before it stay applied.
+func Apply(ctx context.Context, nft Kernel, plan *Plan) error {
+	_, err := apply(ctx, nft, plan)
+	return err
+}
+
+// apply is Apply, which also says how the transactions were written: WriterNFT,
+// WriterNetlink, or both joined with "+" in the order first used (a full sync whose
+// setup went through nft and its service ports over netlink: "nft+netlink").
+func apply(ctx context.Context, nft Kernel, plan *Plan) (string, error) {
+	var writers []string
+	txs := plan.Transactions()
+	for i, tx := range txs {
+		err := nft.Run(ctx, tx)
+		w := WriterNFT
+		if r, ok := nft.(WriterReporter); ok {
+			w = r.LastWriter()
+		}
+		if !slices.Contains(writers, w) {
+			writers = append(writers, w)
+		}
+		if err != nil {
+			if len(txs) == 1 {
+				return strings.Join(writers, "+"), err
+			}
+			return strings.Join(writers, "+"), fmt.Errorf("transaction %d of %d (%d operations): %w", i+1, len(txs), tx.NumOperations(), err)
+		}
+	}
+	return strings.Join(writers, "+"), nil
+}
+
 // render computes the plan d asks for; a full one first lists the table.
 func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.Decision) (*Plan, error) {
-	tx := p.nft.NewTransaction()
 	if !d.Full {
-		return RenderPartial(tx, d.Base, snap, d.Changed, p.cfg, p.elements), nil
+		return RenderPartial(p.nft.NewTransaction(), d.Base, snap, d.Changed, p.cfg, p.elements), nil
 	}
 	kernel, err := readKernel(ctx, p.nft)
 	if err != nil {
@@ -209,7 +254,11 @@ func (p *Proxier) render(ctx context.Context, snap *endpoints.Snapshot, d proxy.
 	}
 	kernel.RecreateBaseChains = !p.baseChainsRecreated
 	cfg := p.renderConfig()
-	return Render(tx, snap, &cfg, kernel), nil
+	portsPerTx := p.portsPerTx
+	if portsPerTx <= 0 {
+		portsPerTx = PortsPerTransaction
+	}
+	return RenderInTransactions(p.nft.NewTransaction, snap, &cfg, kernel, portsPerTx), nil
 }
 
 // renderConfig is the Config full renders use: the node's, with the service ranges

@@ -68,9 +68,9 @@ func applyFull(t *testing.T, fake *knftables.Fake, snap *endpoints.Snapshot, cfg
 		t.Fatal(err)
 	}
 	kernel.RecreateBaseChains = recreate
-	plan := Render(fake.NewTransaction(), snap, cfg, kernel)
-	if err := fake.Run(context.Background(), plan.Tx); err != nil {
-		t.Fatalf("full transaction rejected: %v\n%s", err, plan.Tx)
+	plan := Render(fake.NewTransaction, snap, cfg, kernel)
+	if err := Apply(context.Background(), fake, plan); err != nil {
+		t.Fatalf("full sync rejected: %v\n%s", err, plan)
 	}
 	return plan
 }
@@ -131,7 +131,7 @@ func TestRenderGolden(t *testing.T) {
 			fake := newFake(tt.cfg)
 			plan := applyFull(t, fake, snapshotOf(t, tt.objects...), tt.cfg, true)
 			checkGolden(t, tt.name+".dump", fake.Dump())
-			checkGolden(t, tt.name+".nft", plan.Tx.String())
+			checkGolden(t, tt.name+".nft", plan.String())
 		})
 	}
 }

@@ -43,9 +43,15 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// realNFT is the nft binary, found before any test puts a wrapper first on PATH: a
+// wrapper, and nftIn, must run the real one, or a test with two namespaces would run
+// the first namespace's wrapper inside the second and write into the first.
+var realNFT, realNFTErr = exec.LookPath("nft")
+
 // netnsNFT creates a network namespace, deleted at the end even on failure, and puts
-// first on PATH an `nft` that runs the real one inside it. knftables finds nft on PATH,
-// so every Interface the test opens afterwards works in the namespace.
+// first on PATH an `nft` that runs the real one inside it. knftables finds nft on PATH
+// when it is opened, so every Interface the test opens afterwards works in the
+// namespace (one opened before keeps the namespace it found).
 func netnsNFT(t *testing.T, suffix string) string {
 	t.Helper()
 	name := fmt.Sprintf("sy-nft-%d-%s", os.Getpid(), suffix)
@@ -58,9 +64,8 @@ func netnsNFT(t *testing.T, suffix string) string {
 			t.Errorf("ip netns del %s: %v: %s", name, err, out)
 		}
 	})
-	realNFT, err := exec.LookPath("nft")
-	if err != nil {
-		t.Fatal(err)
+	if realNFTErr != nil {
+		t.Fatal(realNFTErr)
 	}
 	ipPath, err := exec.LookPath("ip")
 	if err != nil {
@@ -78,7 +83,7 @@ func netnsNFT(t *testing.T, suffix string) string {
 // nftIn runs the real nft inside ns.
 func nftIn(t *testing.T, ns string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, realNFT}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -173,10 +173,10 @@ func TestSameTableAsKubeProxy(t *testing.T) {
 				t.Fatal(err)
 			}
 			fake := knftables.NewFake(cfg.NFTFamily(), nftables.TableName)
-			plan := nftables.Render(fake.NewTransaction(), snap, cfg, nftables.EmptyKernel())
+			plan := nftables.Render(fake.NewTransaction, snap, cfg, nftables.EmptyKernel())
 			ns := netnsNFT(t, "kp"+nftFamily)
 			load := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
-			load.Stdin = bytes.NewReader([]byte(plan.Tx.String()))
+			load.Stdin = bytes.NewReader([]byte(plan.String()))
 			if out, err := load.CombinedOutput(); err != nil {
 				t.Fatalf("nft -f: %v\n%s", err, out)
 			}

@@ -43,7 +43,7 @@ func TestSameVerdictsAsKubeProxy(t *testing.T) {
 				t.Fatal(err)
 			}
 			fake := knftables.NewFake(cfg.NFTFamily(), nftables.TableName)
-			if err := fake.Run(t.Context(), nftables.Render(fake.NewTransaction(), snap, cfg, nftables.EmptyKernel()).Tx); err != nil {
+			if err := nftables.Apply(t.Context(), fake, nftables.Render(fake.NewTransaction, snap, cfg, nftables.EmptyKernel())); err != nil {
 				t.Fatal(err)
 			}
 			switchyard, err := nftmodel.Parse(fake.Dump())
