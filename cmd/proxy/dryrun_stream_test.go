@@ -22,7 +22,7 @@ const streamDump = "testdata/stream/dump-1000x10.json.gz"
 
 // TestDryRunDumpMatchesMain pins dry-run's output over a generated cluster dump, in
 // each mode, to the SHA-256 of what main printed (at 2f4b4d2, before dry-run fed its
-// tracker while reading) for `switchyard dry-run -f dump-1000x10.json --cluster-cidr
+// tracker while reading, and again at ddbb12a) for `switchyard dry-run -f dump-1000x10.json --cluster-cidr
 // 10.244.0.0/16 --mode MODE`: reading faster must not change one byte. The full
 // outputs are 4.8 MB (iptables), 0.6 MB (ipvs) and 0.7 MB (nftables), too big to keep.
 func TestDryRunDumpMatchesMain(t *testing.T) {
