@@ -89,7 +89,7 @@ func dryRun(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOption
 		return 2
 	}
 
-	in, code := loadRenderInput(ctx, opts, stderr)
+	in, code := streamRenderInput(ctx, opts, stderr)
 	if in == nil {
 		return code
 	}

@@ -42,7 +42,7 @@ func dryRunIPVS(ctx context.Context, opts *dryRunOptions, ipvsOpts *ipvsDryRunOp
 	}
 	// The iptables configs carry the same node facts (family, node IPs, pod CIDR,
 	// node-port addresses); IPVS mode adds its own settings.
-	in, code := loadRenderInput(ctx, opts, stderr)
+	in, code := streamRenderInput(ctx, opts, stderr)
 	if in == nil {
 		return code
 	}

@@ -36,7 +36,7 @@ func dryRunNFTables(ctx context.Context, opts *dryRunOptions, stdout, stderr io.
 		fmt.Fprintf(stderr, "switchyard: --feature-gates: %v\n", err)
 		return 2
 	}
-	in, code := loadRenderInput(ctx, opts, stderr)
+	in, code := streamRenderInput(ctx, opts, stderr)
 	if in == nil {
 		return code
 	}

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -154,13 +155,18 @@ func Read(paths []string) (*Objects, []error) {
 
 func read(paths []string, stdin io.Reader) (*Objects, []error) {
 	r := &reader{objects: &Objects{}, seen: map[string]Source{}}
+	r.readAll(paths, stdin)
+	return r.objects, r.errs
+}
+
+// readAll reads every path in turn.
+func (r *reader) readAll(paths []string, stdin io.Reader) {
 	if len(paths) == 0 {
 		r.errs = append(r.errs, errors.New("no input: give at least one file or directory"))
 	}
 	for _, path := range paths {
 		r.readPath(path, stdin)
 	}
-	return r.objects, r.errs
 }
 
 // Decode decodes the objects in data, which came from the file called name (used only in
@@ -178,6 +184,8 @@ type reader struct {
 	// seen maps "Kind namespace/name" to where it was first found, to report
 	// duplicates, which would otherwise make the result depend on input order.
 	seen map[string]Source
+	// visit, when set, receives each object instead of objects (see ReadEach).
+	visit func(obj runtime.Object, src Source)
 }
 
 func (r *reader) fail(src Source, err error) {
@@ -256,6 +264,10 @@ func hasManifestExtension(name string) bool {
 }
 
 func (r *reader) readFile(path string) {
+	// Streaming helps only a caller that does not keep the objects either.
+	if r.visit != nil && r.streamFile(path) {
+		return
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		r.fail(Source{File: path}, withoutPath(err))
@@ -473,17 +485,55 @@ func (r *reader) decodeJSONDocument(src Source, jsonDoc []byte) {
 	r.decodeObject(src, jsonDoc, schema.GroupVersionKind{})
 }
 
-// decodeObject decodes one JSON object. listGVK is the kind implied by an enclosing typed
-// list (a ServiceList's items carry no kind of their own in API responses).
+// decodeObject decodes one JSON object and files what it found. listGVK is the kind
+// implied by an enclosing typed list (a ServiceList's items carry no kind of their own
+// in API responses).
 func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVersionKind) {
+	r.file(decodeOne(src, jsonDoc, listGVK))
+}
+
+// decoded is what decoding one object found, to be filed by the reader: its problems,
+// in order, then the object (nil if there is none to keep) or, for a List, its items.
+// Decoding touches no reader state, so a List's items can be decoded in parallel and
+// filed in order (see decodeItems).
+type decoded struct {
+	src      Source
+	problems []error
+	obj      runtime.Object
+	// list is set for a List, whose items (the text of its items member) are
+	// decoded next, with listGVK the kind it implies for them.
+	list    bool
+	items   []byte
+	listGVK schema.GroupVersionKind
+}
+
+// fail records a problem with the object.
+func (d *decoded) fail(err error) {
+	d.problems = append(d.problems, &Error{Source: d.src, Err: err})
+}
+
+// file records what decoding one object found.
+func (r *reader) file(d decoded) {
+	r.errs = append(r.errs, d.problems...)
+	switch {
+	case d.list:
+		r.decodeList(d.src, d.items, d.listGVK)
+	case d.obj != nil:
+		r.add(d.src, d.obj)
+	}
+}
+
+// decodeOne decodes one JSON object.
+func decodeOne(src Source, jsonDoc []byte, listGVK schema.GroupVersionKind) decoded {
+	d := decoded{src: src}
 	// Only the top-level members are split out here, so a List's items are not
 	// decoded twice (once for its kind, once for its items).
 	fields, err := objectFields(jsonDoc)
 	if err != nil {
 		// The YAML converter refused duplicate keys before the fast JSON path
 		// existed; keep its wording.
-		r.fail(src, fmt.Errorf("not valid YAML or JSON: %w", err))
-		return
+		d.fail(fmt.Errorf("not valid YAML or JSON: %w", err))
+		return d
 	}
 	meta, err := readTypeAndName(fields)
 	if err != nil {
@@ -492,48 +542,49 @@ func (r *reader) decodeObject(src Source, jsonDoc []byte, listGVK schema.GroupVe
 		if wholeErr := json.Unmarshal(jsonDoc, &meta); wholeErr != nil {
 			err = wholeErr
 		}
-		r.fail(src, fmt.Errorf("reading apiVersion, kind and metadata: %w", err))
-		return
+		d.fail(fmt.Errorf("reading apiVersion, kind and metadata: %w", err))
+		return d
 	}
-	src.Kind, src.Namespace, src.Name = meta.Kind, meta.Metadata.Namespace, meta.Metadata.Name
+	d.src.Kind, d.src.Namespace, d.src.Name = meta.Kind, meta.Metadata.Namespace, meta.Metadata.Name
 	gvk := meta.GroupVersionKind()
 	if gvk.Kind == "" && listGVK.Kind != "" {
 		gvk = listGVK
-		src.Kind = gvk.Kind
+		d.src.Kind = gvk.Kind
 	}
 	switch {
 	case gvk.Kind == "":
-		r.fail(src, errors.New("no kind"))
-		return
+		d.fail(errors.New("no kind"))
+		return d
 	case meta.APIVersion == "" && listGVK.Kind == "":
-		r.fail(src, errors.New("no apiVersion"))
-		return
+		d.fail(errors.New("no apiVersion"))
+		return d
 	}
 
 	if gvk.Kind == "List" || (strings.HasSuffix(gvk.Kind, "List") && usedKinds[strings.TrimSuffix(gvk.Kind, "List")] != "") {
-		r.decodeList(src, field(fields, "items"), gvk)
-		return
+		d.list, d.items, d.listGVK = true, field(fields, "items"), gvk
+		return d
 	}
 	wantGroupVersion, used := usedKinds[gvk.Kind]
 	if !used {
-		r.errs = append(r.errs, &Notice{Source: src, Message: fmt.Sprintf("skipped: kind %s is not used by switchyard", gvk.Kind)})
-		return
+		d.problems = append(d.problems, &Notice{Source: d.src, Message: fmt.Sprintf("skipped: kind %s is not used by switchyard", gvk.Kind)})
+		return d
 	}
 	if gv := gvk.GroupVersion().String(); gv != wantGroupVersion {
-		r.fail(src, fmt.Errorf("apiVersion %s is not supported for %s; use %s", gv, gvk.Kind, wantGroupVersion))
-		return
+		d.fail(fmt.Errorf("apiVersion %s is not supported for %s; use %s", gv, gvk.Kind, wantGroupVersion))
+		return d
 	}
 
 	obj, err := decodeTyped(jsonDoc, gvk)
 	if err != nil && !runtime.IsStrictDecodingError(err) {
-		r.fail(src, err)
-		return
+		d.fail(err)
+		return d
 	}
 	if err != nil {
 		// The object decoded; only fields it does not have were dropped.
-		r.fail(src, fmt.Errorf("%w (the unknown fields are ignored)", err))
+		d.fail(fmt.Errorf("%w (the unknown fields are ignored)", err))
 	}
-	r.add(src, obj)
+	d.obj = obj
+	return d
 }
 
 // readTypeAndName decodes apiVersion, kind and metadata's name and namespace from an
@@ -545,7 +596,7 @@ func readTypeAndName(fields []jsonField) (typeAndName, error) {
 		key  string
 		into *string
 	}{{"apiVersion", &meta.APIVersion}, {"kind", &meta.Kind}} {
-		if err := unmarshalField(fields, f.key, f.into); err != nil {
+		if err := unmarshalString(fields, f.key, f.into); err != nil {
 			return meta, err
 		}
 	}
@@ -559,19 +610,40 @@ func readTypeAndName(fields []jsonField) (typeAndName, error) {
 		// before, and the typed decoding report duplicates.
 		return meta, json.Unmarshal(metadata, &meta.Metadata)
 	}
-	if err := unmarshalField(metadataFields, "name", &meta.Metadata.Name); err != nil {
+	if err := unmarshalString(metadataFields, "name", &meta.Metadata.Name); err != nil {
 		return meta, err
 	}
-	return meta, unmarshalField(metadataFields, "namespace", &meta.Metadata.Namespace)
+	return meta, unmarshalString(metadataFields, "namespace", &meta.Metadata.Namespace)
 }
 
-// unmarshalField decodes the member key of fields, if there is one, into into.
-func unmarshalField(fields []jsonField, key string, into any) error {
+// unmarshalString decodes the member key of fields, if there is one, into into.
+func unmarshalString(fields []jsonField, key string, into *string) error {
 	value := field(fields, key)
 	if value == nil {
 		return nil
 	}
+	if plain, ok := plainString(value); ok {
+		*into = plain
+		return nil
+	}
 	return json.Unmarshal(value, into)
+}
+
+// plainString returns the JSON string literal in value without its quotes, if it is
+// printable ASCII with no escapes: what encoding/json would decode it to, without its
+// reflection (every item of a big List has four such members). Anything else is left
+// to encoding/json, which unescapes, replaces invalid UTF-8 and reports non-strings.
+func plainString(value []byte) (string, bool) {
+	if len(value) < 2 || value[0] != '"' || value[len(value)-1] != '"' {
+		return "", false
+	}
+	inner := value[1 : len(value)-1]
+	for _, c := range inner {
+		if c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(inner), true
 }
 
 // decodeTyped decodes one Service, EndpointSlice or Node, strictly, as the API
@@ -586,6 +658,10 @@ func decodeTyped(jsonDoc []byte, gvk schema.GroupVersionKind) (runtime.Object, e
 	case "Service":
 		obj = &v1.Service{}
 	case "EndpointSlice":
+		if slice, ok := decodeSliceFast(jsonDoc); ok {
+			slice.SetGroupVersionKind(gvk)
+			return slice, nil
+		}
 		obj = &discovery.EndpointSlice{}
 	case "Node":
 		obj = &v1.Node{}
@@ -644,17 +720,23 @@ func (r *reader) decodeList(src Source, items []byte, gvk schema.GroupVersionKin
 	if gvk.Kind != "List" {
 		itemGVK = gvk.GroupVersion().WithKind(strings.TrimSuffix(gvk.Kind, "List"))
 	}
-	err := eachElement(items, func(i int, item []byte) {
-		itemSrc := Source{File: src.File, Document: src.Document, Line: src.Line, Item: i + 1}
-		if len(item) == 0 || item[0] != '{' {
-			r.fail(itemSrc, errors.New("list item is not an object"))
-			return
-		}
-		r.decodeObject(itemSrc, item, itemGVK)
-	})
+	var elements [][]byte
+	err := eachElement(items, func(_ int, item []byte) { elements = append(elements, item) })
+	r.decodeItems(src, slices.Values(elements), len(elements), false, itemGVK)
 	if err != nil {
 		r.fail(src, fmt.Errorf("decoding items: %w", err))
 	}
+}
+
+// decodeItem decodes the item at index of the List read from listSrc.
+func decodeItem(listSrc Source, index int, item []byte, itemGVK schema.GroupVersionKind) decoded {
+	itemSrc := Source{File: listSrc.File, Document: listSrc.Document, Line: listSrc.Line, Item: index + 1}
+	if len(item) == 0 || item[0] != '{' {
+		d := decoded{src: itemSrc}
+		d.fail(errors.New("list item is not an object"))
+		return d
+	}
+	return decodeOne(itemSrc, item, itemGVK)
 }
 
 // add files a decoded object, defaulting its namespace and refusing duplicates.
@@ -696,6 +778,10 @@ func (r *reader) add(src Source, obj runtime.Object) {
 		return
 	}
 	r.seen[key] = src
+	if r.visit != nil {
+		r.visit(obj, src)
+		return
+	}
 	if r.objects.sources == nil {
 		r.objects.sources = map[any]Source{}
 	}
