@@ -58,9 +58,7 @@ var nftGolden = filepath.Join("testdata", "explain-nftables-examples.golden")
 // (rewrite with -update and review the diff).
 //
 // mutation-checked: explainPacket sending --mode nftables to explainIPTables fails
-// every row ("Path (iptables rules)"); offlineNFTablesInput without the
-// --nodeport-addresses primary default fails "eTP Local, no local endpoint" (node
-// ports then answer on every local address, a different table and golden);
+// most rows ("Path (iptables rules)") and TestExplainNFTablesLive;
 // offlineNFTablesInput picking the first config whatever the family fails "IPv6
 // cluster IP".
 func TestExplainNFTables(t *testing.T) {
@@ -104,5 +102,33 @@ func TestExplainNFTablesLive(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("wrote output %q", stdout.String())
+	}
+}
+
+// TestExplainNFTablesRendersAsDryRun: the table explained is dry-run's, node ports
+// restricted to the node's primary address (the nodeport-ips set) as kube-proxy
+// defaults to in nftables mode. mutation-checked: dropping the "primary" default in
+// offlineNFTablesInput fails it (node ports then match any local address, with no
+// nodeport-ips set).
+func TestExplainNFTablesRendersAsDryRun(t *testing.T) {
+	opts, eo := parseExplainFlags(t, append(explainExamplesArgs[1:], "--mode", "nftables", "--src", "10.244.1.99", "--dst", "10.96.10.10:80"))
+	pkt, err := eo.packet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, code := offlineNFTablesInput(t.Context(), opts, pkt, os.Stderr)
+	if in == nil {
+		t.Fatalf("exit %d", code)
+	}
+	table := in.Rules.Table("ip", "kube-proxy")
+	if table == nil || table.Sets["nodeport-ips"] == nil {
+		t.Fatalf("no nodeport-ips set in the explained table")
+	}
+	var got []string
+	for _, e := range table.Sets["nodeport-ips"].Elements {
+		got = append(got, e.Text)
+	}
+	if diff := cmp.Diff([]string{"192.168.10.11"}, got); diff != "" {
+		t.Errorf("nodeport-ips (-want +got):\n%s", diff)
 	}
 }
