@@ -23,7 +23,8 @@ IPVS table is read over netlink and the ipsets with the ipset program.
 With --mode nftables the table is rendered as dry-run --mode nftables renders it
 and the packet is traced through its base chains in hook and priority order: the
 chains and rules it hits, the numgen choice of endpoint (every map entry is a
-candidate) and the verdict. Offline only (-f or --kubeconfig) for now.
+candidate) and the verdict. Live, the table is read with nft list table (kube-proxy's
+table only).
 
 Exit codes: 0 when the packet gets through (delivered, or not for a Service and left
 untouched), 1 when it is dropped or rejected or the rules cannot be read, 2 for usage

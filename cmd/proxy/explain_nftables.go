@@ -16,13 +16,15 @@ import (
 )
 
 // explainNFTables explains pkt with nftables mode's table, rendered from the objects
-// as `dry-run --mode nftables` renders it. On failure it returns nil and the exit code.
+// as `dry-run --mode nftables` renders it, or read live with `nft list table`. On failure it returns nil and the exit code.
 func explainNFTables(ctx context.Context, opts *dryRunOptions, eo *explainOptions, pkt explain.Packet, stderr io.Writer) (*explain.Explanation, int) {
+	var in *explain.NFTablesInput
+	var code int
 	if eo.isLive(opts) {
-		fmt.Fprintln(stderr, "switchyard: explain --mode nftables reads no live table yet: give the objects with -f or --kubeconfig")
-		return nil, 2
+		in, code = liveNFTablesInput(ctx, opts, eo, pkt, stderr)
+	} else {
+		in, code = offlineNFTablesInput(ctx, opts, pkt, stderr)
 	}
-	in, code := offlineNFTablesInput(ctx, opts, pkt, stderr)
 	if in == nil {
 		return nil, code
 	}

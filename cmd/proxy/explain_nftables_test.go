@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+
+	"github.com/switchyard-io/switchyard/pkg/nftables"
 )
 
 // nftExplainCases are the packets `explain --mode nftables` is pinned for, on the
@@ -92,17 +99,120 @@ func TestExplainNFTables(t *testing.T) {
 	}
 }
 
-// TestExplainNFTablesLive: nftables mode reads no live table yet; it says so, with
-// a usage error, rather than explaining with another mode's rules.
+// fakeNFTKernel is a node whose kube-proxy table lists as tables[family].
+type fakeNFTKernel struct {
+	fakeKernel
+	tables map[v1.IPFamily][]byte
+}
+
+func (k fakeNFTKernel) ListNFTable(_ context.Context, family v1.IPFamily) ([]byte, error) {
+	if t, ok := k.tables[family]; ok {
+		return t, nil
+	}
+	return nil, errors.New("no such table")
+}
+
+// renderedNFTable is the examples' table for family as node-a's daemon would hold
+// it: dry-run's render applied to a knftables.Fake, dumped.
+func renderedNFTable(t *testing.T, family v1.IPFamily) []byte {
+	t.Helper()
+	opts, _ := parseExplainFlags(t, append(explainExamplesArgs[1:], "--mode", "nftables", "--nodeport-addresses", "primary"))
+	rin, code := loadRenderInput(t.Context(), opts, os.Stderr)
+	if rin == nil {
+		t.Fatalf("loadRenderInput: exit %d", code)
+	}
+	for _, ic := range rin.configs {
+		if ic.Family != family {
+			continue
+		}
+		cfg := &nftables.Config{FamilyConfig: ic.FamilyConfig}
+		fake := knftables.NewFake(cfg.NFTFamily(), nftables.TableName)
+		if err := nftables.Apply(t.Context(), fake, nftables.Render(fake.NewTransaction, rin.snap, cfg, nftables.EmptyKernel())); err != nil {
+			t.Fatal(err)
+		}
+		return []byte(fake.Dump())
+	}
+	t.Fatalf("no %s config", family)
+	return nil
+}
+
+// TestExplainNFTablesLive explains from a node's table as `nft list table` gives it:
+// the examples' rendered table gives, for every packet, the same JSON answer as
+// offline (-f then only names the Services and pods); and kube-proxy v1.37.2's own
+// table (its real `nft list table` output, pkg/nftables/nftmodel/testdata) is
+// explained without objects. mutation-checked: leaving the node's addresses out of
+// liveNFTablesInput fails "kube-proxy's table" (the packet to a node port without a
+// local endpoint is then forwarded, not dropped in filter-input); sending --live to offlineNFTablesInput fails
+// "kube-proxy's table".
 func TestExplainNFTablesLive(t *testing.T) {
-	opts, eo := parseExplainFlags(t, []string{"--mode", "nftables", "--src", "10.244.1.99", "--dst", "10.96.10.10:80"})
-	var stdout, stderr strings.Builder
-	if code := explainPacket(t.Context(), opts, eo, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "reads no live table yet") {
-		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	kernel := fakeNFTKernel{
+		fakeKernel: fakeKernel{addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.10.11"), netip.MustParseAddr("fd00:10::11")}},
+		tables:     map[v1.IPFamily][]byte{v1.IPv4Protocol: renderedNFTable(t, v1.IPv4Protocol), v1.IPv6Protocol: renderedNFTable(t, v1.IPv6Protocol)},
 	}
-	if stdout.Len() != 0 {
-		t.Errorf("wrote output %q", stdout.String())
+	for name, args := range map[string][]string{
+		"cluster IP":    {"--src", "10.244.1.99", "--dst", "10.96.10.10:80"},
+		"hairpin":       {"--src", "10.244.1.5", "--dst", "10.96.10.10:80"},
+		"node port":     {"--src", "192.0.2.99", "--dst", "192.168.10.11:30443", "--from", "outside"},
+		"no endpoints":  {"--src", "10.244.1.99", "--dst", "10.96.50.50:80"},
+		"unknown port":  {"--src", "10.244.1.99", "--dst", "10.96.10.10:81"},
+		"LB denied":     {"--src", "192.0.2.99", "--dst", "198.51.100.20:443", "--from", "outside"},
+		"external IP":   {"--src", "192.0.2.99", "--dst", "192.0.2.50:9090", "--from", "outside"},
+		"IPv6":          {"--src", "fd00:244::99", "--dst", "[fd00:96::10]:80"},
+		"from the node": {"--src", "192.168.10.11", "--dst", "10.96.20.20:443", "--from", "node"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			answer := func(live bool) (int, string) {
+				opts, eo := parseExplainFlags(t, append(append(explainExamplesArgs[1:], "--mode", "nftables", "-o", "json", "--node", "node-a"), args...))
+				eo.live = live
+				eo.kernel = kernel
+				var stdout, stderr strings.Builder
+				code := explainPacket(t.Context(), opts, eo, &stdout, &stderr)
+				if code == 2 || (code == 1 && stdout.Len() == 0) {
+					t.Fatalf("live=%v: exit %d, stderr:\n%s", live, code, stderr.String())
+				}
+				return code, stdout.String()
+			}
+			wantCode, want := answer(false)
+			gotCode, got := answer(true)
+			if gotCode != wantCode {
+				t.Errorf("live exit %d, offline %d", gotCode, wantCode)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("live differs from offline (-offline +live):\n%s", diff)
+			}
+		})
 	}
+
+	t.Run("kube-proxy's table", func(t *testing.T) {
+		text, err := os.ReadFile("../../pkg/nftables/nftmodel/testdata/kube-proxy-ip.nft")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp := fakeNFTKernel{fakeKernel: fakeKernel{addrs: []netip.Addr{netip.MustParseAddr("10.250.0.11"), netip.MustParseAddr("10.244.1.1")}},
+			tables: map[v1.IPFamily][]byte{v1.IPv4Protocol: text}}
+		for _, tc := range []struct {
+			args     []string
+			wantCode int
+			want     []string
+		}{
+			{args: []string{"--src", "10.244.1.99", "--dst", "10.96.1.1:80"}, want: []string{"Service:    nft/web:http, reached through its cluster IP",
+				"10.244.1.2:80            33.3%", "10.244.2.3:80            33.3%", "Verdict:    delivered"}},
+			{args: []string{"--src", "10.251.0.100", "--dst", "10.250.0.11:30082", "--from", "outside"}, wantCode: 1,
+				want: []string{"ip kube-proxy/nodeport-endpoints-check", "Verdict:    dropped: nft/local-remote:http has no endpoints on this node"}},
+		} {
+			opts, eo := parseExplainFlags(t, append([]string{"--mode", "nftables"}, tc.args...))
+			eo.kernel = kp
+			var stdout, stderr strings.Builder
+			if code := explainPacket(t.Context(), opts, eo, &stdout, &stderr); code != tc.wantCode {
+				t.Errorf("%v: exit %d, want %d; stderr:\n%s", tc.args, code, tc.wantCode, stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, stdout.String())
+				}
+			}
+		}
+	})
 }
 
 // TestExplainNFTablesRendersAsDryRun: the table explained is dry-run's, node ports
