@@ -20,6 +20,12 @@ scheduler and its real servers with their weights, and the companion iptables ru
 and ipsets that masquerade, filter source ranges and refuse unknown ports. Live, the
 IPVS table is read over netlink and the ipsets with the ipset program.
 
+With --mode nftables the table is rendered as dry-run --mode nftables renders it
+and the packet is traced through its base chains in hook and priority order: the
+chains and rules it hits, the numgen choice of endpoint (every map entry is a
+candidate) and the verdict. Live, the table is read with nft list table (kube-proxy's
+table only).
+
 Exit codes: 0 when the packet gets through (delivered, or not for a Service and left
 untouched), 1 when it is dropped or rejected or the rules cannot be read, 2 for usage
 errors.`
@@ -35,6 +41,9 @@ const explainExample = `  # A pod reaching a cluster IP, with the bundled exampl
 
   # The same packet in IPVS mode, with the lc scheduler
   switchyard explain -f manifests/examples/ --cluster-cidr 10.244.0.0/16 --mode ipvs --ipvs-scheduler lc --src 10.244.1.99 --dst 10.96.10.10:80
+
+  # The same packet in nftables mode
+  switchyard explain -f manifests/examples/ --cluster-cidr 10.244.0.0/16 --mode nftables --src 10.244.1.99 --dst 10.96.10.10:80
 
   # On a node, naming the pods behind the endpoints from the cluster
   switchyard explain --live --kubeconfig ~/.kube/config --node node1 --src 10.244.1.5 --dst 10.96.0.1:443`
@@ -58,7 +67,7 @@ func newExplainCommand() *cobra.Command {
 	eo.registerExplain(fs)
 	eo.ipvs = registerIPVSDryRun(fs)
 	registerCompletions(cmd, map[string][]string{
-		"mode":              {"iptables", "ipvs"},
+		"mode":              {"iptables", "ipvs", "nftables"},
 		"ipvs-scheduler":    ipvsSchedulerValues(),
 		"proto":             {"tcp", "udp", "sctp"},
 		"from":              {"pod\ta pod on this node", "node\ta process on the node", "outside\tanother machine"},

@@ -40,6 +40,7 @@ func TestFlagValueCompletion(t *testing.T) {
 		{[]string{"dry-run", "--mo"}, []string{"--mode"}},
 		{[]string{"dry-run", "--mode", ""}, []string{"iptables", "ipvs", "nftables"}},
 		{[]string{"dry-run", "--mode="}, []string{"iptables", "ipvs", "nftables"}},
+		{[]string{"explain", "--mode", ""}, []string{"iptables", "ipvs", "nftables"}},
 		{[]string{"dry-run", "--ip-family", ""}, []string{"auto", "ipv4", "ipv6"}},
 		{[]string{"dry-run", "--detect-local-mode", ""}, []string{"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"}},
 		{[]string{"dry-run", "--ipvs-scheduler", ""}, []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"}},

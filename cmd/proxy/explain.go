@@ -66,8 +66,10 @@ func explainPacket(ctx context.Context, opts *dryRunOptions, eo *explainOptions,
 		e, code = explainIPTables(ctx, opts, eo, pkt, stderr)
 	case "ipvs":
 		e, code = explainIPVS(ctx, opts, eo, pkt, stderr)
+	case "nftables":
+		e, code = explainNFTables(ctx, opts, eo, pkt, stderr)
 	default:
-		return explainUsage(stderr, fmt.Sprintf("--mode %q: want iptables or ipvs", opts.mode))
+		return explainUsage(stderr, fmt.Sprintf("--mode %q: want iptables, ipvs or nftables", opts.mode))
 	}
 	if e == nil {
 		return code

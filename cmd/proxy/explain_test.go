@@ -96,14 +96,14 @@ func TestExplainJSON(t *testing.T) {
 // TestExplainUsage checks bad input is one clear line and exit 2, with no output.
 func TestExplainUsage(t *testing.T) {
 	tests := map[string][]string{
-		"explain needs --src IP and --dst IP:PORT": {"--dst", "10.96.10.10:80"},
-		`--dst "10.96.10.10": want IP:PORT`:        {"--src", "10.244.1.99", "--dst", "10.96.10.10"},
-		`--proto "icmp": want tcp, udp or sctp`:    {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--proto", "icmp"},
-		`--from "host": want pod, node or outside`: {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--from", "host"},
-		"are of different IP families":             {"--src", "fd00::1", "--dst", "10.96.10.10:80"},
-		`-o "yaml": want text or json`:             {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "-o", "yaml"},
-		"has no IPv6 rules to explain":             {"--src", "fd00::1", "--dst", "[fd00::2]:80", "--ip-family", "ipv4"},
-		`--mode "nftables": want iptables or ipvs`: {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--mode", "nftables"},
+		"explain needs --src IP and --dst IP:PORT":            {"--dst", "10.96.10.10:80"},
+		`--dst "10.96.10.10": want IP:PORT`:                   {"--src", "10.244.1.99", "--dst", "10.96.10.10"},
+		`--proto "icmp": want tcp, udp or sctp`:               {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--proto", "icmp"},
+		`--from "host": want pod, node or outside`:            {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--from", "host"},
+		"are of different IP families":                        {"--src", "fd00::1", "--dst", "10.96.10.10:80"},
+		`-o "yaml": want text or json`:                        {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "-o", "yaml"},
+		"has no IPv6 rules to explain":                        {"--src", "fd00::1", "--dst", "[fd00::2]:80", "--ip-family", "ipv4"},
+		`--mode "userspace": want iptables, ipvs or nftables`: {"--src", "10.244.1.99", "--dst", "10.96.10.10:80", "--mode", "userspace"},
 	}
 	for want, args := range tests {
 		code, stdout, stderr := runExplain(t, args...)

@@ -6,6 +6,8 @@
 //
 // The types here are shared by every proxy mode: the iptables mode fills them
 // from a packet trace through an iptables ruleset (ExplainIPTables), the IPVS
-// mode from the virtual-server table and its companion rules. Everything is a
-// pure function of its inputs; reading the kernel is the caller's job.
+// mode from the virtual-server table and its companion rules, the nftables
+// mode from a trace through the table by pkg/nftables/nftmodel (NFTables).
+// Everything is a pure function of its inputs; reading the kernel is the
+// caller's job.
 package explain

@@ -165,7 +165,8 @@ const (
 
 // Explanation is explain's answer for one packet.
 type Explanation struct {
-	// Mode is the proxy mode whose rules were read: "iptables" or "ipvs".
+	// Mode is the proxy mode whose rules were read: "iptables", "ipvs" or
+	// "nftables".
 	Mode   string `json:"mode"`
 	Packet Packet `json:"packet"`
 	// Service is the matched Service port, or nil when none matched.
