@@ -177,7 +177,8 @@ func (w *leftoverWorld) state(t *testing.T) leftState {
 // "nftables" (iptables left); adding "iptables" to the iptables and IPVS modes' list
 // fails "iptables" and "ipvs"; cleaning only the nft backend in cleanIPTables fails
 // "nftables" (legacy left); making IsOwnedChain own KUBE-FIREWALL fails every mode
-// that cleans iptables (foreign chain removed).
+// that cleans iptables (foreign chain removed); not calling cleanIPVS fails
+// "nftables" (virtual server, kube-ipvs0 and ipset left).
 func TestCleanupLeftoversPerMode(t *testing.T) {
 	everyIPTables := func(present bool) map[string]bool {
 		return map[string]bool{"IPv4 nft": present, "IPv6 nft": present, "IPv4 legacy": present, "IPv6 legacy": present}
