@@ -38,7 +38,18 @@ func TestNFTablesModeRemovesIPTablesLeftovers(t *testing.T) {
 	}
 }
 
-func testNFTablesModeRemovesIPTablesLeftovers(t *testing.T, backend string) {
+// leftoverWorld is the scenario's node after kube-proxy ran in kubeProxyMode and was
+// stopped, and old was deleted: web still goes to p1 and old is answered by p1
+// through kube-proxy's stale rules.
+type leftoverWorld struct {
+	cluster       *testbed.Cluster
+	node          *testbed.Node
+	p2, client    *testbed.Pod
+	web           *v1.Service
+	addr, oldAddr string
+}
+
+func newLeftoverWorld(t *testing.T, backend, kubeProxyMode string) *leftoverWorld {
 	ctx := t.Context()
 	cluster := testbed.StartControlPlane(t, testbed.WithIPTablesBackend(backend))
 	node := cluster.AddNode(t, "node-1", nil)
@@ -64,10 +75,10 @@ func testNFTablesModeRemovesIPTablesLeftovers(t *testing.T, backend string) {
 	}
 	oldAddr := hostPort(old.Spec.ClusterIP, 80)
 
-	kubeProxy := cluster.AddKubeProxy(t, node, "iptables")
+	kubeProxy := cluster.AddKubeProxy(t, node, kubeProxyMode)
 	for _, a := range []string{addr, oldAddr} {
 		if err := waitForPods(ctx, client, "tcp", a, names(p1), syncWait); err != nil {
-			t.Fatalf("kube-proxy in iptables mode: %v", err)
+			t.Fatalf("kube-proxy in %s mode: %v", kubeProxyMode, err)
 		}
 	}
 	if err := kubeProxy.Process.Stop(); err != nil {
@@ -79,6 +90,39 @@ func testNFTablesModeRemovesIPTablesLeftovers(t *testing.T, backend string) {
 	if err := cluster.Clientset.CoreV1().Services(namespace).Delete(ctx, "old", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return &leftoverWorld{cluster: cluster, node: node, p2: p2, client: client, web: web, addr: addr, oldAddr: oldAddr}
+}
+
+// startSwitchyard moves web to p2, which only Switchyard's rules know, starts
+// Switchyard in mode, and checks that web reaches p2 only, that the deleted old
+// answers no more, and that the log says what was removed.
+func (w *leftoverWorld) startSwitchyard(t *testing.T, mode, logLine string) {
+	ctx := t.Context()
+	if err := w.cluster.PublishEndpoints(ctx, w.web, ready(w.p2)); err != nil {
+		t.Fatal(err)
+	}
+	sy := w.cluster.AddSwitchyard(t, w.node, testbed.SwitchyardOptions{Kubeconfig: w.cluster.AdminKubeconfig, ExtraArgs: []string{"--proxy-mode", mode}})
+	t.Cleanup(func() {
+		if err := sy.Process.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := waitForPods(ctx, w.client, "tcp", w.addr, names(w.p2), syncWait); err != nil {
+		t.Errorf("after Switchyard started in %s mode: %v", mode, err)
+	}
+	if reply, err := testbed.Dial(ctx, w.client, "tcp", w.oldAddr); err == nil {
+		t.Errorf("the deleted service old %s still answered (by %s): stale rules DNAT it", w.oldAddr, reply.Pod)
+	}
+	log, _ := sy.Log()
+	if !strings.Contains(log, logLine) {
+		t.Errorf("the log does not say %q:\n%s", logLine, log)
+	}
+}
+
+func testNFTablesModeRemovesIPTablesLeftovers(t *testing.T, backend string) {
+	ctx := t.Context()
+	w := newLeftoverWorld(t, backend, "iptables")
+	node := w.node
 	// Others' rules, which must stay: kubelet's KUBE-FIREWALL (the testbed's nodes
 	// have it, as kubelet writes it) and a foreign nat chain hooked into PREROUTING
 	// next to kube-proxy's jump.
@@ -113,16 +157,7 @@ func testNFTablesModeRemovesIPTablesLeftovers(t *testing.T, backend string) {
 		}
 	}
 
-	// web moves to p2: only Switchyard's rules know it.
-	if err := cluster.PublishEndpoints(ctx, web, ready(p2)); err != nil {
-		t.Fatal(err)
-	}
-	sy := cluster.AddSwitchyard(t, node, testbed.SwitchyardOptions{Kubeconfig: cluster.AdminKubeconfig, ExtraArgs: []string{"--proxy-mode", "nftables"}})
-	defer func() {
-		if err := sy.Process.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	w.startSwitchyard(t, "nftables", "Removed iptables rules left by kube-proxy or Switchyard")
 
 	after := saveBoth(t, node)
 	for prog, save := range after {
@@ -142,15 +177,38 @@ func testNFTablesModeRemovesIPTablesLeftovers(t *testing.T, backend string) {
 			t.Errorf("nftables table %s kube-proxy not programmed: %v\n%s", family, err, out)
 		}
 	}
-	if err := waitForPods(ctx, client, "tcp", addr, names(p2), syncWait); err != nil {
-		t.Errorf("after Switchyard started in nftables mode: %v", err)
+}
+
+// TestIPTablesModeRemovesNFTablesLeftovers is the way back: kube-proxy in nftables mode
+// leaves its kube-proxy tables (ip and ip6), Switchyard starts in iptables mode and
+// deletes them, as kube-proxy v1.37 does when it starts in iptables or IPVS mode, and
+// leaves other tables alone.
+//
+// mutation-checked: leftoverModes returning nil for iptables fails it (both tables
+// left, the deleted service old still answered by p1 through the stale table, no log
+// line).
+func TestIPTablesModeRemovesNFTablesLeftovers(t *testing.T) {
+	testbed.Require(t)
+	ctx := t.Context()
+	w := newLeftoverWorld(t, "nft", "nftables")
+	if out, err := w.node.Exec(ctx, "nft", "add", "table", "inet", "e2e-foreign"); err != nil {
+		t.Fatalf("nft add table: %v\n%s", err, out)
 	}
-	if reply, err := testbed.Dial(ctx, client, "tcp", oldAddr); err == nil {
-		t.Errorf("the deleted service old %s still answered (by %s): stale iptables rules DNAT it", oldAddr, reply.Pod)
+	if tables, err := w.node.Exec(ctx, "nft", "list", "tables"); err != nil || !strings.Contains(tables, "table ip kube-proxy") || !strings.Contains(tables, "table ip6 kube-proxy") {
+		t.Fatalf("kube-proxy left no tables to clean up: %v\n%s", err, tables)
 	}
-	log, _ := sy.Log()
-	if !strings.Contains(log, "Removed iptables rules left by kube-proxy or Switchyard") {
-		t.Errorf("the log does not say what was removed:\n%s", log)
+
+	w.startSwitchyard(t, "iptables", "Deleted the kube-proxy nftables table left by nftables mode")
+
+	tables, err := w.node.Exec(ctx, "nft", "list", "tables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(tables, "kube-proxy") || !strings.Contains(tables, "table inet e2e-foreign") {
+		t.Errorf("want only kube-proxy's tables deleted, have:\n%s", tables)
+	}
+	if save := saveBoth(t, w.node)["iptables"]; !strings.Contains(save, "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES") {
+		t.Errorf("Switchyard's own iptables rules are missing:\n%s", save)
 	}
 }
 
