@@ -169,6 +169,9 @@ func (k *leftoverKernel) cleanIPVS(ctx context.Context, logger klog.Logger, excl
 			logger.V(2).Info("IPVS is not available in this kernel; no IPVS leftovers to remove", "family", family)
 			return errors.Join(errs...)
 		}
+		if closer, ok := kernel.IPVS.(interface{ Close() }); ok {
+			defer closer.Close() // the real handle's netlink socket
+		}
 		before, _ := kernel.IPVS.VirtualServers()
 		p, err := ipvs.NewProxier(&ipvs.Config{FamilyConfig: node.FamilyConfig{Family: family}, ExcludeCIDRs: exclude}, *kernel, 0, nil)
 		if err != nil {
