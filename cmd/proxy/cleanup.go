@@ -80,16 +80,24 @@ func cleanIPTables(ctx context.Context, stdout io.Writer, backend xtables.Backen
 		fmt.Fprintf(stdout, "# %s %s: iptables programs not installed, skipped\n", family, backend)
 		return nil
 	}
-	save, err := ipt.SaveAll(ctx)
-	if err != nil {
-		return err
+	var plan *iptables.CleanupPlan
+	if dryRun {
+		save, err := ipt.SaveAll(ctx)
+		if err != nil {
+			return err
+		}
+		plan = iptables.PlanCleanup(save)
+	} else {
+		plan, err = iptables.Cleanup(ctx, ipt)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", family, backend, err)
+		}
 	}
-	plan := iptables.PlanCleanup(save)
 	if len(plan.Payload) == 0 {
 		fmt.Fprintf(stdout, "# %s %s: nothing to remove\n", family, backend)
 		return nil
 	}
-	verb := "removing"
+	verb := "removed"
 	if dryRun {
 		verb = "would remove"
 	}
@@ -99,19 +107,6 @@ func cleanIPTables(ctx context.Context, stdout io.Writer, backend xtables.Backen
 	}
 	for _, r := range plan.HookRules {
 		fmt.Fprintf(stdout, "rule  %s\n", r)
-	}
-	if dryRun {
-		return nil
-	}
-	if err := ipt.Restore(ctx, plan.Payload); err != nil {
-		return fmt.Errorf("%s %s: %w", family, backend, err)
-	}
-	after, err := ipt.SaveAll(ctx)
-	if err != nil {
-		return err
-	}
-	if left := iptables.PlanCleanup(after); len(left.Payload) != 0 {
-		return fmt.Errorf("%s %s: still present after cleanup: %s", family, backend, strings.Join(append(left.Chains, left.HookRules...), ", "))
 	}
 	return nil
 }

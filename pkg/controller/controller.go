@@ -83,6 +83,9 @@ type Controller struct {
 	ipvs ipvsMode
 	// nftables holds nftables mode's hooks for tests (see nftables.go).
 	nftables nftablesMode
+	// leftovers is where Run removes the other modes' rules at start; nil (tests
+	// built with newController) skips it (see leftovers.go).
+	leftovers *leftoverKernel
 
 	// syncMu is held for a whole sync and while the state dump collects what it
 	// shows, so that a dump never shows half of a sync (see state.go). syncRecords
@@ -128,6 +131,7 @@ func New(cfg Config) (*Controller, error) {
 	// Only the daemon probes nfacct: creating its counters changes the network
 	// namespace, which tests built with newController must never do.
 	c.probeNFAcct = probeNFAcct
+	c.leftovers = realLeftoverKernel(cfg.IPTablesLockWait)
 	return c, nil
 }
 
@@ -160,6 +164,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", c.nodeName)
 	ctx = klog.NewContext(ctx, logger)
 	logger.Info("Starting switchyard", "mode", c.cfg.Mode)
+	// As kube-proxy: before anything else, --init-only included.
+	c.cleanupLeftovers(ctx)
 	state, err := initNode(ctx, &c.cfg, c.kernel)
 	if err != nil {
 		return err

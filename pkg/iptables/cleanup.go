@@ -3,6 +3,8 @@ package iptables
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -115,4 +117,40 @@ func jumpTarget(rule string) string {
 		}
 	}
 	return ""
+}
+
+// CleanupKernel is what Cleanup needs of one family's iptables on one backend;
+// xtables.Exec and the xtables testing Fake implement it.
+type CleanupKernel interface {
+	// SaveAll returns iptables-save output of every table.
+	SaveAll(ctx context.Context) ([]byte, error)
+	// Restore applies an iptables-restore --noflush payload atomically.
+	Restore(ctx context.Context, payload []byte) error
+}
+
+// Cleanup removes, in one restore, every chain Switchyard or kube-proxy (iptables and
+// IPVS modes) own in one family and backend and every jump to them, then reads the
+// rules again and fails if any is left. It returns the plan it applied; an empty
+// Payload means there was nothing to remove. Other programs' rules, and kubelet's
+// KUBE-FIREWALL, KUBE-KUBELET-CANARY and KUBE-IPTABLES-HINT, stay.
+func Cleanup(ctx context.Context, ipt CleanupKernel) (*CleanupPlan, error) {
+	save, err := ipt.SaveAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the rules: %w", err)
+	}
+	plan := PlanCleanup(save)
+	if len(plan.Payload) == 0 {
+		return plan, nil
+	}
+	if err := ipt.Restore(ctx, plan.Payload); err != nil {
+		return plan, fmt.Errorf("removing %d chains and %d jumps: %w", len(plan.Chains), len(plan.HookRules), err)
+	}
+	after, err := ipt.SaveAll(ctx)
+	if err != nil {
+		return plan, fmt.Errorf("reading the rules after cleanup: %w", err)
+	}
+	if left := PlanCleanup(after); len(left.Payload) != 0 {
+		return plan, fmt.Errorf("still present after cleanup: %s", strings.Join(append(left.Chains, left.HookRules...), ", "))
+	}
+	return plan, nil
 }
