@@ -133,17 +133,23 @@ func loadRenderInput(ctx context.Context, opts *dryRunOptions, stderr io.Writer)
 		return nil, 1
 	}
 
-	facts, err := dryRunNode(opts, objs.Nodes)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return nil, 2
-	}
-	configs, err := iptablesConfigs(opts, facts)
+	facts, configs, err := nodeAndConfigs(opts, objs.Nodes)
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return nil, 2
 	}
 	return &renderInput{objs: objs, facts: facts, configs: configs, snap: modelSnapshot(stderr, objs, facts.Name)}, 0
+}
+
+// nodeAndConfigs works out the node rendered for and its per-family configs from the
+// flags and the Nodes read; an error is a bad flag (exit code 2).
+func nodeAndConfigs(opts *dryRunOptions, nodes []*v1.Node) (node.Facts, []*iptables.Config, error) {
+	facts, err := dryRunNode(opts, nodes)
+	if err != nil {
+		return facts, nil, err
+	}
+	configs, err := iptablesConfigs(opts, facts)
+	return facts, configs, err
 }
 
 // modelSnapshot feeds the objects to a tracker for nodeName and returns its snapshot,

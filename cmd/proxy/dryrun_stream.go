@@ -34,12 +34,7 @@ func streamRenderInput(ctx context.Context, opts *dryRunOptions, stderr io.Write
 		fmt.Fprintln(stderr, "switchyard: no Services or EndpointSlices could be read")
 		return nil, 1
 	}
-	facts, err := dryRunNode(opts, feed.nodes)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: %v\n", err)
-		return nil, 2
-	}
-	configs, err := iptablesConfigs(opts, facts)
+	facts, configs, err := nodeAndConfigs(opts, feed.nodes)
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return nil, 2
