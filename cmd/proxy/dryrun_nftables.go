@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
+	"github.com/switchyard-io/switchyard/pkg/iptables"
 	"github.com/switchyard-io/switchyard/pkg/kubeproxyconfig"
 	"github.com/switchyard-io/switchyard/pkg/nftables"
 	"github.com/switchyard-io/switchyard/pkg/node"
@@ -23,17 +24,9 @@ func dryRunNFTables(ctx context.Context, opts *dryRunOptions, stdout, stderr io.
 		fmt.Fprintln(stderr, errNoInput)
 		return 2
 	}
-	if len(opts.nodePortCIDRs) == 0 {
-		withPrimary := *opts
-		withPrimary.nodePortCIDRs = stringList{"primary"}
-		opts = &withPrimary
-	}
-	gate, err := kubeproxyconfig.NewFeatureGate()
-	if err == nil {
-		err = gate.SetFromMap(opts.featureGates)
-	}
+	opts, localhostGate, err := nftablesOptions(opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: --feature-gates: %v\n", err)
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return 2
 	}
 	in, code := streamRenderInput(ctx, opts, stderr)
@@ -41,11 +34,9 @@ func dryRunNFTables(ctx context.Context, opts *dryRunOptions, stdout, stderr io.
 		return code
 	}
 	for i, ic := range in.configs {
-		cfg := &nftables.Config{FamilyConfig: ic.FamilyConfig}
-		cfg.LocalhostNodePortRejects = nftables.LocalhostNodePortRejects(gate.Enabled(kubeproxyconfig.FeatureNFTablesLocalhostNodePorts),
-			node.NodePortsNameLoopback(opts.nodePortCIDRs, cfg.Family))
-		if err := cfg.Validate(); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", cfg.Family, err)
+		cfg, err := nftablesConfig(ic, opts, localhostGate)
+		if err != nil {
+			fmt.Fprintf(stderr, "switchyard: %v\n", err)
 			return 2
 		}
 		fake := knftables.NewFake(cfg.NFTFamily(), nftables.TableName)
@@ -66,4 +57,35 @@ func dryRunNFTables(ctx context.Context, opts *dryRunOptions, stdout, stderr io.
 		}
 	}
 	return 0
+}
+
+// nftablesOptions applies nftables mode's defaults to the options of a dry run or an
+// explain: without --nodeport-addresses, node ports answer on the primary addresses
+// only, as kube-proxy (and the daemon) default to in nftables mode. It also reports
+// whether --feature-gates turns KubeProxyNFTablesLocalhostNodePorts on.
+func nftablesOptions(opts *dryRunOptions) (*dryRunOptions, bool, error) {
+	if len(opts.nodePortCIDRs) == 0 {
+		withPrimary := *opts
+		withPrimary.nodePortCIDRs = stringList{"primary"}
+		opts = &withPrimary
+	}
+	gate, err := kubeproxyconfig.NewFeatureGate()
+	if err == nil {
+		err = gate.SetFromMap(opts.featureGates)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("--feature-gates: %w", err)
+	}
+	return opts, gate.Enabled(kubeproxyconfig.FeatureNFTablesLocalhostNodePorts), nil
+}
+
+// nftablesConfig is nftables mode's Config for one family of the node, as the daemon
+// builds it.
+func nftablesConfig(ic *iptables.Config, opts *dryRunOptions, localhostGate bool) (*nftables.Config, error) {
+	cfg := &nftables.Config{FamilyConfig: ic.FamilyConfig}
+	cfg.LocalhostNodePortRejects = nftables.LocalhostNodePortRejects(localhostGate, node.NodePortsNameLoopback(opts.nodePortCIDRs, cfg.Family))
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Family, err)
+	}
+	return cfg, nil
 }

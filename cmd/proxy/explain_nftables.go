@@ -9,10 +9,8 @@ import (
 
 	"github.com/switchyard-io/switchyard/pkg/endpoints"
 	"github.com/switchyard-io/switchyard/pkg/explain"
-	"github.com/switchyard-io/switchyard/pkg/kubeproxyconfig"
 	"github.com/switchyard-io/switchyard/pkg/nftables"
 	"github.com/switchyard-io/switchyard/pkg/nftables/nftmodel"
-	"github.com/switchyard-io/switchyard/pkg/node"
 )
 
 // explainNFTables explains pkt with nftables mode's table, rendered from the objects
@@ -42,17 +40,9 @@ func explainNFTables(ctx context.Context, opts *dryRunOptions, eo *explainOption
 // the localhost node-port rejects), applies it to a strict knftables.Fake and parses
 // the fake's table with nftmodel.
 func offlineNFTablesInput(ctx context.Context, opts *dryRunOptions, pkt explain.Packet, stderr io.Writer) (*explain.NFTablesInput, int) {
-	if len(opts.nodePortCIDRs) == 0 {
-		withPrimary := *opts
-		withPrimary.nodePortCIDRs = stringList{"primary"}
-		opts = &withPrimary
-	}
-	gate, err := kubeproxyconfig.NewFeatureGate()
-	if err == nil {
-		err = gate.SetFromMap(opts.featureGates)
-	}
+	opts, localhostGate, err := nftablesOptions(opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "switchyard: --feature-gates: %v\n", err)
+		fmt.Fprintf(stderr, "switchyard: %v\n", err)
 		return nil, 2
 	}
 	rin, code := loadRenderInput(ctx, opts, stderr)
@@ -64,11 +54,9 @@ func offlineNFTablesInput(ctx context.Context, opts *dryRunOptions, pkt explain.
 		if ic.Family != family {
 			continue
 		}
-		cfg := &nftables.Config{FamilyConfig: ic.FamilyConfig}
-		cfg.LocalhostNodePortRejects = nftables.LocalhostNodePortRejects(gate.Enabled(kubeproxyconfig.FeatureNFTablesLocalhostNodePorts),
-			node.NodePortsNameLoopback(opts.nodePortCIDRs, cfg.Family))
-		if err := cfg.Validate(); err != nil {
-			fmt.Fprintf(stderr, "switchyard: %s: %v\n", cfg.Family, err)
+		cfg, err := nftablesConfig(ic, opts, localhostGate)
+		if err != nil {
+			fmt.Fprintf(stderr, "switchyard: %v\n", err)
 			return nil, 2
 		}
 		fake := knftables.NewFake(cfg.NFTFamily(), nftables.TableName)
