@@ -3,7 +3,6 @@ package explain
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -114,27 +113,14 @@ func nftPrimaryOutcome(outcomes []nftmodel.Outcome) nftmodel.Outcome {
 // a `numgen random mod N` map or vmap makes each of its N entries a
 // candidate with chance 1/N.
 func (x *nftExplainer) endpoints(outcomes []nftmodel.Outcome) []Endpoint {
-	byAddr := map[netip.AddrPort]*Endpoint{}
+	var ds []delivery
 	for _, o := range outcomes {
 		if o.Fate != nftmodel.Accept || o.Endpoint == "" {
 			continue
 		}
-		ep := byAddr[o.Dst]
-		if ep == nil {
-			owner := x.in.Owners[o.Dst.Addr()]
-			ep = &Endpoint{Address: o.Dst, Pod: owner.Pod, Node: owner.Node}
-			ep.Local = o.Local || (owner.Node != "" && owner.Node == x.in.NodeName)
-			byAddr[o.Dst] = ep
-		}
-		ep.Probability += o.Probability
-		ep.Masquerade = ep.Masquerade || o.Masquerade
+		ds = append(ds, delivery{dst: o.Dst, local: o.Local, masquerade: o.Masquerade, probability: o.Probability})
 	}
-	out := make([]Endpoint, 0, len(byAddr))
-	for _, ep := range byAddr {
-		out = append(out, *ep)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address.Compare(out[j].Address) < 0 })
-	return out
+	return sumEndpoints(ds, x.in.Owners, x.in.NodeName)
 }
 
 // verdict decides how the packet ends and why.
