@@ -19,8 +19,8 @@ const maxBatchBytes = 64 << 20
 // batchTimeout bounds one batch's round trip.
 const batchTimeout = 30 * time.Second
 
-// Run implements Kernel: a transaction the compiler knows (compile.go), small enough
-// for one datagram, goes to the kernel as one nf_tables batch over netlink; any other
+// Run implements Kernel: a transaction the compiler knows (compile.go), up to
+// maxBatchBytes, goes to the kernel as one nf_tables batch over netlink; any other
 // through the nft binary. Both are atomic: the kernel takes a batch whole or not at all.
 func (k *netlinkKernel) Run(ctx context.Context, tx *knftables.Transaction) error {
 	if msgs, ok := compileTransaction(tx.String(), k.family); ok && batchSize(msgs) <= maxBatchBytes {
